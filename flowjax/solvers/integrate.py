@@ -1,0 +1,218 @@
+"""ODE integration of pytree states over a time grid: fixed-step Runge-Kutta and diffrax.
+
+Flow Matching Guide and Code (Lipman et al., 2024), section 3.1 and 6.1: samples are drawn by
+solving dx/dt = u_t(x) from t = 0 to 1, likelihoods by solving the augmented ODE from 1 to 0.
+This module is the one integrator behind `ode_sample` and the likelihood functions.
+
+Fixed-step methods (`euler`, `midpoint`, `heun`, `rk4`) run the whole integration as one
+`jax.lax.scan`. Each interval [g_i, g_{i+1}] of the time grid is covered by steps of
+`step_size` starting at g_i, the last step shortened to land on g_{i+1} (without `step_size`,
+one step per interval); so the states returned at the grid's times are solver states, not
+interpolations. Adaptive methods (`dopri5`, `tsit5`) use diffrax with a PID controller and
+`throw=False`, so a sharded batch stays sharded; a failed solve returns non-finite values.
+
+The grid is static: `time_grid` and `step_size` must be known at trace time.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import diffrax
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+PyTree = Any
+Dynamics = Callable[[jax.Array, PyTree], PyTree]  # f(t, y) -> dy/dt, t a scalar
+
+
+def _euler(f: Dynamics, t, h, y):
+    return _axpy(h, f(t, y), y)
+
+
+def _midpoint(f: Dynamics, t, h, y):
+    k1 = f(t, y)
+    return _axpy(h, f(t + 0.5 * h, _axpy(0.5 * h, k1, y)), y)
+
+
+def _heun(f: Dynamics, t, h, y):
+    k1 = f(t, y)
+    k2 = f(t + h, _axpy(h, k1, y))
+    return _axpy(0.5 * h, jax.tree.map(jnp.add, k1, k2), y)
+
+
+def _rk4(f: Dynamics, t, h, y):
+    k1 = f(t, y)
+    k2 = f(t + 0.5 * h, _axpy(0.5 * h, k1, y))
+    k3 = f(t + 0.5 * h, _axpy(0.5 * h, k2, y))
+    k4 = f(t + h, _axpy(h, k3, y))
+    incr = jax.tree.map(lambda a, b, c, d: (a + 2.0 * b + 2.0 * c + d) / 6.0, k1, k2, k3, k4)
+    return _axpy(h, incr, y)
+
+
+def _axpy(h, dy, y):
+    return jax.tree.map(lambda d, v: v + (h * d).astype(v.dtype), dy, y)
+
+
+FIXED_STEP_METHODS: dict[str, Callable] = {
+    "euler": _euler,
+    "midpoint": _midpoint,
+    "heun": _heun,
+    "rk4": _rk4,
+}
+EVALS_PER_STEP = {"euler": 1, "midpoint": 2, "heun": 2, "rk4": 4}
+ADAPTIVE_METHODS: dict[str, Callable[[], diffrax.AbstractSolver]] = {
+    "dopri5": diffrax.Dopri5,
+    "tsit5": diffrax.Tsit5,
+}
+METHODS = tuple(FIXED_STEP_METHODS) + tuple(ADAPTIVE_METHODS)
+
+
+def check_method(method: str) -> None:
+    if method not in METHODS:
+        raise ValueError(f"Unknown ODE method {method!r}; expected one of {', '.join(METHODS)}.")
+
+
+def static_time_grid(time_grid: Any) -> np.ndarray:
+    """The time grid as a float64 NumPy vector of >= 2 strictly monotone points in [0, 1]."""
+    try:
+        grid = np.asarray(time_grid, dtype=np.float64)
+    except (jax.errors.TracerArrayConversionError, jax.errors.ConcretizationTypeError):
+        raise ValueError(
+            "time_grid must be known at trace time (a tuple, list or NumPy array), not a traced "
+            "array: the number of solver steps depends on it."
+        ) from None
+    if grid.ndim != 1 or grid.shape[0] < 2:
+        raise ValueError(
+            f"time_grid must be a vector of at least 2 times, got shape {grid.shape}: {grid!r}."
+        )
+    diffs = np.diff(grid)
+    if not (np.all(diffs > 0) or np.all(diffs < 0)):
+        raise ValueError(f"time_grid must be strictly ascending or descending, got {grid!r}.")
+    if grid.min() < 0.0 or grid.max() > 1.0:
+        raise ValueError(f"time_grid must lie in [0, 1], got {grid!r}.")
+    return grid
+
+
+def step_nodes(grid: np.ndarray, step_size: float | None) -> tuple[np.ndarray, np.ndarray]:
+    """All solver nodes covering `grid`, and the index in them of each grid point.
+
+    Returns (nodes, grid_index) with nodes[grid_index] == grid.
+    """
+    if step_size is None:
+        return grid, np.arange(grid.shape[0])
+    if not step_size > 0:
+        raise ValueError(f"step_size must be positive or None, got {step_size!r}.")
+    nodes, index = [grid[0]], [0]
+    for a, b in zip(grid[:-1], grid[1:]):
+        # A relative slack keeps 1/0.05 from turning into 20 steps plus one of length 1e-17.
+        n = max(1, int(np.ceil(abs(b - a) / step_size - 1e-6)))
+        direction = np.sign(b - a)
+        nodes.extend(a + direction * step_size * np.arange(1, n))
+        nodes.append(b)
+        index.append(len(nodes) - 1)
+    return np.asarray(nodes), np.asarray(index)
+
+
+def _float_dtype(y0: PyTree):
+    leaves = jax.tree.leaves(y0)
+    dtypes = [jnp.asarray(leaf).dtype for leaf in leaves]
+    floats = [d for d in dtypes if jnp.issubdtype(d, jnp.floating)]
+    if not floats or len(floats) != len(dtypes):
+        raise TypeError(f"The ODE state must be floating point, got dtypes {dtypes}.")
+    return jnp.result_type(*floats)
+
+
+def integrate(
+    f: Dynamics,
+    y0: PyTree,
+    time_grid: Any,
+    *,
+    method: str = "euler",
+    step_size: float | None = None,
+    return_intermediates: bool = False,
+    atol: float = 1e-5,
+    rtol: float = 1e-5,
+    max_steps: int = 16384,
+) -> PyTree:
+    """Solves dy/dt = f(t, y) from time_grid[0] to time_grid[-1].
+
+    Args:
+      f: dynamics f(t, y) with a scalar t; y is any pytree of floating arrays.
+      y0: the state at time_grid[0].
+      time_grid: >= 2 strictly monotone times in [0, 1] (static).
+      method: one of `METHODS`.
+      step_size: fixed-step size, or for adaptive methods the initial step (None: automatic).
+      return_intermediates: return the states at every time of the grid, stacked on a new
+        leading axis, instead of the final state.
+      atol, rtol: tolerances of the adaptive methods.
+      max_steps: step budget of the adaptive methods.
+    """
+    check_method(method)
+    grid = static_time_grid(time_grid)
+    dtype = _float_dtype(y0)
+    if method in ADAPTIVE_METHODS:
+        return _integrate_adaptive(
+            f, y0, grid, dtype, method, step_size, return_intermediates, atol, rtol, max_steps
+        )
+    nodes, grid_index = step_nodes(grid, step_size)
+    step = FIXED_STEP_METHODS[method]
+    ts = jnp.asarray(nodes[:-1], dtype=dtype)
+    hs = jnp.asarray(np.diff(nodes), dtype=dtype)
+
+    if not return_intermediates:
+
+        def body(y, th):
+            t, h = th
+            return step(f, t, h, y), None
+
+        y_final, _ = jax.lax.scan(body, y0, (ts, hs))
+        return y_final
+
+    # Step k ends at node k + 1; write it into its grid slot, or into a spare last slot.
+    num_grid = grid.shape[0]
+    slot = np.full(nodes.shape[0] - 1, num_grid, dtype=np.int32)
+    slot[grid_index[1:] - 1] = np.arange(1, num_grid)
+    buffers = jax.tree.map(
+        lambda v: jnp.zeros((num_grid + 1,) + v.shape, v.dtype).at[0].set(v), y0
+    )
+
+    def body_with_buffer(carry, ths):
+        y, buf = carry
+        t, h, s = ths
+        y = step(f, t, h, y)
+        buf = jax.tree.map(lambda b, v: jax.lax.dynamic_update_index_in_dim(b, v, s, 0), buf, y)
+        return (y, buf), None
+
+    (_, buffers), _ = jax.lax.scan(
+        body_with_buffer, (y0, buffers), (ts, hs, jnp.asarray(slot))
+    )
+    return jax.tree.map(lambda b: b[:num_grid], buffers)
+
+
+def _integrate_adaptive(
+    f, y0, grid, dtype, method, step_size, return_intermediates, atol, rtol, max_steps
+):
+    term = diffrax.ODETerm(lambda t, y, args: f(t, y))
+    t0, t1 = float(grid[0]), float(grid[-1])
+    saveat = (
+        diffrax.SaveAt(ts=jnp.asarray(grid, dtype=dtype))
+        if return_intermediates
+        else diffrax.SaveAt(t1=True)
+    )
+    solution = diffrax.diffeqsolve(
+        term,
+        ADAPTIVE_METHODS[method](),
+        t0=jnp.asarray(t0, dtype),
+        t1=jnp.asarray(t1, dtype),
+        dt0=None if step_size is None else (step_size if t1 > t0 else -step_size),
+        y0=y0,
+        saveat=saveat,
+        stepsize_controller=diffrax.PIDController(rtol=rtol, atol=atol),
+        max_steps=max_steps,
+        throw=False,
+    )
+    if return_intermediates:
+        return solution.ys
+    return jax.tree.map(lambda v: v[-1], solution.ys)
