@@ -1,0 +1,546 @@
+"""grain input pipelines: deterministic, resumable, per-process batches from a `data` config.
+
+`build_dataset(config, global_batch_size=..., seed=..., process_index=..., process_count=...)`
+returns an infinite `grain.DatasetIterator` of dicts of NumPy arrays for one process:
+
+    {"x": float32 (global_batch_size // process_count, *event_shape),
+     "label": int32 (global_batch_size // process_count,)}     # labelled sources only
+
+Design: element i of the underlying `grain.MapDataset` is *global batch i*, computed by a pure
+function of (config, seed, i); each process keeps rows
+[process_index * local, (process_index + 1) * local) of it and reads only those. Hence
+
+- resuming at step k (iterator state {"next_index": k}) reproduces the same batches;
+- any split of the same global batch over processes gives the same data (1 process x 8
+  devices and 2 processes x 4 devices see identical global batches);
+- the processes read disjoint records, and together each record once per epoch.
+
+Record sources (`arrays`, `array_record`, `tfds`) see the data as an endless stream of
+epochs: epoch e is a permutation of all n records drawn from
+`numpy.random.default_rng([seed, e, 0x5045524D])` (the identity when `shuffle=False`), global
+batch i is positions [i*B, (i+1)*B) of that stream (a batch may straddle two epochs, so no
+record is ever skipped), and with `num_epochs` set the stream stops after that many epochs,
+dropping the incomplete last batch. Gathering a whole batch of indices at once keeps the cost
+per batch in vectorised NumPy instead of one Python call per record. Toy sources draw global
+batch i from `numpy.random.default_rng([seed, i])` (see `flowjax.data.toy`).
+
+Post-processing, identical for all sources: uint8 examples (images) are mapped to [-1, 1] by
+x / 127.5 - 1, any other dtype is cast to float32; with `random_flip=True` each image of
+shape (H, W, C) is flipped left-right with probability 1/2, decided by
+`numpy.random.default_rng([seed, i, 0x464C4950])` for global batch i (so also deterministic).
+
+Config keys (a `ml_collections.ConfigDict` or a dict; unknown keys raise):
+
+    common:        source, worker_count=0, num_threads=1, prefetch_buffer_size=2
+    "toy":         name (one of TOY_DISTRIBUTIONS)
+    "arrays":      path (.npz, or .npy memory-mapped), x_key="x", label_key=None, shuffle=True,
+                   num_classes=None, random_flip=False, num_epochs=None
+    "array_record": path (file, glob or list, written by write_array_record), shuffle=True,
+                   num_classes=None, random_flip=False, num_epochs=None
+    "tfds":        name, split="train", data_dir=None, image_key="image", label_key="label",
+                   shuffle=True, random_flip=False, num_epochs=None
+
+`num_threads` / `prefetch_buffer_size` are grain's `ReadOptions` (threads computing whole
+batches ahead, and how many batches to hold); `worker_count > 0` adds grain multiprocessing
+(`IterDataset.mp_prefetch`), which also keeps the iterator checkpointable.
+
+Checkpointing the iterator: grain's iterator state is `it.get_state()` / `it.set_state(s)`
+(a small JSON-able dict), and with Orbax it is the pair of checkpoint args
+`grain.checkpoint.CheckpointSave(it)` / `grain.checkpoint.CheckpointRestore(it)` (handler
+`grain.checkpoint.CheckpointHandler`), e.g. inside
+`ocp.args.Composite(data=grain.checkpoint.CheckpointSave(it), ...)`. The handler writes one
+file per process named by `jax.process_index()` / `jax.process_count()`.
+"""
+
+from __future__ import annotations
+
+import sys
+import threading
+from collections import OrderedDict
+from collections.abc import Mapping
+from typing import Any
+
+import grain
+import numpy as np
+
+from flowjax.data import sources as _src
+from flowjax.data.toy import TOY_DISTRIBUTIONS, check_toy_name, toy_batch
+
+SOURCES: tuple[str, ...] = ("toy", "arrays", "array_record", "tfds")
+"""Values accepted for `config.source`."""
+
+_REQUIRED = object()
+_COMMON_KEYS: dict[str, Any] = {
+    "source": _REQUIRED,
+    "worker_count": 0,
+    "num_threads": 1,
+    "prefetch_buffer_size": 2,
+}
+_SOURCE_KEYS: dict[str, dict[str, Any]] = {
+    "toy": {"name": _REQUIRED},
+    "arrays": {
+        "path": _REQUIRED,
+        "x_key": "x",
+        "label_key": None,
+        "shuffle": True,
+        "num_classes": None,
+        "random_flip": False,
+        "num_epochs": None,
+    },
+    "array_record": {
+        "path": _REQUIRED,
+        "shuffle": True,
+        "num_classes": None,
+        "random_flip": False,
+        "num_epochs": None,
+    },
+    "tfds": {
+        "name": _REQUIRED,
+        "split": "train",
+        "data_dir": None,
+        "image_key": "image",
+        "label_key": "label",
+        "shuffle": True,
+        "random_flip": False,
+        "num_epochs": None,
+    },
+}
+
+# Domain tags keeping the NumPy streams of permutations and flips apart from the toy stream.
+_PERMUTATION_TAG = 0x5045524D
+_FLIP_TAG = 0x464C4950
+
+
+# --------------------------------------------------------------------------------------------
+# Config parsing and argument checks.
+
+
+def _as_dict(config: Any) -> dict[str, Any]:
+    if hasattr(config, "to_dict"):
+        return dict(config.to_dict())
+    if isinstance(config, Mapping):
+        return dict(config)
+    raise TypeError(f"Expected a data ConfigDict or dict, got {type(config).__name__}.")
+
+
+def parse_config(config: Any) -> dict[str, Any]:
+    """The data config as a plain dict with defaults filled in; raises on any bad key or value.
+
+    Checks only what needs no file access: the source name, the allowed keys for that source,
+    the toy name and the types of the numeric options.
+    """
+    raw = _as_dict(config)
+    source = raw.get("source", None)
+    if source not in SOURCES:
+        raise ValueError(f"data.source must be one of {SOURCES}, got {source!r}.")
+    schema = {**_COMMON_KEYS, **_SOURCE_KEYS[source]}
+    unknown = sorted(set(raw) - set(schema))
+    if unknown:
+        raise ValueError(
+            f"Unknown key(s) {unknown} in the data config for source={source!r}; "
+            f"allowed keys: {sorted(schema)}."
+        )
+    spec: dict[str, Any] = {}
+    for key, default in schema.items():
+        value = raw.get(key, default)
+        if value is _REQUIRED:
+            raise ValueError(f"data.{key} is required for source={source!r}.")
+        spec[key] = value
+    if source == "toy":
+        check_toy_name(spec["name"])
+    for key in ("worker_count", "num_threads", "prefetch_buffer_size"):
+        if not isinstance(spec[key], (int, np.integer)) or spec[key] < 0:
+            raise ValueError(f"data.{key} must be a non-negative int, got {spec[key]!r}.")
+    num_epochs = spec.get("num_epochs")
+    if num_epochs is not None and (not isinstance(num_epochs, (int, np.integer)) or num_epochs < 1):
+        raise ValueError(f"data.num_epochs must be None (forever) or >= 1, got {num_epochs!r}.")
+    num_classes = spec.get("num_classes")
+    if num_classes is not None and (
+        not isinstance(num_classes, (int, np.integer)) or num_classes < 1
+    ):
+        raise ValueError(f"data.num_classes must be None or a positive int, got {num_classes!r}.")
+    return spec
+
+
+def _check_batch_args(
+    global_batch_size: int, seed: int, process_index: int, process_count: int
+) -> int:
+    """Checks the sharding arguments and returns the per-process batch size."""
+    for name, value in (
+        ("global_batch_size", global_batch_size),
+        ("seed", seed),
+        ("process_index", process_index),
+        ("process_count", process_count),
+    ):
+        if not isinstance(value, (int, np.integer)) or isinstance(value, bool):
+            raise ValueError(f"{name} must be an int, got {value!r}.")
+    if global_batch_size < 1:
+        raise ValueError(f"global_batch_size must be >= 1, got {global_batch_size}.")
+    if seed < 0:
+        raise ValueError(f"seed must be a non-negative int, got {seed}.")
+    if process_count < 1:
+        raise ValueError(f"process_count must be >= 1, got {process_count}.")
+    if not 0 <= process_index < process_count:
+        raise ValueError(
+            f"process_index must be in [0, {process_count - 1}] for process_count="
+            f"{process_count}, got {process_index}."
+        )
+    if global_batch_size % process_count:
+        lower = (global_batch_size // process_count) * process_count
+        suggestion = f"{lower} or {lower + process_count}" if lower else f"{process_count}"
+        raise ValueError(
+            f"global_batch_size ({global_batch_size}) must be divisible by process_count "
+            f"({process_count}), so that every process gets global_batch_size // "
+            f"process_count examples; use a multiple of {process_count}, e.g. {suggestion}."
+        )
+    return global_batch_size // process_count
+
+
+def _open_reader(spec: dict[str, Any]) -> _src.RecordReader:
+    """Opens (and so checks) the record source of a parsed non-toy config."""
+    source = spec["source"]
+    if source == "arrays":
+        path = str(spec["path"])
+        _src.check_array_file(path, spec["x_key"], spec["label_key"])
+        return _src.LazyArrayFileReader(path, spec["x_key"], spec["label_key"])
+    if source == "array_record":
+        return _src.ArrayRecordReader(_src.resolve_paths(spec["path"]))
+    if source == "tfds":
+        builder = _src.tfds_builder(spec["name"], spec["data_dir"])
+        _src.check_tfds_split(builder, spec["split"])
+        _src.tfds_event_shape(builder, spec["image_key"])
+        _src.tfds_num_classes(builder, spec["label_key"])
+        return _src.TfdsReader(
+            spec["name"], spec["split"], spec["data_dir"], spec["image_key"], spec["label_key"]
+        )
+    raise AssertionError(source)
+
+
+# --------------------------------------------------------------------------------------------
+# Global batch i -> this process's rows.
+
+
+class EpochIndexSampler:
+    """Record indices of global batch i of an endless stream of (optionally shuffled) epochs.
+
+    Position p of the stream is record perm_e[p % n] with e = p // n, where perm_e is the
+    permutation of epoch e drawn from `numpy.random.default_rng([seed, e, tag])` (identity
+    when `shuffle` is False); global batch i covers positions [i*B, (i+1)*B). The last few
+    permutations are cached, so a batch costs O(B) after the first batch of each epoch.
+    """
+
+    def __init__(self, num_records: int, global_batch_size: int, seed: int, shuffle: bool):
+        if num_records < 1:
+            raise ValueError("The data source is empty.")
+        self.num_records = int(num_records)
+        self.global_batch_size = int(global_batch_size)
+        self.seed = int(seed)
+        self.shuffle = bool(shuffle)
+        self._cache: OrderedDict[int, np.ndarray] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {k: v for k, v in self.__dict__.items() if k not in ("_cache", "_lock")}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._cache = OrderedDict()
+        self._lock = threading.Lock()
+
+    def permutation(self, epoch: int) -> np.ndarray:
+        """The order in which epoch `epoch` visits the records."""
+        with self._lock:
+            perm = self._cache.get(epoch)
+            if perm is not None:
+                self._cache.move_to_end(epoch)
+                return perm
+        rng = np.random.default_rng([self.seed, epoch, _PERMUTATION_TAG])
+        perm = rng.permutation(self.num_records)
+        with self._lock:
+            self._cache[epoch] = perm
+            while len(self._cache) > 4:
+                self._cache.popitem(last=False)
+        return perm
+
+    def indices(self, index: int) -> np.ndarray:
+        """The global batch's record indices, shape (global_batch_size,)."""
+        b, n = self.global_batch_size, self.num_records
+        positions = index * b + np.arange(b, dtype=np.int64)
+        epochs, within = np.divmod(positions, n)
+        if not self.shuffle:
+            return within
+        first, last = int(epochs[0]), int(epochs[-1])
+        if first == last:
+            return self.permutation(first)[within]
+        out = np.empty(b, dtype=np.int64)
+        for epoch in range(first, last + 1):
+            mask = epochs == epoch
+            out[mask] = self.permutation(epoch)[within[mask]]
+        return out
+
+
+def _to_float(x: np.ndarray) -> np.ndarray:
+    if x.dtype == np.uint8:
+        return x.astype(np.float32) * np.float32(1.0 / 127.5) - np.float32(1.0)
+    return np.asarray(x, dtype=np.float32)
+
+
+class _Rows:
+    """The rows [lo, hi) of a global batch that belong to one process."""
+
+    def __init__(self, process_index: int, local_batch_size: int):
+        self.lo = process_index * local_batch_size
+        self.hi = self.lo + local_batch_size
+
+
+class ToyBatch:
+    """grain map: global batch index -> this process's rows of the toy batch."""
+
+    def __init__(self, name: str, global_batch_size: int, seed: int, rows: _Rows):
+        self.name = name
+        self.global_batch_size = global_batch_size
+        self.seed = seed
+        self.rows = rows
+
+    def __call__(self, index: int) -> dict[str, np.ndarray]:
+        x = toy_batch(self.name, self.global_batch_size, seed=self.seed, index=int(index))
+        return {"x": x[self.rows.lo : self.rows.hi]}
+
+
+class RecordBatch:
+    """grain map: global batch index -> this process's rows, read from a record source."""
+
+    def __init__(
+        self,
+        reader: _src.RecordReader,
+        sampler: EpochIndexSampler,
+        rows: _Rows,
+        random_flip: bool,
+    ):
+        self.reader = reader
+        self.sampler = sampler
+        self.rows = rows
+        self.random_flip = random_flip
+
+    def __call__(self, index: int) -> dict[str, np.ndarray]:
+        index = int(index)
+        records = self.sampler.indices(index)[self.rows.lo : self.rows.hi]
+        batch = self.reader.read(records)
+        x = _to_float(batch["x"])
+        if self.random_flip and x.ndim == 4:
+            rng = np.random.default_rng([self.sampler.seed, index, _FLIP_TAG])
+            flip = (rng.random(self.sampler.global_batch_size) < 0.5)[self.rows.lo : self.rows.hi]
+            x = np.where(flip[:, None, None, None], x[:, :, ::-1, :], x)
+        out = {"x": np.ascontiguousarray(x)}
+        if "label" in batch:
+            out["label"] = batch["label"].astype(np.int32)
+        return out
+
+
+# --------------------------------------------------------------------------------------------
+# Public entry points.
+
+
+def _map_dataset(
+    spec: dict[str, Any],
+    reader: _src.RecordReader | None,
+    global_batch_size: int,
+    seed: int,
+    process_index: int,
+    local: int,
+) -> grain.MapDataset:
+    rows = _Rows(process_index, local)
+    if spec["source"] == "toy":
+        fn: Any = ToyBatch(spec["name"], global_batch_size, seed, rows)
+        length = sys.maxsize
+    else:
+        assert reader is not None
+        sampler = EpochIndexSampler(len(reader), global_batch_size, seed, spec["shuffle"])
+        fn = RecordBatch(reader, sampler, rows, bool(spec["random_flip"]))
+        if spec["num_epochs"] is None:
+            length = sys.maxsize
+        else:
+            length = spec["num_epochs"] * len(reader) // global_batch_size
+            if length == 0:
+                raise ValueError(
+                    f"num_epochs={spec['num_epochs']} of {len(reader)} records gives no full "
+                    f"global batch of {global_batch_size}; lower global_batch_size or raise "
+                    "num_epochs."
+                )
+    return grain.MapDataset.range(length).map(fn)
+
+
+def build_map_dataset(
+    config: Any,
+    *,
+    global_batch_size: int,
+    seed: int,
+    process_index: int = 0,
+    process_count: int = 1,
+) -> grain.MapDataset:
+    """The random-access `grain.MapDataset` whose element i is this process's part of batch i.
+
+    Same arguments and checks as `build_dataset`; useful to look at a given step directly.
+    """
+    local = _check_batch_args(global_batch_size, seed, process_index, process_count)
+    spec = parse_config(config)
+    reader = None if spec["source"] == "toy" else _open_reader(spec)
+    return _map_dataset(spec, reader, global_batch_size, seed, process_index, local)
+
+
+def _ensure_absl_flags_parsed() -> None:
+    """grain's worker processes read absl flags; outside `absl.app.run` nothing parsed them.
+
+    Marks the (default-valued) flags as parsed in that case only, as a notebook would.
+    """
+    from absl import flags
+
+    if not flags.FLAGS.is_parsed():
+        flags.FLAGS.mark_as_parsed()
+
+
+def _iterate(ds: grain.MapDataset, spec: dict[str, Any]) -> grain.DatasetIterator:
+    read_options = grain.ReadOptions(
+        num_threads=int(spec["num_threads"]),
+        prefetch_buffer_size=int(spec["prefetch_buffer_size"]),
+    )
+    it_ds = ds.to_iter_dataset(read_options)
+    if spec["worker_count"] > 0:
+        _ensure_absl_flags_parsed()
+        options = grain.MultiprocessingOptions(num_workers=int(spec["worker_count"]))
+        it_ds = it_ds.mp_prefetch(options)
+    return iter(it_ds)
+
+
+def build_dataset(
+    config: Any,
+    *,
+    global_batch_size: int,
+    seed: int,
+    process_index: int = 0,
+    process_count: int = 1,
+) -> grain.DatasetIterator:
+    """An infinite, checkpointable iterator over this process's share of every global batch.
+
+    Args:
+      config: the `data` sub-config (see the module docstring for the keys per source).
+      global_batch_size: examples per step over all processes; must be divisible by
+        `process_count`.
+      seed: non-negative int; the stream is a pure function of (config, seed, step).
+      process_index: this process (`jax.process_index()`).
+      process_count: number of processes (`jax.process_count()`).
+
+    Returns:
+      A `grain.DatasetIterator` yielding {"x": float32 (local, *event_shape)} plus
+      {"label": int32 (local,)} for labelled data, local = global_batch_size //
+      process_count. Save / restore its position with `get_state()` / `set_state()` or
+      Orbax's `grain.checkpoint.CheckpointSave` / `grain.checkpoint.CheckpointRestore`.
+
+    Raises:
+      ValueError: before any data is read, for an unknown source or toy name, an unknown
+        config key, a batch size not divisible by `process_count`, a missing file or
+        directory, or a TFDS dataset that is not prepared locally.
+    """
+    local = _check_batch_args(global_batch_size, seed, process_index, process_count)
+    spec = parse_config(config)
+    reader = None if spec["source"] == "toy" else _open_reader(spec)
+    ds = _map_dataset(spec, reader, global_batch_size, seed, process_index, local)
+    return _iterate(ds, spec)
+
+
+def dataset_from_arrays(
+    x: np.ndarray,
+    labels: np.ndarray | None = None,
+    *,
+    global_batch_size: int,
+    seed: int,
+    process_index: int = 0,
+    process_count: int = 1,
+    shuffle: bool = True,
+    random_flip: bool = False,
+    num_epochs: int | None = None,
+    num_threads: int = 1,
+    prefetch_buffer_size: int = 2,
+    worker_count: int = 0,
+) -> grain.DatasetIterator:
+    """`build_dataset` for arrays already in memory: x (n, *event) and optional labels (n,).
+
+    The batches are exactly those of `source="arrays"` on a .npz file holding the same arrays.
+    """
+    local = _check_batch_args(global_batch_size, seed, process_index, process_count)
+    spec = parse_config(
+        dict(
+            source="arrays",
+            path="<in memory>",
+            shuffle=shuffle,
+            random_flip=random_flip,
+            num_epochs=num_epochs,
+            num_threads=num_threads,
+            prefetch_buffer_size=prefetch_buffer_size,
+            worker_count=worker_count,
+        )
+    )
+    reader = _src.ArrayReader(x, labels)
+    ds = _map_dataset(spec, reader, global_batch_size, seed, process_index, local)
+    return _iterate(ds, spec)
+
+
+def event_shape(config: Any) -> tuple[int, ...]:
+    """The shape of one example x, read from metadata only (no batch is produced)."""
+    spec = parse_config(config)
+    source = spec["source"]
+    if source == "toy":
+        return (2,)
+    if source == "arrays":
+        path = str(spec["path"])
+        _src.check_array_file(path, spec["x_key"], spec["label_key"])
+        shape, _ = _src.array_file_shape(path, spec["x_key"])
+        return tuple(shape[1:])
+    if source == "array_record":
+        return _src.ArrayRecordReader(_src.resolve_paths(spec["path"])).event_shape
+    builder = _src.tfds_builder(spec["name"], spec["data_dir"])
+    return _src.tfds_event_shape(builder, spec["image_key"])
+
+
+def num_classes(config: Any) -> int | None:
+    """The number of label classes, or None for unlabelled data (toys, no label key).
+
+    `data.num_classes` wins when set; otherwise TFDS reads it from the dataset info, and the
+    array sources take max(label) + 1 (reading all labels; for a large ArrayRecord source set
+    `data.num_classes` to avoid the scan).
+    """
+    spec = parse_config(config)
+    source = spec["source"]
+    if source == "toy":
+        return None
+    if source == "tfds":
+        builder = _src.tfds_builder(spec["name"], spec["data_dir"])
+        return _src.tfds_num_classes(builder, spec["label_key"])
+    if source == "arrays":
+        path = str(spec["path"])
+        _src.check_array_file(path, spec["x_key"], spec["label_key"])
+        if spec["label_key"] is None:
+            return None
+        if spec["num_classes"] is not None:
+            return int(spec["num_classes"])
+        with np.load(path, allow_pickle=False) as data:
+            return int(np.max(data[spec["label_key"]])) + 1
+    reader = _src.ArrayRecordReader(_src.resolve_paths(spec["path"]))
+    if not reader.has_labels:
+        return None
+    if spec["num_classes"] is not None:
+        return int(spec["num_classes"])
+    return reader.max_label() + 1
+
+
+__all__ = [
+    "SOURCES",
+    "TOY_DISTRIBUTIONS",
+    "EpochIndexSampler",
+    "build_dataset",
+    "build_map_dataset",
+    "dataset_from_arrays",
+    "event_shape",
+    "num_classes",
+    "parse_config",
+]
