@@ -1,0 +1,152 @@
+"""Checkpoints of a run: the train state, the data iterator's position and the config.
+
+One `orbax.checkpoint.CheckpointManager` in `<workdir>/checkpoints` writes, per saved step, an
+`ocp.args.Composite` of three items:
+
+  state   the TrainState pytree (StandardSave; sharded arrays are written by every process),
+  data    the grain iterator's state (grain's own checkpoint handler, one file per process),
+  config  the run's config as JSON, for the record.
+
+Restoring the newest checkpoint gives back the exact state and the exact next batch. If the
+newest cannot be read (a damaged or truncated file), the previous one is tried, with a warning
+that names the step and the error; once an older step has been restored, the unreadable ones are
+moved to `<workdir>/unreadable_checkpoints/` (never deleted) so that the run can save those step
+numbers again. If no checkpoint can be read, nothing is moved and the error is raised.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import time
+from typing import Any, NamedTuple
+
+import grain
+import jax
+import ml_collections
+import orbax.checkpoint as ocp
+from jax.experimental import multihost_utils
+
+from flowjax.train.state import TrainState
+
+log = logging.getLogger(__name__)
+
+CHECKPOINT_DIR = "checkpoints"
+UNREADABLE_DIR = "unreadable_checkpoints"
+
+
+class Restored(NamedTuple):
+    step: int
+    state: TrainState
+
+
+def abstract_with_shardings(abstract_state: Any, shardings: Any) -> Any:
+    """ShapeDtypeStructs carrying the target shardings: the layout a restore reads into."""
+    return jax.tree.map(
+        lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s), abstract_state, shardings
+    )
+
+
+class Checkpointer:
+    """Saves and restores (state, data position, config) under `<workdir>/checkpoints`."""
+
+    def __init__(self, workdir: str, *, max_to_keep: int | None = None, async_save: bool = False):
+        self.workdir = os.path.abspath(workdir)
+        self.directory = os.path.join(self.workdir, CHECKPOINT_DIR)
+        self._manager = ocp.CheckpointManager(
+            self.directory,
+            options=ocp.CheckpointManagerOptions(
+                max_to_keep=max_to_keep, enable_async_checkpointing=async_save, create=True
+            ),
+        )
+
+    def all_steps(self) -> list[int]:
+        return sorted(self._manager.all_steps())
+
+    def save(
+        self,
+        step: int,
+        state: TrainState,
+        data_iterator: grain.DatasetIterator,
+        config: ml_collections.ConfigDict,
+    ) -> None:
+        """Writes checkpoint `step` (in the background when async; see `wait`)."""
+        self._manager.save(
+            step,
+            args=ocp.args.Composite(
+                state=ocp.args.StandardSave(state),
+                data=grain.checkpoint.CheckpointSave(data_iterator),
+                config=ocp.args.JsonSave(config.to_dict()),
+            ),
+            force=True,
+        )
+
+    def restore_latest(
+        self, abstract_state: Any, data_iterator: grain.DatasetIterator | None = None
+    ) -> Restored | None:
+        """The newest readable checkpoint, or None if there is none.
+
+        Args:
+          abstract_state: ShapeDtypeStructs (with shardings) of the TrainState to read into.
+          data_iterator: if given, set to the saved position (resuming training); if None only
+            the state is read (sampling, evaluation).
+        """
+        steps = self.all_steps()
+        unreadable = []
+        for step in reversed(steps):
+            items = {"state": ocp.args.StandardRestore(abstract_state)}
+            if data_iterator is not None:
+                items["data"] = grain.checkpoint.CheckpointRestore(data_iterator)
+            try:
+                restored = self._manager.restore(step, args=ocp.args.Composite(**items))
+            except Exception as error:  # orbax raises many types for damaged files
+                log.warning(
+                    "The checkpoint at step %d in %s cannot be read (%s: %s). Falling back to "
+                    "the checkpoint before it.",
+                    step,
+                    self.directory,
+                    type(error).__name__,
+                    error,
+                )
+                unreadable.append((step, error))
+                continue
+            if unreadable:
+                self._set_aside([s for s, _ in unreadable])
+            log.info("Restored the checkpoint at step %d from %s.", step, self.directory)
+            return Restored(step, restored.state)
+        if unreadable:
+            step, error = unreadable[0]
+            raise RuntimeError(
+                f"None of the checkpoints in {self.directory} (steps {steps}) can be read; the "
+                f"newest (step {step}) failed with {type(error).__name__}: {error}. If the model, "
+                "optimiser or data config changed since they were written, restore the old "
+                "config or start in a new --workdir; nothing was deleted."
+            ) from error
+        return None
+
+    def _set_aside(self, steps: list[int]) -> None:
+        """Moves unreadable step directories to <workdir>/unreadable_checkpoints/."""
+        if jax.process_index() == 0:
+            target_root = os.path.join(self.workdir, UNREADABLE_DIR)
+            os.makedirs(target_root, exist_ok=True)
+            stamp = time.strftime("%Y%m%d-%H%M%S")
+            for step in steps:
+                target = os.path.join(target_root, f"{step}-{stamp}")
+                shutil.move(os.path.join(self.directory, str(step)), target)
+                log.warning("Moved the unreadable checkpoint of step %d to %s.", step, target)
+        multihost_utils.sync_global_devices("flowjax_set_aside_unreadable_checkpoints")
+        self._manager.reload()
+
+    def wait(self) -> None:
+        """Blocks until background writes are finished (and raises their errors)."""
+        self._manager.wait_until_finished()
+
+    def close(self) -> None:
+        self._manager.close()
+
+    def __enter__(self) -> Checkpointer:
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.close()

@@ -1,0 +1,346 @@
+"""The training config: its schema (every key, with its default and type) and its validation.
+
+Every experiment config starts from `default_config()` and changes values, so that the keys a
+run accepts are exactly those listed here (plus the settings of the chosen model, see
+`flowjax.train.registry.MODELS`, and of the chosen data source, which `flowjax.data` checks).
+`validate_config` runs before anything is compiled and raises a `ValueError` that says what was
+expected: an unknown or missing key (with the closest valid one), a value of the wrong type or
+out of range, a choice that does not exist, a global batch that the data-parallel devices
+cannot split evenly, a dataset that does not exist, a bad model or scheduler setting, or a work
+directory that cannot be written.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+import tempfile
+from typing import Any
+
+import jax
+import ml_collections
+from flax import nnx
+
+from flowjax import data, losses, solvers
+from flowjax.train import registry
+from flowjax.train.sharding import MESH_AXES, data_parallel_size
+
+OPTIMIZERS = ("adam", "adamw")
+LR_SCHEDULES = ("constant", "cosine")
+
+
+def default_config() -> ml_collections.ConfigDict:
+    """The schema of a training config, with the default of every key."""
+    config = ml_collections.ConfigDict()
+    config.seed = 0
+
+    config.model = registry.model_defaults("mlp")
+    # Owned by `flowjax.data` (source, dataset name and its settings).
+    config.data = ml_collections.ConfigDict()
+
+    config.path = dict(
+        scheduler="cond_ot",  # one of registry.SCHEDULERS
+        polynomial_n=1.0,  # exponent of the "polynomial" scheduler
+        vp_beta_min=0.1,  # range of the "vp" scheduler
+        vp_beta_max=20.0,
+    )
+    config.loss = dict(
+        prediction="velocity",  # regression target: "velocity", "target" (x_1) or "epsilon" (x_0)
+        time_distribution="uniform",  # or "logit_normal": t = sigmoid(N(time_mean, time_std^2))
+        time_mean=-1.2,
+        time_std=1.2,
+        t_max=1.0,  # times are drawn in [0, t_max)
+        label_dropout=0.0,  # probability of replacing a class label by the null label (CFG)
+    )
+    config.optim = dict(
+        name="adam",  # or "adamw"
+        learning_rate=1e-3,  # peak learning rate
+        b1=0.9,
+        b2=0.999,
+        eps=1e-8,
+        weight_decay=0.0,  # decoupled weight decay of "adamw"
+        schedule="constant",  # or "cosine" (decay to final_lr_fraction * learning_rate)
+        warmup_steps=0,  # linear warm-up from 0 to learning_rate
+        final_lr_fraction=0.0,
+        grad_clip_norm=0.0,  # clip gradients to this global norm; 0 disables clipping
+        ema_decay=0.9999,  # EMA decay, warmed up as min(ema_decay, (1 + step) / (10 + step))
+    )
+    config.train = dict(
+        num_steps=1000,  # optimiser updates
+        global_batch_size=256,  # examples per update, over all devices and processes
+        grad_accum_steps=1,  # micro-batches per update (scanned inside the step)
+        log_every=100,  # steps between metric lines (and the non-finite check)
+    )
+    config.checkpoint = dict(
+        every_steps=1000,  # also saved on SIGTERM / SIGINT and at the end
+        max_to_keep=3,
+        async_save=True,  # write files in the background while training goes on
+    )
+    config.sharding = dict(
+        mesh_shape=(-1, 1, 1),  # sizes of the MESH_AXES; one -1 takes the remaining devices
+        # (regex, spec) pairs: a state leaf whose path ("params/hidden/0/kernel",
+        # "opt_state/0/mu/hidden/0/kernel", ...) matches `regex` is sharded as `spec`, a
+        # tuple with one mesh axis name (or None, or a tuple of names) per dimension.
+        rules=(),
+        # Leaves no rule matches with at least this many elements are FSDP-sharded: their
+        # largest dimension divisible by the "fsdp" axis size is split over "fsdp".
+        fsdp_min_size=2**16,
+    )
+    config.distributed = dict(
+        initialize=False,  # call jax.distributed.initialize() (multi-host runs)
+        coordinator_address="",  # "" lets JAX detect the cluster (TPU pods, SLURM, ...)
+        num_processes=0,  # 0: detected
+        process_id=-1,  # -1: detected
+    )
+    config.sample = dict(
+        num_samples=10_000,
+        batch_size=10_000,  # samples per compiled solve
+        method="midpoint",  # one of flowjax.solvers.METHODS
+        step_size=0.05,
+        num_trajectories=1_000,  # points whose paths are plotted and stored
+        density_grid_size=100,  # points per side of the grid of the density plot (2D data)
+        seed=1,
+    )
+    config.evaluate = dict(
+        num_points=4_096,  # held-out points for the NLL
+        num_samples=10_000,  # samples for the fraction inside a toy's support
+        batch_size=4_096,
+        method="midpoint",
+        step_size=0.05,
+        seed=2,
+        after_training=True,  # a finished training run samples and evaluates
+        # Data settings layered over config.data for the held-out set (e.g. a test split).
+        data=ml_collections.ConfigDict(),
+    )
+    return config
+
+
+# Keys whose value must be one of a fixed set.
+_CHOICES: dict[str, tuple[str, ...]] = {
+    "model.name": tuple(registry.MODELS),
+    "model.dtype": tuple(registry.COMPUTE_DTYPES),
+    "path.scheduler": tuple(registry.SCHEDULERS),
+    "loss.prediction": tuple(losses.REGRESSION_TARGETS),
+    "loss.time_distribution": losses.TIME_DISTRIBUTIONS,
+    "optim.name": OPTIMIZERS,
+    "optim.schedule": LR_SCHEDULES,
+    "sample.method": solvers.METHODS,
+    "evaluate.method": solvers.METHODS,
+}
+# Keys whose value must be > 0, or >= 0, or lie in [0, 1].
+_POSITIVE = (
+    "path.polynomial_n",
+    "loss.time_std",
+    "loss.t_max",
+    "optim.learning_rate",
+    "optim.eps",
+    "train.num_steps",
+    "train.global_batch_size",
+    "train.grad_accum_steps",
+    "train.log_every",
+    "checkpoint.every_steps",
+    "checkpoint.max_to_keep",
+    "sample.num_samples",
+    "sample.batch_size",
+    "sample.step_size",
+    "sample.density_grid_size",
+    "evaluate.num_points",
+    "evaluate.num_samples",
+    "evaluate.batch_size",
+    "evaluate.step_size",
+)
+_NON_NEGATIVE = (
+    "optim.weight_decay",
+    "optim.warmup_steps",
+    "optim.grad_clip_norm",
+    "sample.num_trajectories",
+    "sharding.fsdp_min_size",
+)
+_UNIT_INTERVAL = (
+    "loss.t_max",
+    "loss.label_dropout",
+    "optim.b1",
+    "optim.b2",
+    "optim.ema_decay",
+    "optim.final_lr_fraction",
+)
+
+
+def schema_for(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+    """The defaults against which `config` is checked (with the settings of its model)."""
+    schema = default_config()
+    model_name = config.get("model", {}).get("name", schema.model.name)
+    schema.model = registry.model_defaults(model_name)
+    return schema
+
+
+def check_schema(config: ml_collections.ConfigDict) -> None:
+    """Checks keys and types against the schema; needs no devices (runs before JAX starts)."""
+    _check_choice(config, "model.name")
+    _check_keys_and_types(config, schema_for(config), prefix="")
+
+
+def validate_config(config: ml_collections.ConfigDict, workdir: str | None = None) -> None:
+    """Checks everything that can be checked before compiling; raises a clear ValueError.
+
+    Args:
+      config: a training config.
+      workdir: the run's work directory, created if needed; checked to be writable.
+    """
+    check_schema(config)
+    for key in _CHOICES:
+        _check_choice(config, key)
+    for key in _POSITIVE:
+        _check(config, key, lambda v: v > 0, "> 0")
+    for key in _NON_NEGATIVE:
+        _check(config, key, lambda v: v >= 0, ">= 0")
+    for key in _UNIT_INTERVAL:
+        _check(config, key, lambda v: 0 <= v <= 1, "in [0, 1]")
+    _check(config, "optim.ema_decay", lambda v: v < 1, "< 1")
+    if config.optim.name == "adam" and config.optim.weight_decay > 0:
+        raise ValueError(
+            "optim.weight_decay > 0 needs optim.name='adamw' (decoupled weight decay); "
+            "plain Adam takes no weight decay."
+        )
+    _check_sharding_config(config.sharding)
+    _check_components(config)
+    _check_batch_divisibility(config)
+    if workdir is not None:
+        check_writable(workdir)
+
+
+def heldout_data_config(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+    """config.data with the settings of config.evaluate.data layered over it."""
+    return ml_collections.ConfigDict({**config.data.to_dict(), **config.evaluate.data.to_dict()})
+
+
+def check_writable(workdir: str) -> None:
+    """Creates `workdir` if needed and checks that a file can be written there."""
+    try:
+        os.makedirs(workdir, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=workdir, prefix=".write_test_"):
+            pass
+    except OSError as error:
+        raise ValueError(
+            f"The work directory {workdir!r} is not writable ({error}); pass a --workdir the "
+            "run can create and write (checkpoints, metrics and plots go there)."
+        ) from error
+
+
+def _check_keys_and_types(config: Any, schema: ml_collections.ConfigDict, prefix: str) -> None:
+    missing = sorted(set(schema.keys()) - set(config.keys()))
+    if missing:
+        raise ValueError(
+            f"Config keys {[prefix + k for k in missing]} are missing; start the config from "
+            "flowjax.train.default_config(), which has every key with its default."
+        )
+    for key in config.keys():
+        name = prefix + key
+        if name in ("data", "evaluate.data"):
+            continue  # checked by flowjax.data
+        if key not in schema:
+            close = difflib.get_close_matches(key, list(schema.keys()), n=1)
+            hint = f" Did you mean {prefix + close[0]!r}?" if close else ""
+            raise ValueError(
+                f"Unknown config key {name!r}.{hint} Valid keys here: {sorted(schema.keys())}."
+            )
+        value, default = config[key], schema[key]
+        if isinstance(default, ml_collections.ConfigDict):
+            if not isinstance(value, (ml_collections.ConfigDict, dict)):
+                raise ValueError(
+                    f"Config key {name!r} must be a section (ConfigDict), got {value!r}."
+                )
+            _check_keys_and_types(value, default, prefix=name + ".")
+        elif not _same_type(value, default):
+            raise ValueError(
+                f"Config key {name!r} must be of type {type(default).__name__} "
+                f"(like its default {default!r}), got {value!r} of type {type(value).__name__}."
+            )
+
+
+def _same_type(value: Any, default: Any) -> bool:
+    if isinstance(default, bool) or isinstance(value, bool):
+        return isinstance(value, bool) and isinstance(default, bool)
+    if isinstance(default, float):
+        return isinstance(value, (int, float))
+    if isinstance(default, (tuple, list)):
+        return isinstance(value, (tuple, list))
+    return isinstance(value, type(default))
+
+
+def _get(config: ml_collections.ConfigDict, key: str) -> Any:
+    section, name = key.split(".")
+    return config[section][name]
+
+
+def _check(config, key: str, predicate, expected: str) -> None:
+    value = _get(config, key)
+    if not predicate(value):
+        raise ValueError(f"Config key {key!r} must be {expected}, got {value!r}.")
+
+
+def _check_choice(config, key: str) -> None:
+    value = _get(config, key)
+    if value not in _CHOICES[key]:
+        raise ValueError(f"Config key {key!r} must be one of {list(_CHOICES[key])}, got {value!r}.")
+
+
+def _check_sharding_config(sharding: ml_collections.ConfigDict) -> None:
+    shape = tuple(sharding.mesh_shape)
+    if len(shape) != len(MESH_AXES) or not all(isinstance(s, int) for s in shape):
+        raise ValueError(
+            f"sharding.mesh_shape must give an int size for each of the axes {MESH_AXES} "
+            f"(one of them may be -1), got {shape!r}."
+        )
+    if any(s == 0 or s < -1 for s in shape) or shape.count(-1) > 1:
+        raise ValueError(
+            f"sharding.mesh_shape sizes must be positive, with at most one -1, got {shape!r}."
+        )
+    for rule in sharding.rules:
+        if len(rule) != 2 or not isinstance(rule[0], str):
+            raise ValueError(
+                f"Each sharding rule must be a (regex, spec) pair, got {rule!r}; for example "
+                "(r'params/.*kernel', ('fsdp', 'tensor'))."
+            )
+        for axis in rule[1]:
+            names = axis if isinstance(axis, (tuple, list)) else (axis,)
+            if any(name is not None and name not in MESH_AXES for name in names):
+                raise ValueError(
+                    f"Sharding rule {rule!r} names an axis that is not one of {MESH_AXES}."
+                )
+
+
+def _check_components(config: ml_collections.ConfigDict) -> None:
+    """Describes the data and builds the path and an abstract model, so that their own checks
+    (unknown dataset or data key, bad scheduler or model setting) raise here."""
+    event_shape = data.event_shape(config.data)
+    num_classes = data.num_classes(config.data)
+    data.parse_config(heldout_data_config(config))
+    if config.loss.label_dropout > 0 and num_classes is None:
+        raise ValueError(
+            "loss.label_dropout > 0 needs class labels, but the dataset has none "
+            f"(config.data={config.data.to_dict()})."
+        )
+    registry.build_path(config.path)
+    nnx.eval_shape(
+        lambda: registry.build_model(config.model, event_shape, num_classes, nnx.Rngs(0))
+    )
+
+
+def _check_batch_divisibility(config: ml_collections.ConfigDict) -> None:
+    parallel = data_parallel_size(config.sharding.mesh_shape, jax.device_count())
+    batch, accum = config.train.global_batch_size, config.train.grad_accum_steps
+    if batch % (parallel * accum):
+        raise ValueError(
+            f"train.global_batch_size={batch} must be divisible by the data-parallel mesh size "
+            f"(data x fsdp = {parallel}) times train.grad_accum_steps={accum}, i.e. by "
+            f"{parallel * accum}, so that every device gets the same number of examples in "
+            "every micro-batch."
+        )
+    for section in ("sample", "evaluate"):
+        size = config[section].batch_size
+        if size % parallel:
+            raise ValueError(
+                f"{section}.batch_size={size} must be divisible by the data-parallel mesh size "
+                f"(data x fsdp = {parallel})."
+            )

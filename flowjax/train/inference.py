@@ -1,0 +1,327 @@
+"""Sampling from and evaluating a trained flow: the `sample` and `evaluate` modes of the CLI.
+
+Both read the newest checkpoint in the work directory and use the EMA parameters.
+
+- `sample`: solves dx/dt = u_t(x) from x_0 ~ N(0, I) at t = 0 to t = 1 (Flow Matching Guide,
+  Lipman et al., 2024, eq. 3.5) with `flowjax.solvers.ode_sample` and the configured method and
+  step; writes the samples, some whole trajectories and, for 2D data, PNG plots (samples,
+  trajectories, and the model density on a grid from the likelihood below).
+- `evaluate`: the negative log-likelihood of held-out points,
+  log p_1(x_1) = log p_0(x_0) - int_0^1 div u_t(x_t) dt (eq. 3.31), from
+  `flowjax.solvers.ode_log_likelihood` with the exact divergence; and, for toy data, the
+  fraction of samples inside the support, the true NLL and the energy distance to the data.
+
+Held-out points come from the data pipeline with `evaluate.seed` (fresh draws for the toys)
+and the data settings of `evaluate.data` layered over `config.data` (e.g. a test split).
+Every process takes part in the sharded computations; process 0 writes the files.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import math
+import os
+from collections.abc import Callable
+from typing import Any
+
+import jax
+import ml_collections
+import numpy as np
+from flax import nnx
+from jax.experimental import multihost_utils
+
+from flowjax import data, metrics, solvers
+from flowjax.train import plots
+from flowjax.train.checkpoint import Checkpointer, abstract_with_shardings
+from flowjax.train.config import heldout_data_config, validate_config
+from flowjax.train.setup import RunSetup, initialize_distributed, setup_run
+from flowjax.train.sharding import batch_sharding, global_batch
+from flowjax.train.state import TrainState
+
+log = logging.getLogger(__name__)
+
+SAMPLES_FILE = "samples.npy"
+TRAJECTORIES_FILE = "trajectories.npy"
+SAMPLE_METRICS_FILE = "sample_metrics.json"
+EVAL_METRICS_FILE = "metrics.json"
+PLOTS_DIR = "plots"
+TRAJECTORY_TIMES = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0)
+ENERGY_DISTANCE_POINTS = 2_000
+
+Batch = dict[str, Any]  # "x": (B, *event), optionally "label": (B,)
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainedFlow:
+    """A run's setup and its restored train state (of checkpoint `step`)."""
+
+    run: RunSetup
+    state: TrainState
+    step: int
+
+    def compile(self, fn: Callable[[nnx.Module, Batch], Any]) -> Callable[[Batch], Any]:
+        """fn(EMA model, batch) compiled over the mesh, the batch split over the batch axes."""
+        run = self.run
+
+        def apply(ema_params, model_state, batch):
+            return fn(nnx.merge(run.graphdef, ema_params, model_state), batch)
+
+        compiled = jax.jit(
+            apply,
+            in_shardings=(
+                run.shardings.ema_params,
+                run.shardings.model_state,
+                batch_sharding(run.mesh),
+            ),
+        )
+        return lambda batch: compiled(self.state.ema_params, self.state.model_state, batch)
+
+
+def load_trained_flow(config: ml_collections.ConfigDict, workdir: str) -> TrainedFlow:
+    """The newest readable checkpoint of the run in `workdir`."""
+    initialize_distributed(config)
+    validate_config(config, workdir)
+    run = setup_run(config)
+    with Checkpointer(workdir) as checkpointer:
+        restored = checkpointer.restore_latest(
+            abstract_with_shardings(run.abstract_state, run.shardings)
+        )
+        if restored is None:
+            raise FileNotFoundError(
+                f"No checkpoint in {checkpointer.directory}: train first "
+                "(--mode=train with the same --workdir)."
+            )
+    return TrainedFlow(run, restored.state, restored.step)
+
+
+# Model functions of a batch ------------------------------------------------------------------
+
+
+def _conditioning(batch: Batch) -> dict[str, Any]:
+    return {"label": batch["label"]} if "label" in batch else {}
+
+
+def sampler(sample_config: ml_collections.ConfigDict, time_grid=(0.0, 1.0)):
+    """(model, batch) -> ODE solution from batch["x"] = x_0 over `time_grid`.
+
+    Returns x_1 of shape (B, *event) for the default grid, else the states at every grid time
+    with the batch first, shape (B, len(time_grid), *event).
+    """
+    intermediates = len(time_grid) > 2
+
+    def sample(model, batch):
+        x = solvers.ode_sample(
+            model,
+            batch["x"],
+            method=sample_config.method,
+            step_size=sample_config.step_size,
+            time_grid=time_grid,
+            return_intermediates=intermediates,
+            **_conditioning(batch),
+        )
+        return x.swapaxes(0, 1) if intermediates else x
+
+    return sample
+
+
+def log_likelihood(evaluate_config: ml_collections.ConfigDict):
+    """(model, batch) -> log p_1(batch["x"]) in nats, shape (B,) (exact divergence)."""
+
+    def log_p(model, batch):
+        _, log_p1 = solvers.ode_log_likelihood(
+            model,
+            batch["x"],
+            solvers.standard_normal_log_density,
+            method=evaluate_config.method,
+            step_size=evaluate_config.step_size,
+            exact_divergence=True,
+            **_conditioning(batch),
+        )
+        return log_p1
+
+    return log_p
+
+
+# Running over many points --------------------------------------------------------------------
+
+
+def to_host(x: jax.Array) -> np.ndarray:
+    """The whole of a (possibly multi-process) global array as a NumPy array."""
+    return np.asarray(multihost_utils.process_allgather(x, tiled=True))
+
+
+def map_batches(
+    fn: Callable[[Batch], jax.Array], inputs: dict[str, np.ndarray], batch_size: int, run: RunSetup
+) -> np.ndarray:
+    """fn over `inputs` (the same NumPy arrays on every process) in global batches of
+    `batch_size` rows (the last one padded), concatenated on the host; batch axis first."""
+    n = len(inputs["x"])
+    num_batches = math.ceil(n / batch_size)
+    sharding = batch_sharding(run.mesh)
+    padded = {k: np.resize(v, (num_batches * batch_size, *v.shape[1:])) for k, v in inputs.items()}
+    outputs = []
+    for b in range(num_batches):
+        chunk = {k: v[b * batch_size : (b + 1) * batch_size] for k, v in padded.items()}
+        batch = {
+            k: jax.make_array_from_callback(v.shape, sharding, lambda index, v=v: v[index])
+            for k, v in chunk.items()
+        }
+        outputs.append(to_host(fn(batch)))
+    return np.concatenate(outputs)[:n]
+
+
+def source_batch(
+    run: RunSetup, num: int, seed: int, labels: np.ndarray | None = None
+) -> dict[str, np.ndarray]:
+    """`num` source points x_0 ~ N(0, I) (and uniform class labels for a conditional model)."""
+    rng = np.random.default_rng(seed)
+    inputs = {"x": rng.standard_normal((num, *run.event_shape), dtype=np.float32)}
+    if run.num_classes is not None:
+        inputs["label"] = rng.integers(run.num_classes, size=num).astype(np.int32)
+    return inputs
+
+
+def heldout_iterator(config: ml_collections.ConfigDict):
+    """This process's rows of the held-out batches (`evaluate.batch_size` global rows each)."""
+    return data.build_dataset(
+        heldout_data_config(config),
+        global_batch_size=config.evaluate.batch_size,
+        seed=config.evaluate.seed,
+        process_index=jax.process_index(),
+        process_count=jax.process_count(),
+    )
+
+
+def _toy_name(config: ml_collections.ConfigDict) -> str | None:
+    return config.data.name if config.data.source == "toy" else None
+
+
+# The two modes -------------------------------------------------------------------------------
+
+
+def sample(
+    config: ml_collections.ConfigDict, workdir: str, flow: TrainedFlow | None = None
+) -> dict[str, Any]:
+    """Draws `sample.num_samples` samples; writes them, trajectories, plots and metrics.
+
+    Returns {"samples": (n, *event) array, "metrics": dict, "files": {what: path(s)}}.
+    """
+    flow = flow or load_trained_flow(config, workdir)
+    sc, run = config.sample, flow.run
+    inputs = source_batch(run, sc.num_samples, sc.seed)
+    samples = map_batches(flow.compile(sampler(sc)), inputs, sc.batch_size, run)
+    num_paths = min(sc.num_trajectories, sc.num_samples)
+    parallel = run.mesh.shape["data"] * run.mesh.shape["fsdp"]
+    trajectories = map_batches(
+        flow.compile(sampler(sc, TRAJECTORY_TIMES)),
+        {k: v[:num_paths] for k, v in inputs.items()},
+        parallel * math.ceil(num_paths / parallel),  # one batch, padded to split evenly
+        run,
+    ).swapaxes(0, 1)
+    result = {
+        "step": flow.step,
+        "num_samples": len(samples),
+        "method": sc.method,
+        "step_size": sc.step_size,
+    }
+    name = _toy_name(config)
+    if name in metrics.BOUNDED_SUPPORT:
+        result["fraction_in_support"] = metrics.fraction_in_support(name, samples)
+    files = {
+        "samples": os.path.join(workdir, SAMPLES_FILE),
+        "trajectories": os.path.join(workdir, TRAJECTORIES_FILE),
+        "sample metrics": os.path.join(workdir, SAMPLE_METRICS_FILE),
+    }
+    if run.event_shape == (2,):
+        files["plots"] = _plot_2d(config, flow, samples, trajectories, workdir)
+    if jax.process_index() == 0:
+        np.save(files["samples"], samples)
+        np.save(files["trajectories"], trajectories)
+        _write_json(files["sample metrics"], result)
+    log.info(
+        "Sampled %d points from the checkpoint of step %d: %s", len(samples), flow.step, result
+    )
+    return {"samples": samples, "metrics": result, "files": files}
+
+
+def evaluate(
+    config: ml_collections.ConfigDict,
+    workdir: str,
+    flow: TrainedFlow | None = None,
+    samples: np.ndarray | None = None,
+) -> dict[str, Any]:
+    """Held-out NLL (and toy sample metrics); writes and returns <workdir>/metrics.json.
+
+    Args:
+      samples: model samples to score (e.g. those `sample` just drew); drawn here
+        (`evaluate.num_samples`, with the sampling settings) if None.
+
+    Returns {"metrics": dict, "files": {"metrics": path}}.
+    """
+    flow = flow or load_trained_flow(config, workdir)
+    ev, run = config.evaluate, flow.run
+    log_p_fn = flow.compile(log_likelihood(ev))
+    iterator, sharding = heldout_iterator(config), batch_sharding(run.mesh)
+    log_p, points = [], []
+    for _ in range(math.ceil(ev.num_points / ev.batch_size)):
+        batch = global_batch(next(iterator), sharding)
+        log_p.append(to_host(log_p_fn(batch)))
+        points.append(to_host(batch["x"]))
+    log_p, points = np.concatenate(log_p)[: ev.num_points], np.concatenate(points)[: ev.num_points]
+    result = {"step": flow.step, "num_points": len(log_p), **metrics.negative_log_likelihood(log_p)}
+    result["nll_bits_per_dim"] = result["nll_nats"] / (math.log(2.0) * math.prod(run.event_shape))
+    name = _toy_name(config)
+    if name is not None:
+        if samples is None:
+            samples = map_batches(
+                flow.compile(sampler(config.sample)),
+                source_batch(run, ev.num_samples, ev.seed),
+                config.sample.batch_size,
+                run,
+            )
+        if name in metrics.BOUNDED_SUPPORT:
+            result["fraction_in_support"] = metrics.fraction_in_support(name, samples)
+        if name in metrics.CLOSED_FORM_DENSITY:
+            result["true_nll_nats"] = metrics.true_negative_log_likelihood(name, points)
+        result["energy_distance"] = metrics.energy_distance(
+            samples[:ENERGY_DISTANCE_POINTS], points[:ENERGY_DISTANCE_POINTS]
+        )
+    filename = os.path.join(workdir, EVAL_METRICS_FILE)
+    if jax.process_index() == 0:
+        _write_json(filename, result)
+    log.info("Evaluated the checkpoint of step %d: %s", flow.step, result)
+    return {"metrics": result, "files": {"metrics": filename}}
+
+
+def _plot_2d(config, flow: TrainedFlow, samples, trajectories, workdir) -> list[str]:
+    """Samples, trajectories and model density of a 2D flow as PNGs; returns their paths."""
+    reference = next(heldout_iterator(config))["x"]  # this process's rows of one batch
+    extent = plots.plot_extent(samples, reference)
+    size = config.sample.density_grid_size
+    axis = np.linspace(-extent, extent, size, dtype=np.float32)
+    grid = np.stack(np.meshgrid(axis, axis), axis=-1).reshape(-1, 2)
+    grid_inputs = {"x": grid}
+    if flow.run.num_classes is not None:  # the density of class 0
+        grid_inputs["label"] = np.zeros(len(grid), np.int32)
+    log_p = map_batches(
+        flow.compile(log_likelihood(config.evaluate)),
+        grid_inputs,
+        config.evaluate.batch_size,
+        flow.run,
+    ).reshape(size, size)
+    directory = os.path.join(workdir, PLOTS_DIR)
+    files = [os.path.join(directory, f) for f in ("samples.png", "trajectories.png", "density.png")]
+    if jax.process_index() == 0:
+        os.makedirs(directory, exist_ok=True)
+        plots.plot_samples(files[0], samples, reference, extent)
+        plots.plot_trajectories(files[1], trajectories, np.asarray(TRAJECTORY_TIMES), extent)
+        plots.plot_density(files[2], log_p, extent, f"model density (step {flow.step})")
+    return files
+
+
+def _write_json(filename: str, record: dict) -> None:
+    with open(filename, "w") as f:
+        json.dump(record, f, indent=2)
+        f.write("\n")
