@@ -53,3 +53,30 @@ def check_batch_time(t: jax.Array, x: jax.Array, x_name: str = "x") -> None:
             f"t must have shape (batch,) = ({x.shape[0]},) to match {x_name}.shape={x.shape}; "
             f"got t.shape={t.shape}."
         )
+
+
+def check_tokens(x: jax.Array, vocab_size: int | None, name: str = "x") -> None:
+    """Token arrays must be integer; concrete ones must lie in [0, vocab_size)."""
+    if not jax.numpy.issubdtype(x.dtype, jax.numpy.integer):
+        raise TypeError(f"{name} must hold integer token ids, got dtype {x.dtype}.")
+    value = concrete_value(x)
+    if vocab_size is None or value is None or value.size == 0:
+        return
+    lo, hi = int(value.min()), int(value.max())
+    if lo < 0 or hi >= vocab_size:
+        raise ValueError(
+            f"{name} holds token ids in [{lo}, {hi}], outside the vocabulary [0, {vocab_size}); "
+            f"the path and the model have {vocab_size} tokens (with the mask token, if any)."
+        )
+
+
+def check_logits(
+    logits: jax.Array, x: jax.Array, vocab_size: int | None, x_name: str = "x_t"
+) -> None:
+    """Logits must have shape x.shape + (vocab_size,) (any vocabulary when vocab_size is None)."""
+    expected = "vocab_size" if vocab_size is None else vocab_size
+    if logits.shape[:-1] != x.shape or (vocab_size is not None and logits.shape[-1] != vocab_size):
+        raise ValueError(
+            f"logits must have shape {x_name}.shape + (vocab,) = {x.shape} + ({expected},), "
+            f"got {logits.shape}."
+        )

@@ -4,6 +4,10 @@ Ho & Salimans (2022), in the form of the Flow Matching Guide (Lipman et al., 202
 6.3, eq. 6.19: u_guided = (1 + w) u(x, t | y) - w u(x, t | null), with w = 0 giving the plain
 conditional field. The same combination applies to velocities, x_1-predictions and
 epsilon-predictions of affine paths, which are all affine in the score.
+
+For discrete models (posterior logits, section 7 of the Guide) the same combination of logits,
+(1 + w) l(. | x_t, y) - w l(. | x_t), is the guided posterior
+p_w(x_1 | x_t, y) proportional to p(x_1 | x_t, y)^(1 + w) p(x_1 | x_t)^(-w) (`guided_logits`).
 """
 
 from __future__ import annotations
@@ -56,3 +60,19 @@ def guided_velocity(
         return classifier_free_guidance(conditional, unconditional, guidance_scale)
 
     return guided
+
+
+def guided_logits(
+    logits_fn: Callable[..., jax.Array],
+    guidance_scale: float | jax.Array,
+    *,
+    null_label: int,
+    label_name: str = "label",
+) -> Callable[..., jax.Array]:
+    """Classifier-free guidance of a discrete posterior model, for `discrete_sample`.
+
+    The returned f(x, t, **model_kwargs) gives the logits (1 + w) l_cond - w l_uncond of
+    p(x_1 | x_t, y)^(1 + w) p(x_1 | x_t)^(-w) (up to normalisation, which the softmax restores);
+    one call of `logits_fn` on a doubled batch, as in `guided_velocity`.
+    """
+    return guided_velocity(logits_fn, guidance_scale, null_label=null_label, label_name=label_name)

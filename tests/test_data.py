@@ -38,15 +38,16 @@ def test_toy_batches_are_a_function_of_seed_and_index(name):
     ds = data.build_map_dataset(cfg, global_batch_size=64, seed=3)
     it = data.build_dataset(cfg, global_batch_size=64, seed=3)
     batches = take(it, 3)
+    shape = (64, *data.toy_event_shape(name))
     for i, batch in enumerate(batches):
-        assert batch["x"].dtype == np.float32 and batch["x"].shape == (64, 2)
         expected = data.sample_toy(name, 64, np.random.default_rng([3, i]))
+        assert batch["x"].dtype == expected.dtype and batch["x"].shape == expected.shape == shape
         np.testing.assert_array_equal(batch["x"], expected)
         np.testing.assert_array_equal(ds[i]["x"], expected)
     assert not np.array_equal(batches[0]["x"], batches[1]["x"])
     other_seed = next(data.build_dataset(cfg, global_batch_size=64, seed=4))
     assert not np.array_equal(other_seed["x"], batches[0]["x"])
-    assert data.event_shape(cfg) == (2,) and data.num_classes(cfg) is None
+    assert data.event_shape(cfg) == shape[1:] and data.num_classes(cfg) is None
 
 
 def test_toy_process_slices_concatenate_to_the_global_batch():

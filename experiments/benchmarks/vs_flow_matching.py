@@ -664,7 +664,11 @@ def ensure_peer_venv(venv: Path, torch_index_url: str | None) -> Path:
     return python
 
 
-def run_peer(python: Path, workloads, inputs, args, exchange: Path) -> tuple[dict, dict]:
+def run_peer(
+    python: Path, workloads, inputs, args, exchange: Path, script: Path = Path(__file__)
+) -> tuple[dict, dict]:
+    """Runs `script --peer` in the peer environment on `workloads` (a dataclass each) and
+    `inputs`; returns its environment record and outputs by workload name."""
     spec = {
         "workloads": [dataclasses.asdict(w) for w in workloads],
         "reps": args.reps,
@@ -674,7 +678,7 @@ def run_peer(python: Path, workloads, inputs, args, exchange: Path) -> tuple[dic
     }
     (exchange / "spec.json").write_text(json.dumps(spec))
     np.savez(exchange / "inputs.npz", **inputs)
-    command = [str(python), str(Path(__file__).resolve()), "--peer", "--exchange", str(exchange)]
+    command = [str(python), str(script.resolve()), "--peer", "--exchange", str(exchange)]
     subprocess.run(command, check=True)
     env = json.loads((exchange / "peer.json").read_text())
     outputs: dict[str, dict[str, np.ndarray]] = {w.name: {} for w in workloads}

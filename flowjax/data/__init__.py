@@ -1,4 +1,5 @@
-"""Input pipelines: grain datasets over toy 2D distributions, arrays, ArrayRecord and TFDS.
+"""Input pipelines: grain datasets over toy distributions (2D, torus, sphere), arrays, ArrayRecord
+and TFDS.
 
 `build_dataset(config, global_batch_size=..., seed=..., process_index=..., process_count=...)`
 turns the `data` sub-config of an experiment into an infinite, checkpointable
@@ -28,7 +29,9 @@ from flowjax.data.pipeline import (
     event_shape,
     num_classes,
     parse_config,
+    vocab_size,
 )
+from flowjax.data.discrete_toy import DISCRETE_CHECKERBOARD_NLL, DISCRETE_TOYS
 from flowjax.data.sources import decode_records, encode_records, write_array_record
 from flowjax.data.toy import (
     CHECKERBOARD_LOG_DENSITY,
@@ -38,11 +41,16 @@ from flowjax.data.toy import (
     log_density,
     sample_toy,
     toy_batch,
+    toy_event_shape,
+    toy_manifold,
+    toy_vocab_size,
 )
 
 __all__ = [
     "CHECKERBOARD_LOG_DENSITY",
     "CHECKERBOARD_NLL",
+    "DISCRETE_CHECKERBOARD_NLL",
+    "DISCRETE_TOYS",
     "SOURCES",
     "TOY_DISTRIBUTIONS",
     "EpochIndexSampler",
@@ -58,5 +66,9 @@ __all__ = [
     "parse_config",
     "sample_toy",
     "toy_batch",
+    "toy_event_shape",
+    "toy_manifold",
+    "toy_vocab_size",
+    "vocab_size",
     "write_array_record",
 ]

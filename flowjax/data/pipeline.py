@@ -3,7 +3,7 @@
 `build_dataset(config, global_batch_size=..., seed=..., process_index=..., process_count=...)`
 returns an infinite `grain.DatasetIterator` of dicts of NumPy arrays for one process:
 
-    {"x": float32 (global_batch_size // process_count, *event_shape),
+    {"x": float32 (global_batch_size // process_count, *event_shape),  # int32: discrete toys
      "label": int32 (global_batch_size // process_count,)}     # labelled sources only
 
 Design: element i of the underlying `grain.MapDataset` is *global batch i*, computed by a pure
@@ -64,7 +64,13 @@ import grain
 import numpy as np
 
 from flowjax.data import sources as _src
-from flowjax.data.toy import TOY_DISTRIBUTIONS, check_toy_name, toy_batch
+from flowjax.data.toy import (
+    TOY_DISTRIBUTIONS,
+    check_toy_name,
+    toy_batch,
+    toy_event_shape,
+    toy_vocab_size,
+)
 
 SOURCES: tuple[str, ...] = ("toy", "arrays", "array_record", "tfds")
 """Values accepted for `config.source`."""
@@ -490,7 +496,7 @@ def event_shape(config: Any) -> tuple[int, ...]:
     spec = parse_config(config)
     source = spec["source"]
     if source == "toy":
-        return (2,)
+        return toy_event_shape(spec["name"])
     if source == "arrays":
         path = str(spec["path"])
         _src.check_array_file(path, spec["x_key"], spec["label_key"])
@@ -533,6 +539,13 @@ def num_classes(config: Any) -> int | None:
     return reader.max_label() + 1
 
 
+def vocab_size(config: Any) -> int | None:
+    """The number of token values of discrete data (tokens in [0, vocab_size)), None for
+    continuous data. Only the discrete toys are discrete today."""
+    spec = parse_config(config)
+    return toy_vocab_size(spec["name"]) if spec["source"] == "toy" else None
+
+
 __all__ = [
     "SOURCES",
     "TOY_DISTRIBUTIONS",
@@ -543,4 +556,5 @@ __all__ = [
     "event_shape",
     "num_classes",
     "parse_config",
+    "vocab_size",
 ]

@@ -33,9 +33,16 @@ rings
     Four concentric circles of radii 1, 2, 3, 4 (the point mass on each ring proportional to
     its radius, i.e. uniform per unit of arc length), plus N(0, 0.08^2) noise per coordinate.
 
+The discrete toy discrete_checkerboard (`flowjax.data.discrete_toy`) is the checkerboard
+quantised to 128 bins per coordinate: int32 tokens (n, 2), uniform on 8192 cells.
+
+Two further toys live on manifolds (`flowjax.data.manifold_toy`): torus_gaussians, a
+wrapped-Gaussian mixture on the flat torus T^2 (points (n, 2) in [0, 2 pi)^2), and sphere_vmf,
+a von Mises-Fisher mixture on S^2 (points (n, 3)), both with closed-form densities.
+
 Samplers are vectorised NumPy functions of a `numpy.random.Generator`, returning float32
-arrays of shape (n, 2). `in_support` and `log_density` are pure `jax.numpy` functions (so they
-run on NumPy inputs, JAX arrays and inside `jax.jit`).
+arrays of shape (n, *toy_event_shape(name)). `in_support` and `log_density` are pure
+`jax.numpy` functions (so they run on NumPy inputs, JAX arrays and inside `jax.jit`).
 """
 
 from __future__ import annotations
@@ -49,7 +56,19 @@ import numpy as np
 from jax import Array
 from jax.scipy.special import logsumexp
 
-TOY_DISTRIBUTIONS: tuple[str, ...] = ("checkerboard", "8gaussians", "moons", "spirals", "rings")
+from flowjax.data.discrete_toy import DISCRETE_TOYS
+from flowjax.data.manifold_toy import MANIFOLD_TOYS
+from flowjax.manifolds import Manifold
+
+TOY_DISTRIBUTIONS: tuple[str, ...] = (
+    "checkerboard",
+    "8gaussians",
+    "moons",
+    "spirals",
+    "rings",
+    *MANIFOLD_TOYS,
+    *DISCRETE_TOYS,
+)
 """Names accepted by `sample_toy` and by `build_dataset` with `source="toy"`."""
 
 CHECKERBOARD_LOG_DENSITY: float = -math.log(32.0)
@@ -117,7 +136,14 @@ _SAMPLERS: dict[str, Callable[[np.random.Generator, int], np.ndarray]] = {
     "moons": _moons,
     "spirals": _spirals,
     "rings": _rings,
+    **{name: toy.sample for name, toy in MANIFOLD_TOYS.items()},
 }
+_SAMPLERS.update(
+    {
+        name: lambda rng, n, toy=toy: toy.quantize(_SAMPLERS[toy.continuous](rng, n))
+        for name, toy in DISCRETE_TOYS.items()
+    }
+)
 
 
 def sample_toy(name: str, n: int, rng: np.random.Generator) -> np.ndarray:
@@ -129,10 +155,28 @@ def sample_toy(name: str, n: int, rng: np.random.Generator) -> np.ndarray:
       rng: the NumPy generator to draw from (consumed; the result is a function of its state).
 
     Returns:
-      float32 array of shape (n, 2).
+      float32 array of shape (n, *toy_event_shape(name)); int32 tokens for the discrete toys.
     """
     check_toy_name(name)
-    return _SAMPLERS[name](rng, int(n)).astype(np.float32)
+    return _SAMPLERS[name](rng, int(n)).astype(np.int32 if name in DISCRETE_TOYS else np.float32)
+
+
+def toy_event_shape(name: str) -> tuple[int, ...]:
+    """The shape of one point of toy `name`: (2,), or (3,) for the sphere."""
+    check_toy_name(name)
+    return (MANIFOLD_TOYS[name].manifold.ambient_dim,) if name in MANIFOLD_TOYS else (2,)
+
+
+def toy_manifold(name: str) -> Manifold | None:
+    """The manifold toy `name` lives on, or None for the toys in the plane R^2."""
+    check_toy_name(name)
+    return MANIFOLD_TOYS[name].manifold if name in MANIFOLD_TOYS else None
+
+
+def toy_vocab_size(name: str) -> int | None:
+    """The number of token values per coordinate of a discrete toy; None for the others."""
+    check_toy_name(name)
+    return DISCRETE_TOYS[name].num_bins if name in DISCRETE_TOYS else None
 
 
 def toy_batch(name: str, batch_size: int, *, seed: int, index: int) -> np.ndarray:
@@ -145,10 +189,10 @@ def toy_batch(name: str, batch_size: int, *, seed: int, index: int) -> np.ndarra
     return sample_toy(name, batch_size, np.random.default_rng([seed, index]))
 
 
-def _as_points(x: Array | np.ndarray) -> Array:
+def _as_points(x: Array | np.ndarray, size: int = 2) -> Array:
     x = jnp.asarray(x)
-    if x.ndim < 1 or x.shape[-1] != 2:
-        raise ValueError(f"Expected points of shape (..., 2), got shape {x.shape}.")
+    if x.ndim < 1 or x.shape[-1] != size:
+        raise ValueError(f"Expected points of shape (..., {size}), got shape {x.shape}.")
     return x
 
 
@@ -180,12 +224,16 @@ def in_support(name: str, x: Array | np.ndarray) -> Array:
     """Whether each point of `x` (shape (..., 2)) lies in the support of toy `name`.
 
     Only the checkerboard has a bounded support (see the module docstring for its exact
-    definition); asking for another distribution raises a ValueError.
+    definition); for the discrete checkerboard, a token pair is in the support when its cell is
+    (tokens (..., 2)). Asking for another distribution raises a ValueError.
 
     Returns:
       bool array of shape x.shape[:-1].
     """
     check_toy_name(name)
+    if name in DISCRETE_TOYS:
+        toy = DISCRETE_TOYS[name]
+        return in_support(toy.continuous, toy.centres(_as_points(x)))
     if name != "checkerboard":
         raise ValueError(
             f"in_support is defined for 'checkerboard' only; {name!r} has unbounded support."
@@ -194,23 +242,30 @@ def in_support(name: str, x: Array | np.ndarray) -> Array:
 
 
 def log_density(name: str, x: Array | np.ndarray) -> Array:
-    """Exact log density of toy `name` at each point of `x` (shape (..., 2)).
+    """Exact log density of toy `name` at each point of `x` (shape (..., *toy_event_shape)).
 
-    checkerboard: -log 32 inside the support, -inf outside. 8gaussians: the mixture's log
-    density. The other toys (noisy curves) have no closed form and raise a ValueError.
+    checkerboard: -log 32 inside the support, -inf outside. 8gaussians, torus_gaussians,
+    sphere_vmf: the mixture's log density (on a manifold, w.r.t. its Riemannian volume). The
+    other toys (noisy curves) have no closed form and raise a ValueError. For the discrete
+    checkerboard, the log probability mass of tokens (..., 2): -log 8192 on the support.
 
     Returns:
       float array of shape x.shape[:-1].
     """
-    check_toy_name(name)
-    x = _as_points(x)
+    if name in DISCRETE_TOYS:
+        toy = DISCRETE_TOYS[name]
+        inside = in_support(name, x)
+        return jnp.where(inside, toy.log_pmf_in_support, -jnp.inf).astype(jnp.float32)
+    x = _as_points(x, toy_event_shape(name)[-1])
     if not jnp.issubdtype(x.dtype, jnp.floating):
         x = x.astype(jnp.float32)
+    if name in MANIFOLD_TOYS:
+        return MANIFOLD_TOYS[name].log_density(x)
     if name == "checkerboard":
         return _checkerboard_log_density(x)
     if name == "8gaussians":
         return _gaussians8_log_density(x)
     raise ValueError(
-        f"log_density has no closed form for {name!r}; available for 'checkerboard' and "
-        "'8gaussians'."
+        f"log_density has no closed form for {name!r}; available for 'checkerboard', "
+        f"'8gaussians' and {tuple(MANIFOLD_TOYS)}."
     )

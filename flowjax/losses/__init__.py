@@ -1,12 +1,28 @@
 """Training objectives."""
 
 from flowjax.losses.cfm import REGRESSION_TARGETS, cfm_loss, cfm_loss_per_sample
+from flowjax.losses.discrete import (
+    DISCRETE_LOSSES,
+    cross_entropy,
+    discrete_elbo,
+    discrete_loss,
+    elbo_bits_per_token,
+    generalized_kl,
+)
+from flowjax.losses.riemannian import riemannian_cfm_loss
 from flowjax.losses.time_sampling import TIME_DISTRIBUTIONS, sample_time
 
 __all__ = [
+    "DISCRETE_LOSSES",
     "REGRESSION_TARGETS",
     "TIME_DISTRIBUTIONS",
     "cfm_loss",
     "cfm_loss_per_sample",
+    "cross_entropy",
+    "discrete_elbo",
+    "discrete_loss",
+    "elbo_bits_per_token",
+    "generalized_kl",
+    "riemannian_cfm_loss",
     "sample_time",
 ]

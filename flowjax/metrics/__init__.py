@@ -1,5 +1,6 @@
 """Sample-quality and likelihood metrics."""
 
+from flowjax.metrics.mixture import fraction_near_components
 from flowjax.metrics.toy import (
     BOUNDED_SUPPORT,
     CLOSED_FORM_DENSITY,
@@ -14,6 +15,7 @@ __all__ = [
     "CLOSED_FORM_DENSITY",
     "energy_distance",
     "fraction_in_support",
+    "fraction_near_components",
     "negative_log_likelihood",
     "true_negative_log_likelihood",
 ]

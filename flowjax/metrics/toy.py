@@ -17,11 +17,17 @@ import numpy as np
 
 from flowjax import data
 
-BOUNDED_SUPPORT = ("checkerboard",)
+BOUNDED_SUPPORT = ("checkerboard", "discrete_checkerboard")
 """Toys for which `flowjax.data.in_support` is defined."""
 
-CLOSED_FORM_DENSITY = ("checkerboard", "8gaussians")
-"""Toys for which `flowjax.data.log_density` is defined."""
+CLOSED_FORM_DENSITY = (
+    "checkerboard",
+    "8gaussians",
+    "torus_gaussians",
+    "sphere_vmf",
+    "discrete_checkerboard",
+)
+"""Toys for which `flowjax.data.log_density` is defined (a log mass for the discrete toy)."""
 
 
 def fraction_in_support(name: str, samples: np.ndarray) -> float:

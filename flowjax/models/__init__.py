@@ -1,6 +1,15 @@
 """Flax NNX networks for velocity, posterior and generator fields."""
 
+from flowjax.models.discrete_mlp import DiscreteMLP
 from flowjax.models.embeddings import batch_time, sinusoidal_embedding
+from flowjax.models.manifold_mlp import ManifoldMLP, manifold_features
 from flowjax.models.mlp import MLP
 
-__all__ = ["MLP", "batch_time", "sinusoidal_embedding"]
+__all__ = [
+    "DiscreteMLP",
+    "MLP",
+    "ManifoldMLP",
+    "batch_time",
+    "manifold_features",
+    "sinusoidal_embedding",
+]

@@ -4,7 +4,8 @@ The network of the Flow Matching Guide's 2D example (Lipman et al., 2024, sectio
 reference code's `examples/2d_flow_matching`): the input x (flattened event) is concatenated
 with the time (the raw scalar t, or sinusoidal features of it) and, for a class-conditional
 model, a learned label embedding, then passed through `num_layers` Linear+activation layers of
-width `hidden_dim` and a final Linear back to the event size.
+width `hidden_dim` and a final Linear back to the event size (or to `output_shape`, for inputs
+that are features of the state, as in `flowjax.models.ManifoldMLP`).
 
 Class conditioning reserves label `num_classes` as the "no label" token used by label dropout
 and classifier-free guidance (`flowjax.guidance`).
@@ -26,12 +27,14 @@ TIME_EMBEDDINGS = ("raw", "sinusoidal")
 
 
 class MLP(nnx.Module):
-    """u(x, t, label=None): maps x of shape (B, *event_shape) and t (scalar or (B,)) to (B, *event)."""
+    """u(x, t, label=None): maps x of shape (B, *event_shape) and t (scalar or (B,)) to
+    (B, *output_shape), by default output_shape = event_shape."""
 
     def __init__(
         self,
         event_shape: int | Sequence[int],
         *,
+        output_shape: int | Sequence[int] | None = None,
         hidden_dim: int = 512,
         num_layers: int = 4,
         activation: str = "swish",
@@ -43,7 +46,8 @@ class MLP(nnx.Module):
         param_dtype=jnp.float32,
         rngs: nnx.Rngs,
     ):
-        self.event_shape = (event_shape,) if isinstance(event_shape, int) else tuple(event_shape)
+        self.event_shape = _as_shape(event_shape)
+        self.output_shape = self.event_shape if output_shape is None else _as_shape(output_shape)
         if activation not in ACTIVATIONS:
             raise ValueError(f"Unknown activation {activation!r}; expected one of {list(ACTIVATIONS)}.")
         if time_embedding not in TIME_EMBEDDINGS:
@@ -69,7 +73,9 @@ class MLP(nnx.Module):
                 for a, b in zip(widths[:-1], widths[1:])
             ]
         )
-        self.out = nnx.Linear(hidden_dim, event_size, dtype=dtype, param_dtype=param_dtype, rngs=rngs)
+        self.out = nnx.Linear(
+            hidden_dim, math.prod(self.output_shape), dtype=dtype, param_dtype=param_dtype, rngs=rngs
+        )
 
     def __call__(self, x: jax.Array, t: jax.Array, label: jax.Array | None = None) -> jax.Array:
         if x.shape[1:] != self.event_shape:
@@ -93,4 +99,8 @@ class MLP(nnx.Module):
         act = ACTIVATIONS[self.activation]
         for layer in self.hidden:
             h = act(layer(h))
-        return self.out(h).astype(x.dtype).reshape(x.shape)
+        return self.out(h).astype(x.dtype).reshape((batch, *self.output_shape))
+
+
+def _as_shape(shape: int | Sequence[int]) -> tuple[int, ...]:
+    return (shape,) if isinstance(shape, int) else tuple(shape)

@@ -1,8 +1,26 @@
-"""Probability paths: pure functions of (x_0, x_1, t) and their schedulers."""
+"""Probability paths: pure functions of (x_0, x_1, t) and their schedulers (affine, geodesic,
+discrete mixture and metric-induced)."""
 
 from flowjax.paths import analytic
 from flowjax.paths.analytic import GaussianMixture
 from flowjax.paths.affine import AffineProbPath, CondOTProbPath, PathSample, expand_time
+from flowjax.paths.discrete import (
+    CategoricalSource,
+    DiscretePathSample,
+    DiscreteSource,
+    MaskSource,
+    MixtureDiscreteProbPath,
+    UniformSource,
+)
+from flowjax.paths.geodesic import GeodesicProbPath
+from flowjax.paths.kinetic_optimal import (
+    KineticOptimalScheduler,
+    continuity_residual,
+    divergence_free_velocity,
+    kinetic_optimal_rates,
+    kinetic_optimal_velocity,
+)
+from flowjax.paths.metric_induced import MetricInducedProbPath, PowerBeta, TokenDistance
 from flowjax.paths.schedule_transform import ScheduleTransformedModel
 from flowjax.paths.schedulers import (
     CondOTScheduler,
@@ -17,10 +35,25 @@ from flowjax.paths.schedulers import (
 
 __all__ = [
     "AffineProbPath",
+    "CategoricalSource",
+    "DiscretePathSample",
+    "DiscreteSource",
+    "KineticOptimalScheduler",
+    "MaskSource",
+    "MetricInducedProbPath",
+    "MixtureDiscreteProbPath",
+    "PowerBeta",
+    "TokenDistance",
+    "UniformSource",
+    "continuity_residual",
+    "divergence_free_velocity",
+    "kinetic_optimal_rates",
+    "kinetic_optimal_velocity",
     "CondOTProbPath",
     "CondOTScheduler",
     "ConvexScheduler",
     "CosineScheduler",
+    "GeodesicProbPath",
     "LinearVPScheduler",
     "PathSample",
     "PolynomialScheduler",

@@ -1,21 +1,46 @@
-"""Samplers and likelihoods: ODE solvers over compiled loops (and diffrax for adaptive steps)."""
+"""Samplers and likelihoods: ODE solvers over compiled loops (and diffrax for adaptive steps),
+on R^n and on Riemannian manifolds; the Euler sampler of discrete (CTMC) flows."""
 
+from flowjax.solvers.discrete import discrete_sample, sample_categorical
 from flowjax.solvers.divergence import (
+    divergence_estimator,
+    divergence_passes,
     exact_divergence,
     hutchinson_divergence,
     hutchinson_probes,
 )
-from flowjax.solvers.integrate import EVALS_PER_STEP, METHODS, integrate
+from flowjax.solvers.fds import (
+    FlowDivergenceSampler,
+    ModelPasses,
+    sampling_passes,
+    step_velocity,
+    x_prediction_floor,
+)
+from flowjax.solvers.integrate import EVALS_PER_STEP, METHODS, Refinement, integrate
 from flowjax.solvers.likelihood import (
     ode_log_likelihood,
     ode_sample_with_log_likelihood,
     standard_normal_log_density,
 )
 from flowjax.solvers.ode import ode_sample
+from flowjax.solvers.riemannian import (
+    MANIFOLD_UPDATES,
+    RIEMANNIAN_METHODS,
+    riemannian_log_likelihood,
+    riemannian_sample,
+)
 
 __all__ = [
     "EVALS_PER_STEP",
     "METHODS",
+    "MANIFOLD_UPDATES",
+    "RIEMANNIAN_METHODS",
+    "FlowDivergenceSampler",
+    "ModelPasses",
+    "Refinement",
+    "discrete_sample",
+    "divergence_estimator",
+    "divergence_passes",
     "exact_divergence",
     "hutchinson_divergence",
     "hutchinson_probes",
@@ -23,5 +48,11 @@ __all__ = [
     "ode_log_likelihood",
     "ode_sample",
     "ode_sample_with_log_likelihood",
+    "riemannian_log_likelihood",
+    "riemannian_sample",
+    "sample_categorical",
+    "sampling_passes",
     "standard_normal_log_density",
+    "step_velocity",
+    "x_prediction_floor",
 ]

@@ -10,6 +10,10 @@ are the same for every sample, so it is right for any event shape (images, seque
 only for (B, D). `hutchinson_divergence` estimates it as the mean over probes z of z . (J z)
 (Hutchinson, 1989), with z Rademacher or Gaussian. Both use forward mode and return the
 field's value as a by-product, so the likelihood solvers spend no extra evaluation on it.
+
+`divergence_estimator` picks one of the two for a whole solve, drawing Hutchinson's probes once:
+the likelihood solvers use the same probes at every step, and the Flow Divergence Sampler
+(`flowjax.solvers.fds`) compares a state with its perturbations under the same probes.
 """
 
 from __future__ import annotations
@@ -21,6 +25,12 @@ import jax
 import jax.numpy as jnp
 
 PROBES = ("rademacher", "gaussian")
+EXACT_CHUNK_SIZE = 64
+"""One-hot tangents that `exact_divergence` pushes through the field in one vectorised pass."""
+
+Field = Callable[[jax.Array], jax.Array]
+Divergence = Callable[[Field, jax.Array], tuple[jax.Array, jax.Array]]
+"""(field, x) -> (field(x), div field(x) of shape (B,)), for x of shape (B, *event)."""
 
 
 def _per_sample_sum(a: jax.Array) -> jax.Array:
@@ -28,7 +38,7 @@ def _per_sample_sum(a: jax.Array) -> jax.Array:
 
 
 def exact_divergence(
-    field: Callable[[jax.Array], jax.Array], x: jax.Array, *, chunk_size: int = 64
+    field: Callable[[jax.Array], jax.Array], x: jax.Array, *, chunk_size: int = EXACT_CHUNK_SIZE
 ) -> tuple[jax.Array, jax.Array]:
     """(field(x), div field(x)) with the divergence of shape (B,), for x of shape (B, *event).
 
@@ -83,3 +93,44 @@ def hutchinson_divergence(
 
     outs, estimates = jax.vmap(one_probe)(probes)
     return outs[0], estimates.mean(axis=0)
+
+
+def divergence_estimator(
+    shape: tuple[int, ...],
+    dtype,
+    *,
+    exact: bool = True,
+    key: jax.Array | None = None,
+    num_probes: int = 1,
+    probe: str = "rademacher",
+) -> Divergence:
+    """The divergence used throughout one solve over states of shape `shape` = (B, *event).
+
+    Args:
+      shape, dtype: of the states whose divergence will be taken.
+      exact: `exact_divergence` (D forward-mode products, D = prod(event)); otherwise
+        `hutchinson_divergence` with `num_probes` probes of kind `probe`, drawn here from `key`
+        once and fixed for every later call.
+      key: PRNG key of the probes (required when exact=False).
+    """
+    if exact:
+        return exact_divergence
+    if key is None:
+        raise ValueError(
+            "The Hutchinson divergence (exact_divergence=False) needs a `key` for its probes."
+        )
+    probes = hutchinson_probes(key, shape, num_probes, probe, dtype)
+    return lambda field, x: hutchinson_divergence(field, x, probes)
+
+
+def divergence_passes(event_size: int, *, exact: bool, num_probes: int = 1) -> tuple[int, int]:
+    """(forward, jvp): passes through the field spent on one divergence of `divergence_estimator`.
+
+    Exact: one JVP per dimension (D = event_size), and the forward pass once if
+    D <= EXACT_CHUNK_SIZE (one vectorised pass), else once per chunk of tangents and once for
+    the value. Hutchinson: one JVP per probe and the forward pass once.
+    """
+    if not exact:
+        return 1, num_probes
+    forward = 1 if event_size <= EXACT_CHUNK_SIZE else math.ceil(event_size / EXACT_CHUNK_SIZE) + 1
+    return forward, event_size

@@ -11,12 +11,18 @@ one step per interval); so the states returned at the grid's times are solver st
 interpolations. Adaptive methods (`dopri5`, `tsit5`) use diffrax with a PID controller and
 `throw=False`, so a sharded batch stays sharded; a failed solve returns non-finite values.
 
+A `Refinement` (e.g. the Flow Divergence Sampler's, `flowjax.solvers.fds`) may move the state
+before every fixed step, inside the same `lax.scan`. A custom `update` replaces the y + h dy of
+every stage and step (the Riemannian solvers, `flowjax.solvers.riemannian`, retract onto a
+manifold there).
+
 The grid is static: `time_grid` and `step_size` must be known at trace time.
 """
 
 from __future__ import annotations
 
-from typing import Any, Callable
+import functools
+from typing import Any, Callable, NamedTuple
 
 import diffrax
 import jax
@@ -25,30 +31,43 @@ import numpy as np
 
 PyTree = Any
 Dynamics = Callable[[jax.Array, PyTree], PyTree]  # f(t, y) -> dy/dt, t a scalar
+Update = Callable[[jax.Array, PyTree, PyTree], PyTree]  # (h, dy, y) -> y moved by h * dy
 
 
-def _euler(f: Dynamics, t, h, y):
-    return _axpy(h, f(t, y), y)
+class Refinement(NamedTuple):
+    """A map applied to the state before every fixed step, with a memory kept between steps.
+
+    `apply(index, t, h, y, memory) -> (y, memory)` moves the state y before step number
+    `index` (0, 1, ...), which goes from time t to t + h, and updates its memory (any pytree);
+    the field `memory` holds the memory's value before the first step.
+    """
+
+    apply: Callable[[jax.Array, jax.Array, jax.Array, PyTree, PyTree], tuple[PyTree, PyTree]]
+    memory: PyTree = None
 
 
-def _midpoint(f: Dynamics, t, h, y):
+def _euler(f: Dynamics, t, h, y, update: Update):
+    return update(h, f(t, y), y)
+
+
+def _midpoint(f: Dynamics, t, h, y, update: Update):
     k1 = f(t, y)
-    return _axpy(h, f(t + 0.5 * h, _axpy(0.5 * h, k1, y)), y)
+    return update(h, f(t + 0.5 * h, update(0.5 * h, k1, y)), y)
 
 
-def _heun(f: Dynamics, t, h, y):
+def _heun(f: Dynamics, t, h, y, update: Update):
     k1 = f(t, y)
-    k2 = f(t + h, _axpy(h, k1, y))
-    return _axpy(0.5 * h, jax.tree.map(jnp.add, k1, k2), y)
+    k2 = f(t + h, update(h, k1, y))
+    return update(0.5 * h, jax.tree.map(jnp.add, k1, k2), y)
 
 
-def _rk4(f: Dynamics, t, h, y):
+def _rk4(f: Dynamics, t, h, y, update: Update):
     k1 = f(t, y)
-    k2 = f(t + 0.5 * h, _axpy(0.5 * h, k1, y))
-    k3 = f(t + 0.5 * h, _axpy(0.5 * h, k2, y))
-    k4 = f(t + h, _axpy(h, k3, y))
+    k2 = f(t + 0.5 * h, update(0.5 * h, k1, y))
+    k3 = f(t + 0.5 * h, update(0.5 * h, k2, y))
+    k4 = f(t + h, update(h, k3, y))
     incr = jax.tree.map(lambda a, b, c, d: (a + 2.0 * b + 2.0 * c + d) / 6.0, k1, k2, k3, k4)
-    return _axpy(h, incr, y)
+    return update(h, incr, y)
 
 
 def _axpy(h, dy, y):
@@ -135,6 +154,8 @@ def integrate(
     atol: float = 1e-5,
     rtol: float = 1e-5,
     max_steps: int = 16384,
+    refine: Refinement | None = None,
+    update: Update | None = None,
 ) -> PyTree:
     """Solves dy/dt = f(t, y) from time_grid[0] to time_grid[-1].
 
@@ -148,26 +169,46 @@ def integrate(
         leading axis, instead of the final state.
       atol, rtol: tolerances of the adaptive methods.
       max_steps: step budget of the adaptive methods.
+      refine: a map applied to the state before every step (fixed-step methods only).
+      update: how a fixed step moves the state y by h * dy, update(h, dy, y); by default
+        y + h * dy. The Riemannian solvers (`flowjax.solvers.riemannian`) pass one that stays
+        on the manifold.
     """
     check_method(method)
     grid = static_time_grid(time_grid)
     dtype = _float_dtype(y0)
+    if refine is not None and method in ADAPTIVE_METHODS:
+        raise ValueError(
+            f"refine moves the state before every fixed step; use one of "
+            f"{', '.join(FIXED_STEP_METHODS)}, not the adaptive method {method!r}."
+        )
+    if update is not None and method in ADAPTIVE_METHODS:
+        raise ValueError(
+            f"A custom state update needs a fixed-step method ({', '.join(FIXED_STEP_METHODS)}), "
+            f"not the adaptive method {method!r}."
+        )
     if method in ADAPTIVE_METHODS:
         return _integrate_adaptive(
             f, y0, grid, dtype, method, step_size, return_intermediates, atol, rtol, max_steps
         )
     nodes, grid_index = step_nodes(grid, step_size)
-    step = FIXED_STEP_METHODS[method]
+    step = functools.partial(FIXED_STEP_METHODS[method], update=update or _axpy)
     ts = jnp.asarray(nodes[:-1], dtype=dtype)
     hs = jnp.asarray(np.diff(nodes), dtype=dtype)
+    indices = jnp.arange(ts.shape[0])
+    memory = None if refine is None else refine.memory
+
+    def advance(y, memory, i, t, h):
+        if refine is not None:
+            y, memory = refine.apply(i, t, h, y, memory)
+        return step(f, t, h, y), memory
 
     if not return_intermediates:
 
-        def body(y, th):
-            t, h = th
-            return step(f, t, h, y), None
+        def body(carry, ith):
+            return advance(*carry, *ith), None
 
-        y_final, _ = jax.lax.scan(body, y0, (ts, hs))
+        (y_final, _), _ = jax.lax.scan(body, (y0, memory), (indices, ts, hs))
         return y_final
 
     # Step k ends at node k + 1; write it into its grid slot, or into a spare last slot.
@@ -178,15 +219,15 @@ def integrate(
         lambda v: jnp.zeros((num_grid + 1,) + v.shape, v.dtype).at[0].set(v), y0
     )
 
-    def body_with_buffer(carry, ths):
-        y, buf = carry
-        t, h, s = ths
-        y = step(f, t, h, y)
+    def body_with_buffer(carry, iths):
+        y, memory, buf = carry
+        i, t, h, s = iths
+        y, memory = advance(y, memory, i, t, h)
         buf = jax.tree.map(lambda b, v: jax.lax.dynamic_update_index_in_dim(b, v, s, 0), buf, y)
-        return (y, buf), None
+        return (y, memory, buf), None
 
-    (_, buffers), _ = jax.lax.scan(
-        body_with_buffer, (y0, buffers), (ts, hs, jnp.asarray(slot))
+    (_, _, buffers), _ = jax.lax.scan(
+        body_with_buffer, (y0, memory, buffers), (indices, ts, hs, jnp.asarray(slot))
     )
     return jax.tree.map(lambda b: b[:num_grid], buffers)
 

@@ -22,7 +22,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from flowjax.solvers import divergence as div_lib
-from flowjax.solvers.integrate import integrate, static_time_grid
+from flowjax.solvers.integrate import Update, integrate, static_time_grid
 
 
 def _divergence_dynamics(
@@ -39,16 +39,10 @@ def _divergence_dynamics(
         raise ValueError(
             f"The likelihood solvers need a batch of shape (B, *event), got x.shape={x.shape}."
         )
-    if exact_divergence:
-        return lambda t, y: div_lib.exact_divergence(
-            lambda z: velocity_fn(z, t, **model_kwargs), y
-        )
-    if key is None:
-        raise ValueError("exact_divergence=False (Hutchinson) needs a `key` for its probes.")
-    probes = div_lib.hutchinson_probes(key, x.shape, num_probes, probe, x.dtype)
-    return lambda t, y: div_lib.hutchinson_divergence(
-        lambda z: velocity_fn(z, t, **model_kwargs), y, probes
+    divergence = div_lib.divergence_estimator(
+        x.shape, x.dtype, exact=exact_divergence, key=key, num_probes=num_probes, probe=probe
     )
+    return lambda t, y: divergence(lambda z: velocity_fn(z, t, **model_kwargs), y)
 
 
 def _check_endpoints(time_grid: Any, start: float, end: float, name: str) -> None:
@@ -83,6 +77,7 @@ def ode_log_likelihood(
     key: jax.Array | None = None,
     num_probes: int = 1,
     probe: str = "rademacher",
+    update: Update | None = None,
     **model_kwargs: Any,
 ) -> tuple[jax.Array, jax.Array]:
     """log p_1(x_1) of the flow of `velocity_fn` from source density `log_p0`.
@@ -98,6 +93,9 @@ def ode_log_likelihood(
       key: PRNG key for the Hutchinson probes (required when exact_divergence=False).
       num_probes: Hutchinson probes averaged at every evaluation.
       probe: "rademacher" or "gaussian".
+      update: how a fixed step moves the state (x, log-det) by h * (u, div u), as for
+        `flowjax.solvers.integrate` (default: y + h dy; `riemannian_log_likelihood` passes a
+        step that keeps x on its manifold).
 
     Returns:
       (x_0, log_p1): the source point of each sample (or all intermediates) and log p_1(x_1),
@@ -118,6 +116,7 @@ def ode_log_likelihood(
         return_intermediates=return_intermediates,
         atol=atol,
         rtol=rtol,
+        update=update,
     )
     x_0 = xs[-1] if return_intermediates else xs
     log_det_end = log_det[-1] if return_intermediates else log_det

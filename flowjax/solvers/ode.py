@@ -2,17 +2,32 @@
 
 Flow Matching Guide and Code (Lipman et al., 2024), section 3.1 (eq. 3.5 / algorithm 1):
 samples of p_1 are X_1 where dX_t/dt = u_t(X_t) and X_0 ~ p_0. Solving backwards (a descending
-time grid) maps data to noise.
+time grid) maps data to noise. A refiner (the Flow Divergence Sampler, `flowjax.solvers.fds`)
+may move the state before every fixed step.
 """
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import Any, Callable, Protocol
 
 import jax
 import jax.numpy as jnp
 
-from flowjax.solvers.integrate import integrate
+from flowjax.solvers.integrate import Dynamics, Refinement, integrate
+
+
+class Refiner(Protocol):
+    """Builds the `Refinement` of one solve (e.g. `flowjax.solvers.FlowDivergenceSampler`)."""
+
+    def refinement(
+        self,
+        dynamics: Dynamics,
+        x_init: jax.Array,
+        *,
+        method: str,
+        time_grid: Any,
+        key: jax.Array | None,
+    ) -> Refinement: ...
 
 
 def ode_sample(
@@ -25,6 +40,8 @@ def ode_sample(
     return_intermediates: bool = False,
     atol: float = 1e-5,
     rtol: float = 1e-5,
+    refiner: Refiner | None = None,
+    key: jax.Array | None = None,
     **model_kwargs: Any,
 ) -> jax.Array:
     """Integrates dx/dt = velocity_fn(x, t, **model_kwargs) over `time_grid`.
@@ -41,14 +58,26 @@ def ode_sample(
       return_intermediates: return the states at every time of `time_grid`, shape
         (len(time_grid), *x_init.shape), instead of the final state.
       atol, rtol: tolerances of the adaptive methods.
+      refiner: moves the state before every fixed step, inside the same compiled loop (e.g.
+        `FlowDivergenceSampler(...)`); None samples plainly.
+      key: PRNG key of the refiner's randomness.
       **model_kwargs: passed to velocity_fn at every call (e.g. class labels).
 
     Returns:
       The state at time_grid[-1], or the stacked states at every grid time.
     """
     x_init = jnp.asarray(x_init)
+
+    def dynamics(t, x):
+        return velocity_fn(x, t, **model_kwargs)
+
+    refine = (
+        None
+        if refiner is None
+        else refiner.refinement(dynamics, x_init, method=method, time_grid=time_grid, key=key)
+    )
     return integrate(
-        lambda t, x: velocity_fn(x, t, **model_kwargs),
+        dynamics,
         x_init,
         time_grid,
         method=method,
@@ -56,4 +85,5 @@ def ode_sample(
         return_intermediates=return_intermediates,
         atol=atol,
         rtol=rtol,
+        refine=refine,
     )

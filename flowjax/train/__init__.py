@@ -1,24 +1,31 @@
 """Training, sampling and evaluation driven by an ml-collections config.
 
-Modules, one concept each: `config` (schema and validation), `registry` (model and scheduler
-names), `setup` (mesh, model, optimiser of a run), `sharding` (mesh and layouts), `state` (the
-train state), `optim` (optimiser, schedule, EMA), `step` (the compiled update), `checkpoint`
-(Orbax checkpoints with the data position), `preemption` (SIGTERM / SIGINT), `logs` (progress
-and metrics), `loop` (`train`), `inference` (`sample`, `evaluate`) and `plots`.
+Modules, one concept each: `config` (schema and validation), `objectives` (what is trained,
+sampled and evaluated: continuous or discrete flow matching, ...), `registry` (model and
+scheduler names), `setup` (mesh, objective, model, optimiser of a run), `sharding` (mesh and
+layouts), `state` (the train state), `optim` (optimiser, schedule, EMA), `step` (the compiled
+update), `checkpoint` (Orbax checkpoints with the data position), `preemption` (SIGTERM /
+SIGINT), `logs` (progress and metrics), `loop` (`train`), `inference` (`sample`, `evaluate`) and
+`plots`.
 """
 
 from flowjax.train.config import default_config, validate_config
 from flowjax.train.inference import evaluate, sample
 from flowjax.train.loop import NonFiniteLossError, train
+from flowjax.train.objectives import OBJECTIVES, DataSpec, Objective, build_objective
 from flowjax.train.registry import MODELS, SCHEDULERS, build_model, build_path
 from flowjax.train.state import TrainState
 
 __all__ = [
+    "DataSpec",
     "MODELS",
+    "OBJECTIVES",
+    "Objective",
     "SCHEDULERS",
     "NonFiniteLossError",
     "TrainState",
     "build_model",
+    "build_objective",
     "build_path",
     "default_config",
     "evaluate",

@@ -1,8 +1,10 @@
 """The training config: its schema (every key, with its default and type) and its validation.
 
-Every experiment config starts from `default_config()` and changes values, so that the keys a
-run accepts are exactly those listed here (plus the settings of the chosen model, see
-`flowjax.train.registry.MODELS`, and of the chosen data source, which `flowjax.data` checks).
+Every experiment config starts from `default_config(objective)` and changes values, so that the
+keys a run accepts are exactly those listed here, plus those of its objective (the `path` and
+`loss` sections and the objective's keys of `sample` and `evaluate`, see
+`flowjax.train.objectives`), the settings of the chosen model (`flowjax.train.registry.MODELS`)
+and of the chosen data source (which `flowjax.data` checks).
 `validate_config` runs before anything is compiled and raises a `ValueError` that says what was
 expected: an unknown or missing key (with the closest valid one), a value of the wrong type or
 out of range, a choice that does not exist, a global batch that the data-parallel devices
@@ -21,37 +23,33 @@ import jax
 import ml_collections
 from flax import nnx
 
-from flowjax import data, losses, solvers
-from flowjax.train import registry
+from flowjax import data
+from flowjax.train import objectives, registry
 from flowjax.train.sharding import MESH_AXES, data_parallel_size
 
 OPTIMIZERS = ("adam", "adamw")
 LR_SCHEDULES = ("constant", "cosine")
 
 
-def default_config() -> ml_collections.ConfigDict:
-    """The schema of a training config, with the default of every key."""
+def default_config(objective: str = "flow_matching") -> ml_collections.ConfigDict:
+    """The schema of a training config for `objective`, with the default of every key.
+
+    Args:
+      objective: a name in `flowjax.train.objectives.OBJECTIVES` ("flow_matching",
+        "discrete_flow_matching", ...); it chooses the `path` and `loss` sections, the
+        objective's keys of `sample` and `evaluate`, and the default model.
+    """
+    kind = objectives.objective_class(objective)
     config = ml_collections.ConfigDict()
     config.seed = 0
+    config.objective = objective
 
-    config.model = registry.model_defaults("mlp")
+    config.model = registry.model_defaults(kind.default_model)
     # Owned by `flowjax.data` (source, dataset name and its settings).
     config.data = ml_collections.ConfigDict()
 
-    config.path = dict(
-        scheduler="cond_ot",  # one of registry.SCHEDULERS
-        polynomial_n=1.0,  # exponent of the "polynomial" scheduler
-        vp_beta_min=0.1,  # range of the "vp" scheduler
-        vp_beta_max=20.0,
-    )
-    config.loss = dict(
-        prediction="velocity",  # regression target: "velocity", "target" (x_1) or "epsilon" (x_0)
-        time_distribution="uniform",  # or "logit_normal": t = sigmoid(N(time_mean, time_std^2))
-        time_mean=-1.2,
-        time_std=1.2,
-        t_max=1.0,  # times are drawn in [0, t_max)
-        label_dropout=0.0,  # probability of replacing a class label by the null label (CFG)
-    )
+    config.path = dict(kind.path_defaults)
+    config.loss = dict(kind.loss_defaults)
     config.optim = dict(
         name="adam",  # or "adamw"
         learning_rate=1e-3,  # peak learning rate
@@ -95,43 +93,32 @@ def default_config() -> ml_collections.ConfigDict:
     config.sample = dict(
         num_samples=10_000,
         batch_size=10_000,  # samples per compiled solve
-        method="midpoint",  # one of flowjax.solvers.METHODS
-        step_size=0.05,
         num_trajectories=1_000,  # points whose paths are plotted and stored
-        density_grid_size=100,  # points per side of the grid of the density plot (2D data)
         seed=1,
+        **kind.sample_defaults,
     )
     config.evaluate = dict(
-        num_points=4_096,  # held-out points for the NLL
+        num_points=4_096,  # held-out points for the NLL (or its bound)
         num_samples=10_000,  # samples for the fraction inside a toy's support
         batch_size=4_096,
-        method="midpoint",
-        step_size=0.05,
         seed=2,
         after_training=True,  # a finished training run samples and evaluates
         # Data settings layered over config.data for the held-out set (e.g. a test split).
         data=ml_collections.ConfigDict(),
+        **kind.evaluate_defaults,
     )
     return config
 
 
-# Keys whose value must be one of a fixed set.
+# Keys whose value must be one of a fixed set (the objective adds its own).
 _CHOICES: dict[str, tuple[str, ...]] = {
     "model.name": tuple(registry.MODELS),
     "model.dtype": tuple(registry.COMPUTE_DTYPES),
-    "path.scheduler": tuple(registry.SCHEDULERS),
-    "loss.prediction": tuple(losses.REGRESSION_TARGETS),
-    "loss.time_distribution": losses.TIME_DISTRIBUTIONS,
     "optim.name": OPTIMIZERS,
     "optim.schedule": LR_SCHEDULES,
-    "sample.method": solvers.METHODS,
-    "evaluate.method": solvers.METHODS,
 }
-# Keys whose value must be > 0, or >= 0, or lie in [0, 1].
+# Keys whose value must be > 0, or >= 0, or lie in [0, 1] (the objective adds its own).
 _POSITIVE = (
-    "path.polynomial_n",
-    "loss.time_std",
-    "loss.t_max",
     "optim.learning_rate",
     "optim.eps",
     "train.num_steps",
@@ -142,12 +129,9 @@ _POSITIVE = (
     "checkpoint.max_to_keep",
     "sample.num_samples",
     "sample.batch_size",
-    "sample.step_size",
-    "sample.density_grid_size",
     "evaluate.num_points",
     "evaluate.num_samples",
     "evaluate.batch_size",
-    "evaluate.step_size",
 )
 _NON_NEGATIVE = (
     "optim.weight_decay",
@@ -157,8 +141,6 @@ _NON_NEGATIVE = (
     "sharding.fsdp_min_size",
 )
 _UNIT_INTERVAL = (
-    "loss.t_max",
-    "loss.label_dropout",
     "optim.b1",
     "optim.b2",
     "optim.ema_decay",
@@ -167,8 +149,8 @@ _UNIT_INTERVAL = (
 
 
 def schema_for(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
-    """The defaults against which `config` is checked (with the settings of its model)."""
-    schema = default_config()
+    """The defaults against which `config` is checked (those of its objective and its model)."""
+    schema = default_config(config.get("objective", "flow_matching"))
     model_name = config.get("model", {}).get("name", schema.model.name)
     schema.model = registry.model_defaults(model_name)
     return schema
@@ -176,6 +158,12 @@ def schema_for(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
 
 def check_schema(config: ml_collections.ConfigDict) -> None:
     """Checks keys and types against the schema; needs no devices (runs before JAX starts)."""
+    objective = config.get("objective", "flow_matching")
+    if objective not in objectives.OBJECTIVES:
+        raise ValueError(
+            f"Config key 'objective' must be one of {sorted(objectives.OBJECTIVES)}, got "
+            f"{objective!r}."
+        )
     _check_choice(config, "model.name")
     _check_keys_and_types(config, schema_for(config), prefix="")
 
@@ -188,13 +176,14 @@ def validate_config(config: ml_collections.ConfigDict, workdir: str | None = Non
       workdir: the run's work directory, created if needed; checked to be writable.
     """
     check_schema(config)
-    for key in _CHOICES:
-        _check_choice(config, key)
-    for key in _POSITIVE:
+    kind = objectives.objective_class(config.objective)
+    for key, allowed in {**_CHOICES, **kind.choices}.items():
+        _check_choice(config, key, allowed)
+    for key in _POSITIVE + kind.positive:
         _check(config, key, lambda v: v > 0, "> 0")
-    for key in _NON_NEGATIVE:
+    for key in _NON_NEGATIVE + kind.non_negative:
         _check(config, key, lambda v: v >= 0, ">= 0")
-    for key in _UNIT_INTERVAL:
+    for key in _UNIT_INTERVAL + kind.unit_interval:
         _check(config, key, lambda v: 0 <= v <= 1, "in [0, 1]")
     _check(config, "optim.ema_decay", lambda v: v < 1, "< 1")
     if config.optim.name == "adam" and config.optim.weight_decay > 0:
@@ -279,10 +268,11 @@ def _check(config, key: str, predicate, expected: str) -> None:
         raise ValueError(f"Config key {key!r} must be {expected}, got {value!r}.")
 
 
-def _check_choice(config, key: str) -> None:
+def _check_choice(config, key: str, allowed: tuple | None = None) -> None:
+    allowed = _CHOICES[key] if allowed is None else allowed
     value = _get(config, key)
-    if value not in _CHOICES[key]:
-        raise ValueError(f"Config key {key!r} must be one of {list(_CHOICES[key])}, got {value!r}.")
+    if value not in allowed:
+        raise ValueError(f"Config key {key!r} must be one of {list(allowed)}, got {value!r}.")
 
 
 def _check_sharding_config(sharding: ml_collections.ConfigDict) -> None:
@@ -311,19 +301,20 @@ def _check_sharding_config(sharding: ml_collections.ConfigDict) -> None:
 
 
 def _check_components(config: ml_collections.ConfigDict) -> None:
-    """Describes the data and builds the path and an abstract model, so that their own checks
-    (unknown dataset or data key, bad scheduler or model setting) raise here."""
-    event_shape = data.event_shape(config.data)
-    num_classes = data.num_classes(config.data)
+    """Describes the data and builds the objective and an abstract model, so that their own
+    checks (unknown dataset or data key, data of the wrong kind, bad path or model setting)
+    raise here."""
+    spec = objectives.DataSpec.from_config(config.data)
     data.parse_config(heldout_data_config(config))
-    if config.loss.label_dropout > 0 and num_classes is None:
-        raise ValueError(
-            "loss.label_dropout > 0 needs class labels, but the dataset has none "
-            f"(config.data={config.data.to_dict()})."
-        )
-    registry.build_path(config.path)
+    objective = objectives.build_objective(config, spec)
     nnx.eval_shape(
-        lambda: registry.build_model(config.model, event_shape, num_classes, nnx.Rngs(0))
+        lambda: registry.build_model(
+            config.model,
+            spec.event_shape,
+            spec.num_classes,
+            nnx.Rngs(0),
+            **objective.model_kwargs(),
+        )
     )
 
 

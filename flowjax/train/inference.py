@@ -1,15 +1,17 @@
 """Sampling from and evaluating a trained flow: the `sample` and `evaluate` modes of the CLI.
 
-Both read the newest checkpoint in the work directory and use the EMA parameters.
+Both read the newest checkpoint in the work directory and use the EMA parameters; what is
+solved is the run's objective's (`flowjax.train.objectives`).
 
-- `sample`: solves dx/dt = u_t(x) from x_0 ~ N(0, I) at t = 0 to t = 1 (Flow Matching Guide,
-  Lipman et al., 2024, eq. 3.5) with `flowjax.solvers.ode_sample` and the configured method and
-  step; writes the samples, some whole trajectories and, for 2D data, PNG plots (samples,
-  trajectories, and the model density on a grid from the likelihood below).
-- `evaluate`: the negative log-likelihood of held-out points,
-  log p_1(x_1) = log p_0(x_0) - int_0^1 div u_t(x_t) dt (eq. 3.31), from
-  `flowjax.solvers.ode_log_likelihood` with the exact divergence; and, for toy data, the
-  fraction of samples inside the support, the true NLL and the energy distance to the data.
+- `sample`: runs the objective's sampler from source samples at t = 0 to t = 1 (for continuous
+  flow matching, dx/dt = u_t(x) from x_0 ~ N(0, I), Flow Matching Guide, Lipman et al., 2024,
+  eq. 3.5; for discrete flows, the CTMC Euler sampler); writes the samples, some whole
+  trajectories and, for 2D data, PNG plots (samples, trajectories, and, where the likelihood is
+  cheap, the model density on a grid).
+- `evaluate`: the objective's likelihood metrics of held-out points (for continuous flow
+  matching the exact log p_1(x_1) = log p_0(x_0) - int_0^1 div u_t(x_t) dt, eq. 3.31; for
+  discrete flows the ELBO in bits per token); and, for toy data, the fraction of samples inside
+  the support, the true NLL and the energy distance to the data.
 
 Held-out points come from the data pipeline with `evaluate.seed` (fresh draws for the toys)
 and the data settings of `evaluate.data` layered over `config.data` (e.g. a test split).
@@ -32,12 +34,12 @@ import numpy as np
 from flax import nnx
 from jax.experimental import multihost_utils
 
-from flowjax import data, metrics, solvers
+from flowjax import data, metrics
 from flowjax.train import plots
 from flowjax.train.checkpoint import Checkpointer, abstract_with_shardings
 from flowjax.train.config import heldout_data_config, validate_config
 from flowjax.train.setup import RunSetup, initialize_distributed, setup_run
-from flowjax.train.sharding import batch_sharding, global_batch
+from flowjax.train.sharding import batch_sharding, global_batch, replicated
 from flowjax.train.state import TrainState
 
 log = logging.getLogger(__name__)
@@ -61,12 +63,16 @@ class TrainedFlow:
     state: TrainState
     step: int
 
-    def compile(self, fn: Callable[[nnx.Module, Batch], Any]) -> Callable[[Batch], Any]:
-        """fn(EMA model, batch) compiled over the mesh, the batch split over the batch axes."""
+    def compile(
+        self, fn: Callable[[nnx.Module, Batch, jax.Array], Any]
+    ) -> Callable[[Batch, jax.Array], Any]:
+        """fn(EMA model, batch, key) compiled over the mesh, the batch split over the batch axes
+        and the PRNG key replicated."""
         run = self.run
 
-        def apply(ema_params, model_state, batch):
-            return fn(nnx.merge(run.graphdef, ema_params, model_state), batch)
+        def apply(ema_params, model_state, batch, key_data):
+            model = nnx.merge(run.graphdef, ema_params, model_state)
+            return fn(model, batch, jax.random.wrap_key_data(key_data))
 
         compiled = jax.jit(
             apply,
@@ -74,9 +80,15 @@ class TrainedFlow:
                 run.shardings.ema_params,
                 run.shardings.model_state,
                 batch_sharding(run.mesh),
+                replicated(run.mesh),
             ),
         )
-        return lambda batch: compiled(self.state.ema_params, self.state.model_state, batch)
+
+        def call(batch, key):
+            key_data = np.asarray(jax.random.key_data(key))  # host data: the same on every process
+            return compiled(self.state.ema_params, self.state.model_state, batch, key_data)
+
+        return call
 
 
 def load_trained_flow(config: ml_collections.ConfigDict, workdir: str) -> TrainedFlow:
@@ -96,54 +108,6 @@ def load_trained_flow(config: ml_collections.ConfigDict, workdir: str) -> Traine
     return TrainedFlow(run, restored.state, restored.step)
 
 
-# Model functions of a batch ------------------------------------------------------------------
-
-
-def _conditioning(batch: Batch) -> dict[str, Any]:
-    return {"label": batch["label"]} if "label" in batch else {}
-
-
-def sampler(sample_config: ml_collections.ConfigDict, time_grid=(0.0, 1.0)):
-    """(model, batch) -> ODE solution from batch["x"] = x_0 over `time_grid`.
-
-    Returns x_1 of shape (B, *event) for the default grid, else the states at every grid time
-    with the batch first, shape (B, len(time_grid), *event).
-    """
-    intermediates = len(time_grid) > 2
-
-    def sample(model, batch):
-        x = solvers.ode_sample(
-            model,
-            batch["x"],
-            method=sample_config.method,
-            step_size=sample_config.step_size,
-            time_grid=time_grid,
-            return_intermediates=intermediates,
-            **_conditioning(batch),
-        )
-        return x.swapaxes(0, 1) if intermediates else x
-
-    return sample
-
-
-def log_likelihood(evaluate_config: ml_collections.ConfigDict):
-    """(model, batch) -> log p_1(batch["x"]) in nats, shape (B,) (exact divergence)."""
-
-    def log_p(model, batch):
-        _, log_p1 = solvers.ode_log_likelihood(
-            model,
-            batch["x"],
-            solvers.standard_normal_log_density,
-            method=evaluate_config.method,
-            step_size=evaluate_config.step_size,
-            exact_divergence=True,
-            **_conditioning(batch),
-        )
-        return log_p1
-
-    return log_p
-
-
 # Running over many points --------------------------------------------------------------------
 
 
@@ -153,10 +117,15 @@ def to_host(x: jax.Array) -> np.ndarray:
 
 
 def map_batches(
-    fn: Callable[[Batch], jax.Array], inputs: dict[str, np.ndarray], batch_size: int, run: RunSetup
+    fn: Callable[[Batch, jax.Array], jax.Array],
+    inputs: dict[str, np.ndarray],
+    batch_size: int,
+    run: RunSetup,
+    key: jax.Array,
 ) -> np.ndarray:
     """fn over `inputs` (the same NumPy arrays on every process) in global batches of
-    `batch_size` rows (the last one padded), concatenated on the host; batch axis first."""
+    `batch_size` rows (the last one padded), concatenated on the host; batch axis first.
+    Batch b gets the key fold_in(key, b)."""
     n = len(inputs["x"])
     num_batches = math.ceil(n / batch_size)
     sharding = batch_sharding(run.mesh)
@@ -168,19 +137,8 @@ def map_batches(
             k: jax.make_array_from_callback(v.shape, sharding, lambda index, v=v: v[index])
             for k, v in chunk.items()
         }
-        outputs.append(to_host(fn(batch)))
+        outputs.append(to_host(fn(batch, jax.random.fold_in(key, b))))
     return np.concatenate(outputs)[:n]
-
-
-def source_batch(
-    run: RunSetup, num: int, seed: int, labels: np.ndarray | None = None
-) -> dict[str, np.ndarray]:
-    """`num` source points x_0 ~ N(0, I) (and uniform class labels for a conditional model)."""
-    rng = np.random.default_rng(seed)
-    inputs = {"x": rng.standard_normal((num, *run.event_shape), dtype=np.float32)}
-    if run.num_classes is not None:
-        inputs["label"] = rng.integers(run.num_classes, size=num).astype(np.int32)
-    return inputs
 
 
 def heldout_iterator(config: ml_collections.ConfigDict):
@@ -210,22 +168,19 @@ def sample(
     """
     flow = flow or load_trained_flow(config, workdir)
     sc, run = config.sample, flow.run
-    inputs = source_batch(run, sc.num_samples, sc.seed)
-    samples = map_batches(flow.compile(sampler(sc)), inputs, sc.batch_size, run)
+    objective, key = run.objective, jax.random.key(sc.seed)
+    inputs = objective.source_batch(sc.num_samples, sc.seed)
+    samples = map_batches(flow.compile(objective.sampler()), inputs, sc.batch_size, run, key)
     num_paths = min(sc.num_trajectories, sc.num_samples)
     parallel = run.mesh.shape["data"] * run.mesh.shape["fsdp"]
     trajectories = map_batches(
-        flow.compile(sampler(sc, TRAJECTORY_TIMES)),
+        flow.compile(objective.sampler(TRAJECTORY_TIMES)),
         {k: v[:num_paths] for k, v in inputs.items()},
         parallel * math.ceil(num_paths / parallel),  # one batch, padded to split evenly
         run,
+        key,
     ).swapaxes(0, 1)
-    result = {
-        "step": flow.step,
-        "num_samples": len(samples),
-        "method": sc.method,
-        "step_size": sc.step_size,
-    }
+    result = {"step": flow.step, "num_samples": len(samples), **objective.sample_settings()}
     name = _toy_name(config)
     if name in metrics.BOUNDED_SUPPORT:
         result["fraction_in_support"] = metrics.fraction_in_support(name, samples)
@@ -252,7 +207,8 @@ def evaluate(
     flow: TrainedFlow | None = None,
     samples: np.ndarray | None = None,
 ) -> dict[str, Any]:
-    """Held-out NLL (and toy sample metrics); writes and returns <workdir>/metrics.json.
+    """Held-out likelihood metrics (and toy sample metrics); writes and returns
+    <workdir>/metrics.json.
 
     Args:
       samples: model samples to score (e.g. those `sample` just drew); drawn here
@@ -262,31 +218,37 @@ def evaluate(
     """
     flow = flow or load_trained_flow(config, workdir)
     ev, run = config.evaluate, flow.run
-    log_p_fn = flow.compile(log_likelihood(ev))
+    objective, key = run.objective, jax.random.key(ev.seed)
+    log_p_fn = flow.compile(objective.log_likelihood())
     iterator, sharding = heldout_iterator(config), batch_sharding(run.mesh)
     log_p, points = [], []
-    for _ in range(math.ceil(ev.num_points / ev.batch_size)):
+    for b in range(math.ceil(ev.num_points / ev.batch_size)):
         batch = global_batch(next(iterator), sharding)
-        log_p.append(to_host(log_p_fn(batch)))
+        log_p.append(to_host(log_p_fn(batch, jax.random.fold_in(key, b))))
         points.append(to_host(batch["x"]))
     log_p, points = np.concatenate(log_p)[: ev.num_points], np.concatenate(points)[: ev.num_points]
-    result = {"step": flow.step, "num_points": len(log_p), **metrics.negative_log_likelihood(log_p)}
-    result["nll_bits_per_dim"] = result["nll_nats"] / (math.log(2.0) * math.prod(run.event_shape))
+    result = {
+        "step": flow.step,
+        "num_points": len(log_p),
+        **objective.likelihood_metrics(log_p, points),
+    }
     name = _toy_name(config)
     if name is not None:
         if samples is None:
             samples = map_batches(
-                flow.compile(sampler(config.sample)),
-                source_batch(run, ev.num_samples, ev.seed),
+                flow.compile(objective.sampler()),
+                objective.source_batch(ev.num_samples, ev.seed),
                 config.sample.batch_size,
                 run,
+                key,
             )
         if name in metrics.BOUNDED_SUPPORT:
             result["fraction_in_support"] = metrics.fraction_in_support(name, samples)
         if name in metrics.CLOSED_FORM_DENSITY:
             result["true_nll_nats"] = metrics.true_negative_log_likelihood(name, points)
         result["energy_distance"] = metrics.energy_distance(
-            samples[:ENERGY_DISTANCE_POINTS], points[:ENERGY_DISTANCE_POINTS]
+            objective.points(samples[:ENERGY_DISTANCE_POINTS]),
+            objective.points(points[:ENERGY_DISTANCE_POINTS]),
         )
     filename = os.path.join(workdir, EVAL_METRICS_FILE)
     if jax.process_index() == 0:
@@ -296,28 +258,37 @@ def evaluate(
 
 
 def _plot_2d(config, flow: TrainedFlow, samples, trajectories, workdir) -> list[str]:
-    """Samples, trajectories and model density of a 2D flow as PNGs; returns their paths."""
-    reference = next(heldout_iterator(config))["x"]  # this process's rows of one batch
+    """Samples, trajectories and (where the objective's likelihood is cheap) the model density
+    of a 2D flow as PNGs; returns their paths."""
+    objective = flow.run.objective
+    samples, trajectories = objective.points(samples), objective.points(trajectories)
+    reference = objective.points(next(heldout_iterator(config))["x"])  # this process's rows
     extent = plots.plot_extent(samples, reference)
-    size = config.sample.density_grid_size
-    axis = np.linspace(-extent, extent, size, dtype=np.float32)
-    grid = np.stack(np.meshgrid(axis, axis), axis=-1).reshape(-1, 2)
-    grid_inputs = {"x": grid}
-    if flow.run.num_classes is not None:  # the density of class 0
-        grid_inputs["label"] = np.zeros(len(grid), np.int32)
-    log_p = map_batches(
-        flow.compile(log_likelihood(config.evaluate)),
-        grid_inputs,
-        config.evaluate.batch_size,
-        flow.run,
-    ).reshape(size, size)
     directory = os.path.join(workdir, PLOTS_DIR)
-    files = [os.path.join(directory, f) for f in ("samples.png", "trajectories.png", "density.png")]
+    names = ["samples.png", "trajectories.png"]
+    if objective.plot_density:
+        names.append("density.png")
+    files = [os.path.join(directory, f) for f in names]
+    if objective.plot_density:
+        size = config.sample.density_grid_size
+        axis = np.linspace(-extent, extent, size, dtype=np.float32)
+        grid = np.stack(np.meshgrid(axis, axis), axis=-1).reshape(-1, 2)
+        grid_inputs = {"x": grid}
+        if flow.run.num_classes is not None:  # the density of class 0
+            grid_inputs["label"] = np.zeros(len(grid), np.int32)
+        log_p = map_batches(
+            flow.compile(objective.log_likelihood()),
+            grid_inputs,
+            config.evaluate.batch_size,
+            flow.run,
+            jax.random.key(config.evaluate.seed),
+        ).reshape(size, size)
     if jax.process_index() == 0:
         os.makedirs(directory, exist_ok=True)
         plots.plot_samples(files[0], samples, reference, extent)
         plots.plot_trajectories(files[1], trajectories, np.asarray(TRAJECTORY_TIMES), extent)
-        plots.plot_density(files[2], log_p, extent, f"model density (step {flow.step})")
+        if objective.plot_density:
+            plots.plot_density(files[2], log_p, extent, f"model density (step {flow.step})")
     return files
 
 

@@ -10,6 +10,8 @@ save they are checked on the host, and a non-finite value stops the run with a
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import logging
 
 import jax
@@ -81,11 +83,10 @@ def train(config: ml_collections.ConfigDict, workdir: str) -> TrainState:
         train_step = compile_train_step(
             run.shardings,
             graphdef=run.graphdef,
-            path=run.path,
+            objective=run.objective,
             optimizer=run.optimizer,
             schedule=run.schedule,
             config=config,
-            num_classes=run.num_classes,
             mesh=run.mesh,
         )
         sharding = batch_sharding(run.mesh)
@@ -98,6 +99,7 @@ def train(config: ml_collections.ConfigDict, workdir: str) -> TrainState:
             MetricsLog(
                 workdir, start_step=step, num_steps=num_steps, enabled=is_main
             ) as metrics_log,
+            frozen_gc(),
         ):
             while step < num_steps:
                 batch = global_batch(next(data_iterator), sharding)
@@ -144,3 +146,21 @@ def checked_means(pending: list[Metrics], step: int, last_saved: int | None) -> 
                 "optim.grad_clip_norm or check the data for NaN / inf."
             )
     return {name: float(np.mean([m[name] for m in history])) for name in history[0]}
+
+
+@contextlib.contextmanager
+def frozen_gc():
+    """Keeps the objects that exist when the loop starts out of Python's cyclic garbage collector.
+
+    With JAX, Flax and Orbax loaded there are a few hundred thousand of them, and the objects
+    left by the compilation of the first step soon set off a full collection that walks them
+    all: about half a second on a small CPU, in the middle of the run (3 to 5% of a 500-step
+    window of the checkerboard demo). Frozen objects are skipped by the collector but still
+    freed by reference counting; `gc.unfreeze` hands them back when the loop ends, so cyclic
+    garbage among them waits at most until then.
+    """
+    gc.freeze()
+    try:
+        yield
+    finally:
+        gc.unfreeze()

@@ -1,9 +1,11 @@
 """Names in a config mapped to the library's objects: models and path schedulers.
 
-A config names a model (`config.model.name`) and a scheduler (`config.path.scheduler`); this
-module turns those names and their settings into a Flax NNX module and an `AffineProbPath`
-(Flow Matching Guide, Lipman et al., 2024, section 4.8). A new network becomes trainable from a
-config by adding one entry to `MODELS`, with the defaults of its settings.
+A config names a model (`config.model.name`) and, for continuous flow matching, a scheduler
+(`config.path.scheduler`); this module turns those names and their settings into a Flax NNX module
+and an `AffineProbPath` (Flow Matching Guide, Lipman et al., 2024, section 4.8). A new network
+becomes trainable from a config by adding one entry to `MODELS`, with the defaults of its
+settings and the kind of data it reads (continuous points or discrete tokens); the objectives of
+`flowjax.train.objectives` check that the model fits the data.
 """
 
 from __future__ import annotations
@@ -16,20 +18,24 @@ import ml_collections
 from flax import nnx
 
 from flowjax import paths
-from flowjax.models import MLP
+from flowjax.models import MLP, DiscreteMLP, ManifoldMLP
 
 COMPUTE_DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
 
 
 @dataclasses.dataclass(frozen=True)
 class ModelEntry:
-    """A model class and the defaults of its config settings (beyond `name` and `dtype`).
+    """A model class, the defaults of its config settings (beyond `name` and `dtype`) and the
+    kind of data it reads: "continuous" (float points, outputs of the same shape) or "discrete"
+    (integer tokens, logits over the vocabulary; built with a `vocab_size`).
 
-    The class is called as `cls(event_shape, num_classes=..., dtype=..., rngs=..., **settings)`.
+    The class is called as `cls(event_shape, num_classes=..., dtype=..., rngs=..., **settings)`
+    plus the objective's model arguments (`Objective.model_kwargs`).
     """
 
     cls: Callable[..., nnx.Module]
     defaults: dict
+    data_kind: str = "continuous"
 
 
 MODELS: dict[str, ModelEntry] = {
@@ -37,6 +43,33 @@ MODELS: dict[str, ModelEntry] = {
         MLP,
         dict(
             hidden_dim=512,
+            num_layers=4,
+            activation="swish",
+            time_embedding="raw",
+            time_embed_dim=64,
+            class_embed_dim=64,
+        ),
+    ),
+    "discrete_mlp": ModelEntry(
+        DiscreteMLP,
+        dict(
+            hidden_dim=128,
+            num_layers=4,
+            token_embed_dim=128,
+            activation="swish",
+            time_embedding="raw",
+            time_embed_dim=64,
+            class_embed_dim=64,
+        ),
+        data_kind="discrete",
+    ),
+    # Takes the objective's manifold (riemannian_flow_matching): tangent outputs, Fourier
+    # features of torus angles.
+    "manifold_mlp": ModelEntry(
+        ManifoldMLP,
+        dict(
+            num_frequencies=1,
+            hidden_dim=256,
             num_layers=4,
             activation="swish",
             time_embedding="raw",
@@ -67,16 +100,23 @@ def build_model(
     event_shape: tuple[int, ...],
     num_classes: int | None,
     rngs: nnx.Rngs,
+    **model_kwargs,
 ) -> nnx.Module:
-    """The network named by `model_config.name`, mapping (B, *event_shape) to (B, *event_shape).
+    """The network named by `model_config.name` for examples of shape `event_shape`.
 
     Parameters are float32; `model_config.dtype` ("float32" or "bfloat16") is the compute dtype.
+    `model_kwargs` are the objective's extra arguments (e.g. `vocab_size` for discrete models).
     """
     settings = dict(model_config)
     entry = MODELS[settings.pop("name")]
     dtype = COMPUTE_DTYPES[settings.pop("dtype")]
     return entry.cls(
-        tuple(event_shape), num_classes=num_classes, dtype=dtype, rngs=rngs, **settings
+        tuple(event_shape),
+        num_classes=num_classes,
+        dtype=dtype,
+        rngs=rngs,
+        **settings,
+        **model_kwargs,
     )
 
 

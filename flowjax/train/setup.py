@@ -1,4 +1,5 @@
-"""What a run builds from its config before any array exists: processes, mesh, model, optimiser.
+"""What a run builds from its config before any array exists: processes, mesh, objective, model,
+optimiser.
 
 Training, sampling and evaluation share this: the same model structure (`graphdef`), the same
 abstract train state and the same shardings, so that any of them can read the checkpoints of
@@ -18,10 +19,9 @@ import optax
 from flax import nnx
 from jax.sharding import Mesh
 
-from flowjax import data
-from flowjax.paths import AffineProbPath
 from flowjax.train import optim, registry
 from flowjax.train.config import check_schema
+from flowjax.train.objectives import DataSpec, Objective, build_objective
 from flowjax.train.sharding import make_mesh, state_shardings
 from flowjax.train.state import ModelFn, TrainState, abstract_train_state
 
@@ -56,7 +56,7 @@ class RunSetup:
       event_shape: shape of one example x.
       num_classes: number of class labels, or None for unconditional data.
       model_fn: rngs -> the NNX model.
-      path: the affine probability path of the loss.
+      objective: what the run trains, samples and evaluates (`flowjax.train.objectives`).
       schedule, optimizer: the learning-rate schedule and the optax optimiser.
       graphdef: the model's static structure.
       abstract_state: ShapeDtypeStructs of the TrainState.
@@ -67,7 +67,7 @@ class RunSetup:
     event_shape: tuple[int, ...]
     num_classes: int | None
     model_fn: ModelFn
-    path: AffineProbPath
+    objective: Objective
     schedule: optax.Schedule
     optimizer: optax.GradientTransformation
     graphdef: nnx.GraphDef
@@ -80,20 +80,26 @@ class RunSetup:
 
 
 def setup_run(config: ml_collections.ConfigDict) -> RunSetup:
-    """Builds the mesh, model, path and optimiser of `config` (a validated config)."""
+    """Builds the mesh, objective, model and optimiser of `config` (a validated config)."""
     mesh = make_mesh(config.sharding)
-    event_shape = data.event_shape(config.data)
-    num_classes = data.num_classes(config.data)
-    model_fn = functools.partial(registry.build_model, config.model, event_shape, num_classes)
+    spec = DataSpec.from_config(config.data)
+    objective = build_objective(config, spec)
+    model_fn = functools.partial(
+        registry.build_model,
+        config.model,
+        spec.event_shape,
+        spec.num_classes,
+        **objective.model_kwargs(),
+    )
     schedule = optim.learning_rate_schedule(config.optim, config.train.num_steps)
     optimizer = optim.make_optimizer(config.optim, schedule)
     graphdef, abstract_state = abstract_train_state(model_fn, optimizer, config.seed)
     return RunSetup(
         mesh=mesh,
-        event_shape=tuple(event_shape),
-        num_classes=num_classes,
+        event_shape=spec.event_shape,
+        num_classes=spec.num_classes,
         model_fn=model_fn,
-        path=registry.build_path(config.path),
+        objective=objective,
         schedule=schedule,
         optimizer=optimizer,
         graphdef=graphdef,

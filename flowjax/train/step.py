@@ -1,20 +1,21 @@
-"""One training update: the conditional flow-matching loss, its gradient, Adam and the EMA.
+"""One training update: the objective's loss, its gradient, the optimiser and the EMA.
 
-Flow Matching Guide and Code (Lipman et al., 2024), section 4.5, eq. 4.23 with the affine path of
-eq. 4.64: L(theta) = E_{t, x_0 ~ N(0, I), x_1 ~ data} || u_t^theta(x_t) - dx_t ||^2 (or the
-x_1- / x_0-prediction of eqs. 4.65-4.67), computed by `flowjax.losses.cfm_loss`.
+The loss and the randomness it needs come from the run's objective (`flowjax.train.objectives`,
+e.g. the conditional flow-matching loss of the Flow Matching Guide, eq. 4.23, or the generalized
+KL of discrete flow matching); this module is the same for all of them.
 
-Randomness: update `s` draws x_0 (B, *event), t (B,) and the label-dropout mask (B,) for the
-whole global batch from `fold_in(state.rng, s)`, before the batch is cut into micro-batches.
-Gradient accumulation is a `lax.scan` over `grad_accum_steps` micro-batches inside the compiled
-step, chosen over `optax.MultiSteps` because (1) one call is one optimiser update, so step
-counts, learning-rate schedules, EMA and checkpoints mean the same with or without it; (2) the
-optimiser state holds no gradient accumulator, so checkpoints do not grow and can never stop
-between micro-batches; (3) with the noise drawn for the global batch, accumulating over k
-micro-batches computes the same per-example terms as one batch, so the update equals the
-large-batch update up to float summation order. Micro-batch j holds rows j, j + k, j + 2k, ...
-of the batch: with the batch split over devices in contiguous blocks, every micro-batch is
-spread evenly over the same devices, with no data movement.
+Randomness: update `s` draws everything random (source samples, times, path samples,
+label-dropout masks) for the whole global batch from `fold_in(state.rng, s)`, with
+`objective.draw_step_noise`, before the batch is cut into micro-batches. Gradient accumulation
+is a `lax.scan` over `grad_accum_steps` micro-batches inside the compiled step, chosen over
+`optax.MultiSteps` because (1) one call is one optimiser update, so step counts, learning-rate
+schedules, EMA and checkpoints mean the same with or without it; (2) the optimiser state holds no
+gradient accumulator, so checkpoints do not grow and can never stop between micro-batches;
+(3) with the noise drawn for the global batch, accumulating over k micro-batches computes the
+same per-example terms as one batch, so the update equals the large-batch update up to float
+summation order. Micro-batch j holds rows j, j + k, j + 2k, ... of the batch: with the batch split
+over devices in contiguous blocks, every micro-batch is spread evenly over the same devices, with
+no data movement.
 """
 
 from __future__ import annotations
@@ -29,41 +30,13 @@ import optax
 from flax import nnx
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
-from flowjax import losses
-from flowjax.paths import AffineProbPath
 from flowjax.train import optim
+from flowjax.train.objectives import Objective
 from flowjax.train.sharding import BATCH_AXES, batch_sharding, replicated
 from flowjax.train.state import TrainState
 
-Batch = dict[str, jax.Array]  # "x": (B, *event) float32; optionally "label": (B,) int32
+Batch = dict[str, jax.Array]  # "x": (B, *event); optionally "label": (B,) int32
 Metrics = dict[str, jax.Array]  # scalars
-
-
-def draw_step_noise(
-    key: jax.Array, batch: Batch, loss_config: ml_collections.ConfigDict, num_classes: int | None
-) -> Batch:
-    """The batch with its source samples "x_0" and times "t" and, if labelled, dropped labels.
-
-    x_0 ~ N(0, I) of the shape of batch["x"]; t of shape (B,) from `losses.sample_time`; labels
-    replaced by the null label `num_classes` with probability `loss_config.label_dropout`.
-    """
-    x_1 = batch["x"]
-    noise_key, time_key, drop_key = jax.random.split(key, 3)
-    out = dict(batch)
-    out["x_0"] = jax.random.normal(noise_key, x_1.shape, x_1.dtype)
-    out["t"] = losses.sample_time(
-        time_key,
-        x_1.shape[0],
-        distribution=loss_config.time_distribution,
-        mean=loss_config.time_mean,
-        std=loss_config.time_std,
-        t_max=loss_config.t_max,
-        dtype=x_1.dtype,
-    )
-    if num_classes is not None and loss_config.label_dropout > 0:
-        drop = jax.random.bernoulli(drop_key, loss_config.label_dropout, batch["label"].shape)
-        out["label"] = jnp.where(drop, num_classes, batch["label"])
-    return out
 
 
 def micro_batches(batch: Batch, num_micro: int, mesh: Mesh) -> Batch:
@@ -78,23 +51,17 @@ def micro_batches(batch: Batch, num_micro: int, mesh: Mesh) -> Batch:
     return jax.tree.map(split, batch)
 
 
-def flow_matching_loss(
+def objective_loss(
     params: nnx.State,
     model_state: nnx.State,
     batch: Batch,
     *,
     graphdef: nnx.GraphDef,
-    path: AffineProbPath,
-    prediction: str,
-    conditional: bool,
+    objective: Objective,
 ) -> tuple[jax.Array, nnx.State]:
-    """The CFM loss of one (micro-)batch holding "x", "x_0", "t" (and "label"); a scalar."""
+    """The objective's loss of one (micro-)batch of `draw_step_noise`'s output; a scalar."""
     model = nnx.merge(graphdef, params, model_state)
-    conditioning = {"label": batch["label"]} if conditional else {}
-    loss = losses.cfm_loss(
-        model, path, batch["x_0"], batch["x"], batch["t"], prediction=prediction, **conditioning
-    )
-    return loss, nnx.state(model, nnx.Not(nnx.Param))
+    return objective.loss(model, batch), nnx.state(model, nnx.Not(nnx.Param))
 
 
 def train_step(
@@ -102,27 +69,17 @@ def train_step(
     batch: Batch,
     *,
     graphdef: nnx.GraphDef,
-    path: AffineProbPath,
+    objective: Objective,
     optimizer: optax.GradientTransformation,
     schedule: optax.Schedule,
     config: ml_collections.ConfigDict,
-    num_classes: int | None,
     mesh: Mesh,
 ) -> tuple[TrainState, Metrics]:
     """One optimiser update on a global batch; returns the new state and scalar metrics."""
     num_micro = config.train.grad_accum_steps
-    inputs = draw_step_noise(
-        jax.random.fold_in(state.rng, state.step), batch, config.loss, num_classes
-    )
+    inputs = objective.draw_step_noise(jax.random.fold_in(state.rng, state.step), batch)
     grad_fn = jax.value_and_grad(
-        functools.partial(
-            flow_matching_loss,
-            graphdef=graphdef,
-            path=path,
-            prediction=config.loss.prediction,
-            conditional=num_classes is not None,
-        ),
-        has_aux=True,
+        functools.partial(objective_loss, graphdef=graphdef, objective=objective), has_aux=True
     )
 
     def accumulate(carry, micro_batch):
@@ -163,11 +120,10 @@ def compile_train_step(
     state_shardings: Any,
     *,
     graphdef: nnx.GraphDef,
-    path: AffineProbPath,
+    objective: Objective,
     optimizer: optax.GradientTransformation,
     schedule: optax.Schedule,
     config: ml_collections.ConfigDict,
-    num_classes: int | None,
     mesh: Mesh,
 ):
     """`train_step` jitted with explicit shardings and the input state donated.
@@ -178,11 +134,10 @@ def compile_train_step(
     step = functools.partial(
         train_step,
         graphdef=graphdef,
-        path=path,
+        objective=objective,
         optimizer=optimizer,
         schedule=schedule,
         config=config,
-        num_classes=num_classes,
         mesh=mesh,
     )
     return jax.jit(
