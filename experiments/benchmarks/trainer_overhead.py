@@ -43,9 +43,14 @@ XLA's, grain's prefetch thread, Orbax's writers), read at the same points (for t
 subclass of its `MetricsLog` that reads the clock when a line is written): on a machine shared
 with other work the wall times of single repetitions scatter by tens of percent, the CPU time
 per step much less, and on a CPU every extra host cycle of the trainer is taken from XLA's
-threads, so the CPU overhead is the steadier estimate of what the trainer adds. The peer runs first, in its own virtual environment and
-process (helpers, machine description and peer set-up are those of `vs_flow_matching.py`), so
-that no idle JAX thread pool competes with it. JAX is pinned to the CPU.
+threads, so the CPU overhead is the steadier estimate of what the trainer adds.
+
+The peer runs first, in its own virtual environment and process (helpers, machine description
+and peer set-up are those of `vs_flow_matching.py`), so that no idle JAX thread pool competes
+with it. JAX is pinned to the CPU. torch's OpenMP threads suffer far more than XLA's from other
+processes on the same cores (on this project's shared 2-core VM the peer's demo step took 15x
+its quiet time at a load of 5, flowjax's 2x), so the flowjax / peer ratio is only meaningful
+from a quiet machine: check the load averages in the results.
 
 Run, from the repository root:
 
