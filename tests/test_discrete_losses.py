@@ -151,20 +151,29 @@ def test_cross_entropy_and_loss_names():
 
 
 def test_discrete_mlp_shapes_labels_and_errors():
-    model = DiscreteMLP(
-        (2,),
-        vocab_size=V,
-        hidden_dim=16,
-        token_embed_dim=4,
-        num_layers=2,
-        num_classes=3,
-        rngs=nnx.Rngs(0),
-    )
+    def build():
+        return DiscreteMLP(
+            (2,),
+            vocab_size=V,
+            hidden_dim=16,
+            token_embed_dim=4,
+            num_layers=2,
+            num_classes=3,
+            rngs=nnx.Rngs(0),
+        )
+
     x, labels = jnp.asarray([[0, 6], [3, 2]]), jnp.asarray([0, 3])
-    out = model(x, jnp.asarray(0.3), label=labels)
+
+    @jax.jit
+    def outputs(t_a, t_b):
+        model = build()
+        return model(x, t_a, label=labels), model(x, t_b, label=labels)
+
+    out, later = outputs(0.3, 0.7)
     assert out.shape == (2, 2, V)
-    assert not np.allclose(out, model(x, jnp.asarray(0.7), label=labels))  # depends on t
+    assert not np.allclose(out, later)  # depends on t
+    # Bad inputs are refused while tracing (nothing is computed).
     with pytest.raises(ValueError, match="integer tokens of shape"):
-        model(jnp.zeros((2, 2)), 0.3, label=jnp.asarray([0, 1]))
+        jax.eval_shape(lambda: build()(jnp.zeros((2, 2)), 0.3, label=labels))
     with pytest.raises(ValueError, match="class-conditional"):
-        model(x, 0.3)
+        jax.eval_shape(lambda: build()(x, 0.3))
