@@ -43,7 +43,8 @@ def _ring_velocity(x, t):
 def _posterior_trace_cov(mixture, x, t, std):
     """Tr Cov[x_1 | x_t = x] for isotropic components N(mu_k, std^2 I), in closed form."""
     precision = 1.0 / std**2 + t**2 / (1.0 - t) ** 2  # of x_1 given x_t and the component
-    means = (mixture.means[:, None] / std**2 + t * x[None] / (1.0 - t) ** 2) / precision  # (K, B, D)
+    # Posterior means given each component, (K, B, D).
+    means = (mixture.means[:, None] / std**2 + t * x[None] / (1.0 - t) ** 2) / precision
     log_r = jnp.log(mixture.weights)[:, None] - jnp.sum(
         (x[None] - t * mixture.means[:, None]) ** 2, axis=-1
     ) / (2.0 * (t**2 * std**2 + (1.0 - t) ** 2))
@@ -207,7 +208,9 @@ def test_cost_counts_every_forward_and_jvp_pass():
     assert tuple(sampling_passes("euler", 2, time_grid=grid)) == (5, 0)
     hutchinson = FlowDivergenceSampler()
     assert tuple(sampling_passes("euler", 2, time_grid=grid, refiner=hutchinson)) == (5 + 6, 6)
-    exact_heun = FlowDivergenceSampler(exact_divergence=True, num_candidates=3, divergence_of="step")
+    exact_heun = FlowDivergenceSampler(
+        exact_divergence=True, num_candidates=3, divergence_of="step"
+    )
     # 3 refined steps x 4 divergences x 2 evaluations of the Heun-averaged velocity, each with
     # one forward and D = 2 JVP passes.
     passes = sampling_passes("heun", 2, time_grid=grid, refiner=exact_heun)

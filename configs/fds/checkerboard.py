@@ -22,7 +22,7 @@ components).
 
 Expected result: see experiments/fds/README.md.
 
-Hardware: a CPU; a few minutes on 2 cores after training.
+Hardware: a CPU; about 10 minutes on 2 busy cores after training.
 
 Variants (`--config=configs/fds/checkerboard.py:<variant>`):
   (none)  the table.

@@ -23,7 +23,7 @@ once there are many refined steps: the `sweep` variant, on other x_0 (seed 1), i
 Expected result: see experiments/fds/README.md (FDS raises the in-support fraction at 5 and 10
 steps for Euler and Heun; the energy distance improves for Euler at 5 and 10 steps only).
 
-Hardware: a CPU; about 10 minutes on 2 busy cores.
+Hardware: a CPU; about 6 minutes on 2 busy cores (the sweep: 15).
 
 Variants (`--config=configs/fds/mixture.py:<variant>`):
   (none)  the table.

@@ -119,11 +119,7 @@ def _checkerboard_outline(ax) -> None:
 def make_sampler(
     target: Target, method: str, num_steps: int, refiner, batch_size: int
 ) -> Callable:
-    """(params, x_0, key) -> x_1 over `num_steps` uniform steps, jitted, batch by batch.
-
-    (Batches also keep the closed-form mixture velocity's batched LAPACK solves small: on a
-    2-core CPU, jaxlib 0.10.2 deadlocks in them inside a loop beyond a few thousand samples.)
-    """
+    """(params, x_0, key) -> x_1 over `num_steps` uniform steps, jitted, batch by batch."""
     grid = tuple(np.linspace(0.0, 1.0, num_steps + 1))
 
     @jax.jit
@@ -222,10 +218,9 @@ def variant_label(variant: dict | None) -> str:
 
 
 def markdown_table(rows: list[dict]) -> str:
-    lines = [
-        "| method | steps | sampler | in support | energy distance | passes (fwd + jvp) | wall (s) |",
-        "|---|---|---|---|---|---|---|",
-    ]
+    header = ("method", "steps", "sampler", "in support", "energy distance",
+              "passes (fwd + jvp)", "wall (s)")
+    lines = ["| " + " | ".join(header) + " |", "|---" * len(header) + "|"]
     for r in rows:
         if r["method"] == "data":
             lines.append(
