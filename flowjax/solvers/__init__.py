@@ -16,13 +16,20 @@ from flowjax.solvers.fds import (
     step_velocity,
     x_prediction_floor,
 )
-from flowjax.solvers.integrate import EVALS_PER_STEP, METHODS, Refinement, integrate
+from flowjax.solvers.integrate import (
+    ADAPTIVE_EVALS_PER_STEP,
+    EVALS_PER_STEP,
+    METHODS,
+    Refinement,
+    integrate,
+)
 from flowjax.solvers.likelihood import (
     ode_log_likelihood,
     ode_sample_with_log_likelihood,
     standard_normal_log_density,
 )
 from flowjax.solvers.ode import ode_sample
+from flowjax.solvers.time_grids import edm_time_grid
 from flowjax.solvers.riemannian import (
     MANIFOLD_UPDATES,
     RIEMANNIAN_METHODS,
@@ -31,6 +38,7 @@ from flowjax.solvers.riemannian import (
 )
 
 __all__ = [
+    "ADAPTIVE_EVALS_PER_STEP",
     "EVALS_PER_STEP",
     "METHODS",
     "MANIFOLD_UPDATES",
@@ -41,6 +49,7 @@ __all__ = [
     "discrete_sample",
     "divergence_estimator",
     "divergence_passes",
+    "edm_time_grid",
     "exact_divergence",
     "hutchinson_divergence",
     "hutchinson_probes",

@@ -11,6 +11,12 @@ one step per interval); so the states returned at the grid's times are solver st
 interpolations. Adaptive methods (`dopri5`, `tsit5`) use diffrax with a PID controller and
 `throw=False`, so a sharded batch stays sharded; a failed solve returns non-finite values.
 
+With `return_nfe=True` the number of evaluations of the dynamics is returned as well: for a
+fixed-step method `EVALS_PER_STEP[method]` times the number of steps (known at trace time); for
+an adaptive method `ADAPTIVE_EVALS_PER_STEP[method]` per attempted step (accepted or rejected,
+from diffrax's statistics) plus one evaluation at the start (both are first-same-as-last
+Runge-Kutta pairs: the first stage of a step is the last stage of the previous one).
+
 A `Refinement` (e.g. the Flow Divergence Sampler's, `flowjax.solvers.fds`) may move the state
 before every fixed step, inside the same `lax.scan`. A custom `update` replaces the y + h dy of
 every stage and step (the Riemannian solvers, `flowjax.solvers.riemannian`, retract onto a
@@ -85,6 +91,7 @@ ADAPTIVE_METHODS: dict[str, Callable[[], diffrax.AbstractSolver]] = {
     "dopri5": diffrax.Dopri5,
     "tsit5": diffrax.Tsit5,
 }
+ADAPTIVE_EVALS_PER_STEP = {"dopri5": 6, "tsit5": 6}
 METHODS = tuple(FIXED_STEP_METHODS) + tuple(ADAPTIVE_METHODS)
 
 
@@ -156,6 +163,7 @@ def integrate(
     max_steps: int = 16384,
     refine: Refinement | None = None,
     update: Update | None = None,
+    return_nfe: bool = False,
 ) -> PyTree:
     """Solves dy/dt = f(t, y) from time_grid[0] to time_grid[-1].
 
@@ -173,6 +181,8 @@ def integrate(
       update: how a fixed step moves the state y by h * dy, update(h, dy, y); by default
         y + h * dy. The Riemannian solvers (`flowjax.solvers.riemannian`) pass one that stays
         on the manifold.
+      return_nfe: also return the number of evaluations of f, an int32 scalar (see the
+        module docstring); the result is then the pair (solution, nfe).
     """
     check_method(method)
     grid = static_time_grid(time_grid)
@@ -188,10 +198,22 @@ def integrate(
             f"not the adaptive method {method!r}."
         )
     if method in ADAPTIVE_METHODS:
-        return _integrate_adaptive(
+        y, nfe = _integrate_adaptive(
             f, y0, grid, dtype, method, step_size, return_intermediates, atol, rtol, max_steps
         )
+        return (y, nfe) if return_nfe else y
     nodes, grid_index = step_nodes(grid, step_size)
+    y = _integrate_fixed(
+        f, y0, grid, nodes, grid_index, dtype, method, return_intermediates, refine, update
+    )
+    if return_nfe:
+        return y, jnp.asarray(EVALS_PER_STEP[method] * (nodes.shape[0] - 1), jnp.int32)
+    return y
+
+
+def _integrate_fixed(
+    f, y0, grid, nodes, grid_index, dtype, method, return_intermediates, refine, update
+):
     step = functools.partial(FIXED_STEP_METHODS[method], update=update or _axpy)
     ts = jnp.asarray(nodes[:-1], dtype=dtype)
     hs = jnp.asarray(np.diff(nodes), dtype=dtype)
@@ -254,6 +276,6 @@ def _integrate_adaptive(
         max_steps=max_steps,
         throw=False,
     )
-    if return_intermediates:
-        return solution.ys
-    return jax.tree.map(lambda v: v[-1], solution.ys)
+    nfe = ADAPTIVE_EVALS_PER_STEP[method] * solution.stats["num_steps"] + 1
+    ys = solution.ys if return_intermediates else jax.tree.map(lambda v: v[-1], solution.ys)
+    return ys, jnp.asarray(nfe, jnp.int32)

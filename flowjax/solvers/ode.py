@@ -42,8 +42,9 @@ def ode_sample(
     rtol: float = 1e-5,
     refiner: Refiner | None = None,
     key: jax.Array | None = None,
+    return_nfe: bool = False,
     **model_kwargs: Any,
-) -> jax.Array:
+) -> jax.Array | tuple[jax.Array, jax.Array]:
     """Integrates dx/dt = velocity_fn(x, t, **model_kwargs) over `time_grid`.
 
     Args:
@@ -61,10 +62,13 @@ def ode_sample(
       refiner: moves the state before every fixed step, inside the same compiled loop (e.g.
         `FlowDivergenceSampler(...)`); None samples plainly.
       key: PRNG key of the refiner's randomness.
+      return_nfe: also return the number of velocity evaluations of the solve (an int32
+        scalar; a refiner's own model calls are not counted), as the pair (x, nfe).
       **model_kwargs: passed to velocity_fn at every call (e.g. class labels).
 
     Returns:
-      The state at time_grid[-1], or the stacked states at every grid time.
+      The state at time_grid[-1], or the stacked states at every grid time (and the NFE with
+      `return_nfe`).
     """
     x_init = jnp.asarray(x_init)
 
@@ -86,4 +90,5 @@ def ode_sample(
         atol=atol,
         rtol=rtol,
         refine=refine,
+        return_nfe=return_nfe,
     )
