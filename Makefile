@@ -20,7 +20,7 @@ demo: $(STAMP)
 	$(PY) -m flowjax.main --config=configs/fm_guide/checkerboard.py:demo --workdir=$(DEMO_WORKDIR) --mode=train
 
 test: $(STAMP)
-	$(PY) -m pytest -q -n 2 --dist loadfile
+	$(PY) -m pytest -q -n 2 --dist loadfile --durations=15
 
 test-slow: $(STAMP)
 	$(PY) -m pytest -q -m slow
