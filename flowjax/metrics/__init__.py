@@ -1,5 +1,25 @@
 """Sample-quality and likelihood metrics."""
 
+from flowjax.metrics.frechet import (
+    FeatureStatistics,
+    feature_statistics,
+    frechet_distance,
+    frechet_distance_to_reference,
+    load_reference_statistics,
+    merge_statistics,
+)
+from flowjax.metrics.inception import (
+    InceptionV3,
+    inception_feature_fn,
+    inception_metrics,
+    inception_statistics,
+    load_inception,
+)
+from flowjax.metrics.inception_score import (
+    ScoreStatistics,
+    inception_score,
+    inception_score_from_probs,
+)
 from flowjax.metrics.mixture import fraction_near_components
 from flowjax.metrics.toy import (
     BOUNDED_SUPPORT,
@@ -13,7 +33,21 @@ from flowjax.metrics.toy import (
 __all__ = [
     "BOUNDED_SUPPORT",
     "CLOSED_FORM_DENSITY",
+    "FeatureStatistics",
+    "InceptionV3",
+    "ScoreStatistics",
     "energy_distance",
+    "feature_statistics",
+    "frechet_distance",
+    "frechet_distance_to_reference",
+    "inception_feature_fn",
+    "inception_metrics",
+    "inception_score",
+    "inception_score_from_probs",
+    "inception_statistics",
+    "load_inception",
+    "load_reference_statistics",
+    "merge_statistics",
     "fraction_in_support",
     "fraction_near_components",
     "negative_log_likelihood",
