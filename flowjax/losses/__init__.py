@@ -10,6 +10,14 @@ from flowjax.losses.discrete import (
     generalized_kl,
 )
 from flowjax.losses.riemannian import riemannian_cfm_loss
+from flowjax.losses.simfree_node import (
+    backprop_node_loss,
+    check_pairs,
+    simfree_node_loss,
+    simfree_node_loss_terms,
+    simfree_node_times,
+    target_vectors,
+)
 from flowjax.losses.time_sampling import TIME_DISTRIBUTIONS, sample_time
 
 __all__ = [
@@ -24,5 +32,11 @@ __all__ = [
     "elbo_bits_per_token",
     "generalized_kl",
     "riemannian_cfm_loss",
+    "backprop_node_loss",
+    "check_pairs",
+    "simfree_node_loss",
+    "simfree_node_loss_terms",
+    "simfree_node_times",
+    "target_vectors",
     "sample_time",
 ]

@@ -4,11 +4,13 @@ from flowjax.models.discrete_mlp import DiscreteMLP
 from flowjax.models.embeddings import batch_time, sinusoidal_embedding
 from flowjax.models.manifold_mlp import ManifoldMLP, manifold_features
 from flowjax.models.mlp import MLP
+from flowjax.models.simfree_node import SimFreeNODE
 
 __all__ = [
     "DiscreteMLP",
     "MLP",
     "ManifoldMLP",
+    "SimFreeNODE",
     "batch_time",
     "manifold_features",
     "sinusoidal_embedding",

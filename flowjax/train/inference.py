@@ -189,7 +189,9 @@ def sample(
         "trajectories": os.path.join(workdir, TRAJECTORIES_FILE),
         "sample metrics": os.path.join(workdir, SAMPLE_METRICS_FILE),
     }
-    if run.event_shape == (2,):
+    # Plots show samples in the data space (not the predictions of a paired-data objective).
+    in_data_space = samples.shape[1:] == tuple(run.event_shape)
+    if run.event_shape == (2,) and in_data_space:
         files["plots"] = _plot_2d(config, flow, samples, trajectories, workdir)
     if jax.process_index() == 0:
         np.save(files["samples"], samples)

@@ -41,6 +41,10 @@ Objectives:
                            General Geometries"; Guide section 5): the geodesic path on a sphere,
                            flat torus, Euclidean space or their product, the loss on tangent
                            vectors, the manifold ODE sampler and the Riemannian log-likelihood.
+  simfree_node             neural ODEs on paired data (Kim et al., 2024, "Simulation-Free Training
+                           of Neural ODEs on Paired Data"): flow matching in a learned embedding
+                           space, or the data-space and backprop-through-the-solver baselines
+                           (`flowjax.train.simfree_node`).
 
 Adding an objective: subclass `Objective`, fill in its class attributes and methods, and add it
 to `OBJECTIVES`; configs then select it with `default_config("<name>")`.
@@ -721,3 +725,9 @@ def build_objective(config: ml_collections.ConfigDict, spec: DataSpec | None = N
     """The objective of `config` for its data (read from config.data when `spec` is None)."""
     spec = DataSpec.from_config(config.data) if spec is None else spec
     return objective_class(config.objective)(config, spec)
+
+
+# Objectives in modules of their own (they subclass `Objective`, so they are imported last).
+from flowjax.train.simfree_node import SimFreeNODEObjective  # noqa: E402
+
+OBJECTIVES[SimFreeNODEObjective.name] = SimFreeNODEObjective

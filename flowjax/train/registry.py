@@ -18,6 +18,7 @@ import ml_collections
 from flax import nnx
 
 from flowjax import paths
+from flowjax.models.simfree_node import SimFreeNODE
 from flowjax.models import MLP, DiscreteMLP, ManifoldMLP
 
 COMPUTE_DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
@@ -39,6 +40,23 @@ class ModelEntry:
 
 
 MODELS: dict[str, ModelEntry] = {
+    # Neural ODE on paired data (objective simfree_node): encoders f, g, decoder h and a
+    # velocity MLP on the embedding; the objective adds the target size and the embedding kind.
+    "simfree_node": ModelEntry(
+        SimFreeNODE,
+        dict(
+            latent_dim=64,
+            encoder="mlp",
+            encoder_hidden_dim=256,
+            encoder_layers=2,
+            cnn_channels=(32, 64),
+            decoder_hidden_dim=256,
+            decoder_layers=2,
+            hidden_dim=256,
+            num_layers=3,
+            activation="relu",
+        ),
+    ),
     "mlp": ModelEntry(
         MLP,
         dict(
