@@ -29,6 +29,10 @@ spirals
     Two arms, r(a) = a / 3 for a = 3 pi sqrt(u), u ~ U[0, 1): the point
     s * (a/3) * (-cos a, sin a) with arm sign s = +-1 with probability 1/2, plus N(0, 0.1^2)
     noise per coordinate. Radius up to pi.
+mixture1d
+    A 1-D Gaussian mixture (points of shape (n, 1)): weights MIXTURE_1D_WEIGHTS, means
+    MIXTURE_1D_MEANS, standard deviations MIXTURE_1D_STDS (the generator-matching toy, whose
+    CondOT posteriors are exact; `flowjax.paths.jump`).
 rings
     Four concentric circles of radii 1, 2, 3, 4 (the point mass on each ring proportional to
     its radius, i.e. uniform per unit of arc length), plus N(0, 0.08^2) noise per coordinate.
@@ -66,6 +70,7 @@ TOY_DISTRIBUTIONS: tuple[str, ...] = (
     "moons",
     "spirals",
     "rings",
+    "mixture1d",
     *MANIFOLD_TOYS,
     *DISCRETE_TOYS,
 )
@@ -83,6 +88,9 @@ _MOONS_NOISE = 0.1
 _SPIRALS_NOISE = 0.1
 _RINGS_RADII = (1.0, 2.0, 3.0, 4.0)
 _RINGS_NOISE = 0.08
+MIXTURE_1D_WEIGHTS = (0.3, 0.5, 0.2)
+MIXTURE_1D_MEANS = (-2.5, 0.5, 3.0)
+MIXTURE_1D_STDS = (0.5, 0.4, 0.6)
 
 
 def check_toy_name(name: str) -> None:
@@ -130,12 +138,19 @@ def _rings(rng: np.random.Generator, n: int) -> np.ndarray:
     return points + _RINGS_NOISE * rng.standard_normal((n, 2))
 
 
+def _mixture1d(rng: np.random.Generator, n: int) -> np.ndarray:
+    comp = rng.choice(len(MIXTURE_1D_WEIGHTS), size=n, p=MIXTURE_1D_WEIGHTS)
+    noise = rng.standard_normal(n)
+    return (np.asarray(MIXTURE_1D_MEANS)[comp] + np.asarray(MIXTURE_1D_STDS)[comp] * noise)[:, None]
+
+
 _SAMPLERS: dict[str, Callable[[np.random.Generator, int], np.ndarray]] = {
     "checkerboard": _checkerboard,
     "8gaussians": _gaussians8,
     "moons": _moons,
     "spirals": _spirals,
     "rings": _rings,
+    "mixture1d": _mixture1d,
     **{name: toy.sample for name, toy in MANIFOLD_TOYS.items()},
 }
 _SAMPLERS.update(
@@ -162,8 +177,10 @@ def sample_toy(name: str, n: int, rng: np.random.Generator) -> np.ndarray:
 
 
 def toy_event_shape(name: str) -> tuple[int, ...]:
-    """The shape of one point of toy `name`: (2,), or (3,) for the sphere."""
+    """The shape of one point of toy `name`: (2,), (3,) for the sphere, (1,) for mixture1d."""
     check_toy_name(name)
+    if name == "mixture1d":
+        return (1,)
     return (MANIFOLD_TOYS[name].manifold.ambient_dim,) if name in MANIFOLD_TOYS else (2,)
 
 

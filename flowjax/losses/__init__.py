@@ -9,6 +9,11 @@ from flowjax.losses.discrete import (
     elbo_bits_per_token,
     generalized_kl,
 )
+from flowjax.losses.generator_matching import (
+    flow_bregman,
+    generator_matching_loss,
+    jump_bregman,
+)
 from flowjax.losses.riemannian import riemannian_cfm_loss
 from flowjax.losses.simfree_node import (
     backprop_node_loss,
@@ -30,7 +35,10 @@ __all__ = [
     "discrete_elbo",
     "discrete_loss",
     "elbo_bits_per_token",
+    "flow_bregman",
     "generalized_kl",
+    "generator_matching_loss",
+    "jump_bregman",
     "riemannian_cfm_loss",
     "backprop_node_loss",
     "check_pairs",

@@ -2,12 +2,16 @@
 
 from flowjax.models.discrete_mlp import DiscreteMLP
 from flowjax.models.embeddings import batch_time, sinusoidal_embedding
+from flowjax.models.generator_mlp import BinnedJumpHead, GeneratorMLP, GeneratorOutput
 from flowjax.models.manifold_mlp import ManifoldMLP, manifold_features
 from flowjax.models.mlp import MLP
 from flowjax.models.simfree_node import SimFreeNODE
 
 __all__ = [
+    "BinnedJumpHead",
     "DiscreteMLP",
+    "GeneratorMLP",
+    "GeneratorOutput",
     "MLP",
     "ManifoldMLP",
     "SimFreeNODE",

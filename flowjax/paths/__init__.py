@@ -1,7 +1,7 @@
 """Probability paths: pure functions of (x_0, x_1, t) and their schedulers (affine, geodesic,
 discrete mixture and metric-induced)."""
 
-from flowjax.paths import analytic
+from flowjax.paths import analytic, jump
 from flowjax.paths.analytic import GaussianMixture
 from flowjax.paths.affine import AffineProbPath, CondOTProbPath, PathSample, expand_time
 from flowjax.paths.discrete import (
@@ -13,6 +13,7 @@ from flowjax.paths.discrete import (
     UniformSource,
 )
 from flowjax.paths.geodesic import GeodesicProbPath
+from flowjax.paths.jump import MixtureJumpGenerator
 from flowjax.paths.kinetic_optimal import (
     KineticOptimalScheduler,
     continuity_residual,
@@ -41,6 +42,7 @@ __all__ = [
     "KineticOptimalScheduler",
     "MaskSource",
     "MetricInducedProbPath",
+    "MixtureJumpGenerator",
     "MixtureDiscreteProbPath",
     "PowerBeta",
     "TokenDistance",
@@ -63,5 +65,6 @@ __all__ = [
     "SchedulerOutput",
     "VPScheduler",
     "analytic",
+    "jump",
     "expand_time",
 ]

@@ -16,6 +16,17 @@ from flowjax.solvers.fds import (
     step_velocity,
     x_prediction_floor,
 )
+from flowjax.solvers.generator import FLOW_METHODS as GENERATOR_FLOW_METHODS
+from flowjax.solvers.generator import (
+    SURVIVAL,
+    BinnedJump,
+    Generator,
+    GeneratorFn,
+    flow_part,
+    generator_sample,
+    network_generator,
+    superpose,
+)
 from flowjax.solvers.integrate import (
     ADAPTIVE_EVALS_PER_STEP,
     EVALS_PER_STEP,
@@ -40,6 +51,15 @@ from flowjax.solvers.riemannian import (
 __all__ = [
     "ADAPTIVE_EVALS_PER_STEP",
     "EVALS_PER_STEP",
+    "GENERATOR_FLOW_METHODS",
+    "SURVIVAL",
+    "BinnedJump",
+    "Generator",
+    "GeneratorFn",
+    "flow_part",
+    "generator_sample",
+    "network_generator",
+    "superpose",
     "METHODS",
     "MANIFOLD_UPDATES",
     "RIEMANNIAN_METHODS",

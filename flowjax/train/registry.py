@@ -20,6 +20,7 @@ from flax import nnx
 from flowjax import paths
 from flowjax.models.simfree_node import SimFreeNODE
 from flowjax.models import MLP, DiscreteMLP, ManifoldMLP
+from flowjax.models.generator_mlp import GeneratorMLP
 
 COMPUTE_DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
 
@@ -96,6 +97,18 @@ MODELS: dict[str, ModelEntry] = {
         ),
     ),
 }
+
+MODELS["generator_mlp"] = ModelEntry(  # generator matching: velocity and binned jump heads
+    GeneratorMLP,
+    dict(
+        hidden_dim=256,
+        num_layers=4,
+        activation="swish",
+        time_embedding="raw",
+        time_embed_dim=64,
+        class_embed_dim=64,
+    ),
+)
 
 SCHEDULERS: dict[str, Callable[[ml_collections.ConfigDict], paths.Scheduler]] = {
     "cond_ot": lambda c: paths.CondOTScheduler(),
