@@ -4,6 +4,7 @@ crossing-pairs check, the trainer and CLI on digits, the TFDS settings, and bad 
 from __future__ import annotations
 
 import importlib.util
+import io
 import json
 import math
 import os
@@ -204,7 +205,7 @@ def test_digits_smoke_trains_samples_and_evaluates(tmp_path):
     with open(tmp_path / "metrics.json") as f:
         metrics = json.load(f)
     assert metrics["num_points"] == 120
-    for name in ("accuracy_euler_1", "accuracy_euler_2", "accuracy_euler_10", "accuracy_dopri5"):
+    for name in ("accuracy_euler_1", "accuracy_euler_2", "accuracy_dopri5"):
         assert 0.0 <= metrics[name] <= 1.0
     # dopri5: 6 evaluations per attempted step and one at the start.
     assert metrics["nfe_dopri5"] >= 7 and (metrics["nfe_dopri5"] - 1) % 6 == 0
@@ -253,6 +254,7 @@ def test_missing_tfds_dataset_names_the_dataset_and_directory(tmp_path, config_n
 @pytest.fixture(scope="module")
 def tiny_tfds(tmp_path_factory):
     tfds = pytest.importorskip("tensorflow_datasets")
+    pil = pytest.importorskip("PIL.Image")
 
     class FlowjaxTestTinyPairs(tfds.core.GeneratorBasedBuilder):
         """12 train and 6 test 8x8x1 images whose label is the brightest quadrant."""
@@ -271,16 +273,19 @@ def tiny_tfds(tmp_path_factory):
             )
 
         def _split_generators(self, dl_manager):
-            return {"train": self._generate(12, 0), "test": self._generate(6, 1)}
+            del dl_manager
+            return {"train": self._generate_examples(12, 0), "test": self._generate_examples(6, 1)}
 
-        def _generate(self, n, seed):
+        def _generate_examples(self, n, seed):
             rng = np.random.default_rng(seed)
             for i in range(n):
                 label = i % 4
-                image = rng.integers(0, 60, (8, 8, 1), dtype=np.uint8)
+                image = rng.integers(0, 60, (8, 8), dtype=np.uint8)
                 r, c = divmod(label, 2)
                 image[4 * r : 4 * r + 4, 4 * c : 4 * c + 4] += 190
-                yield i, {"image": image, "label": label}
+                buf = io.BytesIO()
+                pil.fromarray(image).save(buf, format="PNG")  # encoded without TensorFlow
+                yield i, {"image": buf.getvalue(), "label": label}
 
     data_dir = str(tmp_path_factory.mktemp("tfds_pairs"))
     FlowjaxTestTinyPairs(data_dir=data_dir).download_and_prepare(

@@ -35,9 +35,11 @@ def _smoke(config: ml_collections.ConfigDict) -> None:
     config.train.global_batch_size = 64
     config.train.log_every = 10
     config.checkpoint.every_steps = 20
+    config.sample.method = "euler"
     config.sample.num_samples = 120
     config.sample.batch_size = 120
     config.sample.num_trajectories = 8
+    config.evaluate.euler_steps = (1, 2)
     config.evaluate.num_points = 120
     config.evaluate.batch_size = 120
 
