@@ -39,6 +39,9 @@ Config keys (a `ml_collections.ConfigDict` or a dict; unknown keys raise):
                    num_classes=None, random_flip=False, num_epochs=None
     "tfds":        name, split="train", data_dir=None, image_key="image", label_key="label",
                    shuffle=True, random_flip=False, num_epochs=None
+    "tabular":     name (one of flowjax.data.tabular.TABULAR_SETS), split="train" or "test",
+                   shuffle=True, num_epochs=None; regression sets give float32 "target"
+                   (local, k) instead of "label"
 
 `num_threads` / `prefetch_buffer_size` are grain's `ReadOptions` (threads computing whole
 batches ahead, and how many batches to hold); `worker_count > 0` adds grain multiprocessing
@@ -64,6 +67,7 @@ import grain
 import numpy as np
 
 from flowjax.data import sources as _src
+from flowjax.data import tabular as _tabular
 from flowjax.data.toy import (
     TOY_DISTRIBUTIONS,
     check_toy_name,
@@ -72,7 +76,7 @@ from flowjax.data.toy import (
     toy_vocab_size,
 )
 
-SOURCES: tuple[str, ...] = ("toy", "arrays", "array_record", "tfds")
+SOURCES: tuple[str, ...] = ("toy", "arrays", "array_record", "tfds", "tabular")
 """Values accepted for `config.source`."""
 
 _REQUIRED = object()
@@ -110,6 +114,7 @@ _SOURCE_KEYS: dict[str, dict[str, Any]] = {
         "random_flip": False,
         "num_epochs": None,
     },
+    "tabular": {"name": _REQUIRED, "split": "train", "shuffle": True, "num_epochs": None},
 }
 
 # Domain tags keeping the NumPy streams of permutations and flips apart from the toy stream.
@@ -154,6 +159,9 @@ def parse_config(config: Any) -> dict[str, Any]:
         spec[key] = value
     if source == "toy":
         check_toy_name(spec["name"])
+    if source == "tabular":
+        _tabular.tabular_set(spec["name"])
+        _tabular.check_split(spec["split"])
     for key in ("worker_count", "num_threads", "prefetch_buffer_size"):
         if not isinstance(spec[key], (int, np.integer)) or spec[key] < 0:
             raise ValueError(f"data.{key} must be a non-negative int, got {spec[key]!r}.")
@@ -219,6 +227,8 @@ def _open_reader(spec: dict[str, Any]) -> _src.RecordReader:
         return _src.TfdsReader(
             spec["name"], spec["split"], spec["data_dir"], spec["image_key"], spec["label_key"]
         )
+    if source == "tabular":
+        return _tabular.TabularReader(spec["name"], spec["split"])
     raise AssertionError(source)
 
 
@@ -340,6 +350,8 @@ class RecordBatch:
         out = {"x": np.ascontiguousarray(x)}
         if "label" in batch:
             out["label"] = batch["label"].astype(np.int32)
+        if "target" in batch:  # regression targets of the tabular sets
+            out["target"] = np.asarray(batch["target"], np.float32)
         return out
 
 
@@ -362,7 +374,7 @@ def _map_dataset(
     else:
         assert reader is not None
         sampler = EpochIndexSampler(len(reader), global_batch_size, seed, spec["shuffle"])
-        fn = RecordBatch(reader, sampler, rows, bool(spec["random_flip"]))
+        fn = RecordBatch(reader, sampler, rows, bool(spec.get("random_flip", False)))
         if spec["num_epochs"] is None:
             length = sys.maxsize
         else:
@@ -504,6 +516,8 @@ def event_shape(config: Any) -> tuple[int, ...]:
         return tuple(shape[1:])
     if source == "array_record":
         return _src.ArrayRecordReader(_src.resolve_paths(spec["path"])).event_shape
+    if source == "tabular":
+        return (_tabular.tabular_set(spec["name"]).input_dim,)
     builder = _src.tfds_builder(spec["name"], spec["data_dir"])
     return _src.tfds_event_shape(builder, spec["image_key"])
 
@@ -519,6 +533,8 @@ def num_classes(config: Any) -> int | None:
     source = spec["source"]
     if source == "toy":
         return None
+    if source == "tabular":
+        return _tabular.tabular_set(spec["name"]).num_classes
     if source == "tfds":
         builder = _src.tfds_builder(spec["name"], spec["data_dir"])
         return _src.tfds_num_classes(builder, spec["label_key"])
