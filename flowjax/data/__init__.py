@@ -32,6 +32,14 @@ from flowjax.data.pipeline import (
     vocab_size,
 )
 from flowjax.data.discrete_toy import DISCRETE_CHECKERBOARD_NLL, DISCRETE_TOYS
+from flowjax.data.images import (
+    IMAGE_DATASETS,
+    ImageDataset,
+    image_data_config,
+    image_grid,
+    load_digits,
+    save_image_grid,
+)
 from flowjax.data.sources import decode_records, encode_records, write_array_record
 from flowjax.data.toy import (
     CHECKERBOARD_LOG_DENSITY,
@@ -51,6 +59,8 @@ __all__ = [
     "CHECKERBOARD_NLL",
     "DISCRETE_CHECKERBOARD_NLL",
     "DISCRETE_TOYS",
+    "IMAGE_DATASETS",
+    "ImageDataset",
     "SOURCES",
     "TOY_DISTRIBUTIONS",
     "EpochIndexSampler",
@@ -60,11 +70,15 @@ __all__ = [
     "decode_records",
     "encode_records",
     "event_shape",
+    "image_data_config",
+    "image_grid",
     "in_support",
+    "load_digits",
     "log_density",
     "num_classes",
     "parse_config",
     "sample_toy",
+    "save_image_grid",
     "toy_batch",
     "toy_event_shape",
     "toy_manifold",

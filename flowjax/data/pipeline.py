@@ -39,6 +39,8 @@ Config keys (a `ml_collections.ConfigDict` or a dict; unknown keys raise):
                    num_classes=None, random_flip=False, num_epochs=None
     "tfds":        name, split="train", data_dir=None, image_key="image", label_key="label",
                    shuffle=True, random_flip=False, num_epochs=None
+    "digits":      split="train" (or "test"), shuffle=True, random_flip=False, num_epochs=None
+                   (scikit-learn's 8x8 digits in [-1, 1], labels 0-9; `flowjax.data.images`)
     "tabular":     name (one of flowjax.data.tabular.TABULAR_SETS), split="train" or "test",
                    shuffle=True, num_epochs=None; regression sets give float32 "target"
                    (local, k) instead of "label"
@@ -66,6 +68,7 @@ from typing import Any
 import grain
 import numpy as np
 
+from flowjax.data import images as _images
 from flowjax.data import sources as _src
 from flowjax.data import tabular as _tabular
 from flowjax.data.toy import (
@@ -76,7 +79,7 @@ from flowjax.data.toy import (
     toy_vocab_size,
 )
 
-SOURCES: tuple[str, ...] = ("toy", "arrays", "array_record", "tfds", "tabular")
+SOURCES: tuple[str, ...] = ("toy", "arrays", "array_record", "tfds", "digits", "tabular")
 """Values accepted for `config.source`."""
 
 _REQUIRED = object()
@@ -114,6 +117,7 @@ _SOURCE_KEYS: dict[str, dict[str, Any]] = {
         "random_flip": False,
         "num_epochs": None,
     },
+    "digits": {"split": "train", "shuffle": True, "random_flip": False, "num_epochs": None},
     "tabular": {"name": _REQUIRED, "split": "train", "shuffle": True, "num_epochs": None},
 }
 
@@ -162,6 +166,11 @@ def parse_config(config: Any) -> dict[str, Any]:
     if source == "tabular":
         _tabular.tabular_set(spec["name"])
         _tabular.check_split(spec["split"])
+    if source == "digits" and spec["split"] not in _images.DIGITS_SPLITS:
+        raise ValueError(
+            f"data.split={spec['split']!r} is not a digits split; expected one of "
+            f"{_images.DIGITS_SPLITS}."
+        )
     for key in ("worker_count", "num_threads", "prefetch_buffer_size"):
         if not isinstance(spec[key], (int, np.integer)) or spec[key] < 0:
             raise ValueError(f"data.{key} must be a non-negative int, got {spec[key]!r}.")
@@ -227,6 +236,8 @@ def _open_reader(spec: dict[str, Any]) -> _src.RecordReader:
         return _src.TfdsReader(
             spec["name"], spec["split"], spec["data_dir"], spec["image_key"], spec["label_key"]
         )
+    if source == "digits":
+        return _images.digits_reader(spec["split"])
     if source == "tabular":
         return _tabular.TabularReader(spec["name"], spec["split"])
     raise AssertionError(source)
@@ -516,6 +527,8 @@ def event_shape(config: Any) -> tuple[int, ...]:
         return tuple(shape[1:])
     if source == "array_record":
         return _src.ArrayRecordReader(_src.resolve_paths(spec["path"])).event_shape
+    if source == "digits":
+        return _images.DIGITS_SHAPE
     if source == "tabular":
         return (_tabular.tabular_set(spec["name"]).input_dim,)
     builder = _src.tfds_builder(spec["name"], spec["data_dir"])
@@ -533,6 +546,8 @@ def num_classes(config: Any) -> int | None:
     source = spec["source"]
     if source == "toy":
         return None
+    if source == "digits":
+        return _images.DIGITS_NUM_CLASSES
     if source == "tabular":
         return _tabular.tabular_set(spec["name"]).num_classes
     if source == "tfds":

@@ -1,13 +1,17 @@
 """Flax NNX networks for velocity, posterior and generator fields."""
 
 from flowjax.models.discrete_mlp import DiscreteMLP
+from flowjax.models.dit import DIT_SIZES, DiT
 from flowjax.models.embeddings import batch_time, sinusoidal_embedding
 from flowjax.models.generator_mlp import BinnedJumpHead, GeneratorMLP, GeneratorOutput
 from flowjax.models.manifold_mlp import ManifoldMLP, manifold_features
 from flowjax.models.mlp import MLP
 from flowjax.models.simfree_node import SimFreeNODE
+from flowjax.models.unet import UNet
 
 __all__ = [
+    "DIT_SIZES",
+    "DiT",
     "BinnedJumpHead",
     "DiscreteMLP",
     "GeneratorMLP",
@@ -15,6 +19,7 @@ __all__ = [
     "MLP",
     "ManifoldMLP",
     "SimFreeNODE",
+    "UNet",
     "batch_time",
     "manifold_features",
     "sinusoidal_embedding",

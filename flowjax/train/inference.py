@@ -7,7 +7,7 @@ solved is the run's objective's (`flowjax.train.objectives`).
   flow matching, dx/dt = u_t(x) from x_0 ~ N(0, I), Flow Matching Guide, Lipman et al., 2024,
   eq. 3.5; for discrete flows, the CTMC Euler sampler); writes the samples, some whole
   trajectories and, for 2D data, PNG plots (samples, trajectories, and, where the likelihood is
-  cheap, the model density on a grid).
+  cheap, the model density on a grid); for images, a grid of samples.
 - `evaluate`: the objective's likelihood metrics of held-out points (for continuous flow
   matching the exact log p_1(x_1) = log p_0(x_0) - int_0^1 div u_t(x_t) dt, eq. 3.31; for
   discrete flows the ELBO in bits per token); and, for toy data, the fraction of samples inside
@@ -51,6 +51,7 @@ EVAL_METRICS_FILE = "metrics.json"
 PLOTS_DIR = "plots"
 TRAJECTORY_TIMES = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0)
 ENERGY_DISTANCE_POINTS = 2_000
+IMAGE_GRID_SIZE = 64  # samples shown in the grid of an image model
 
 Batch = dict[str, Any]  # "x": (B, *event), optionally "label": (B,)
 
@@ -193,6 +194,11 @@ def sample(
     in_data_space = samples.shape[1:] == tuple(run.event_shape)
     if run.event_shape == (2,) and in_data_space:
         files["plots"] = _plot_2d(config, flow, samples, trajectories, workdir)
+    if len(run.event_shape) == 3 and in_data_space:  # images (H, W, C): a grid of the first samples
+        files["plots"] = [os.path.join(workdir, PLOTS_DIR, "samples.png")]
+        if jax.process_index() == 0:
+            os.makedirs(os.path.join(workdir, PLOTS_DIR), exist_ok=True)
+            data.save_image_grid(files["plots"][0], samples[:IMAGE_GRID_SIZE], scale=4)
     if jax.process_index() == 0:
         np.save(files["samples"], samples)
         np.save(files["trajectories"], trajectories)

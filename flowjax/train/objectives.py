@@ -119,6 +119,13 @@ def conditioning(batch: Batch) -> dict[str, jax.Array]:
     return {"label": batch["label"]} if "label" in batch else {}
 
 
+def dropout_seeds(key: jax.Array, batch_size: int) -> jax.Array:
+    """One uint32 seed per example (B,) for the dropout masks of a network trained with dropout
+    (`flowjax.models.UNet`): drawn with the step's noise, so micro-batches see the masks of the
+    global batch; networks called without seeds (sampling, likelihoods) apply no dropout."""
+    return jax.random.bits(key, (batch_size,), jnp.uint32)
+
+
 class Objective(abc.ABC):
     """One kind of flow for the shared trainer; see the module docstring for the contract."""
 
@@ -235,15 +242,30 @@ class FlowMatching(Objective):
     )
     sample_defaults = dict(
         method="midpoint",  # one of flowjax.solvers.METHODS
-        step_size=0.05,
+        step_size=0.05,  # fixed step of a "uniform" grid; the initial step of dopri5 / tsit5
+        time_grid="uniform",  # or "edm": solvers.edm_time_grid(edm_steps, rho=edm_rho)
+        edm_steps=25,  # intervals of the EDM grid (Heun: 2 evaluations each)
+        edm_rho=7.0,
+        atol=1e-5,  # tolerances of the adaptive methods
+        rtol=1e-5,
+        guidance_scale=0.0,  # classifier-free guidance w of a class-conditional model
+        label=-1,  # class of every sample of a conditional model; -1: uniformly random classes
         density_grid_size=100,  # points per side of the grid of the density plot (2D data)
     )
-    evaluate_defaults = dict(method="midpoint", step_size=0.05)
+    evaluate_defaults = dict(
+        method="midpoint",
+        step_size=0.05,
+        # "exact" (D Jacobian-vector products per evaluation) or "hutchinson" (one Rademacher
+        # probe: an unbiased estimate of the divergence, for high-dimensional data like images)
+        divergence="exact",
+    )
     choices = {
         "path.scheduler": tuple(registry.SCHEDULERS),
+        "evaluate.divergence": ("exact", "hutchinson"),
         "loss.prediction": tuple(losses.REGRESSION_TARGETS),
         "loss.time_distribution": losses.TIME_DISTRIBUTIONS,
         "sample.method": solvers.METHODS,
+        "sample.time_grid": ("uniform", "edm"),
         "evaluate.method": solvers.METHODS,
     }
     positive = (
@@ -251,25 +273,48 @@ class FlowMatching(Objective):
         "loss.time_std",
         "loss.t_max",
         "sample.step_size",
+        "sample.edm_steps",
+        "sample.edm_rho",
+        "sample.atol",
+        "sample.rtol",
         "sample.density_grid_size",
         "evaluate.step_size",
     )
+    non_negative = ("sample.guidance_scale",)
     unit_interval = ("loss.t_max", "loss.label_dropout")
 
     def __init__(self, config: ml_collections.ConfigDict, spec: DataSpec):
         super().__init__(config, spec)
         self.path = registry.build_path(config.path)
+        sc = config.sample
+        if sc.guidance_scale > 0 and spec.num_classes is None:
+            raise ValueError("sample.guidance_scale > 0 needs a class-conditional model (labels).")
+        if sc.label != -1 and (spec.num_classes is None or not 0 <= sc.label < spec.num_classes):
+            classes = "none" if spec.num_classes is None else f"0..{spec.num_classes - 1}"
+            raise ValueError(
+                f"sample.label={sc.label} is out of range: the data's class labels are "
+                f"{classes}; use -1 for uniformly random classes."
+            )
+        if sc.time_grid == "edm" and sc.method not in solvers.EVALS_PER_STEP:
+            raise ValueError(
+                f"sample.time_grid='edm' is a grid for a fixed-step method (e.g. 'heun'), got "
+                f"sample.method={sc.method!r}."
+            )
 
     def draw_step_noise(self, key: jax.Array, batch: Batch) -> Batch:
-        """x_0 ~ N(0, I) of the shape of batch["x"], t (B,), and dropped labels."""
+        """x_0 ~ N(0, I) of the shape of batch["x"], t (B,), dropped labels and, for a model
+        with dropout, per-example dropout seeds."""
         x_1 = batch["x"]
-        noise_key, time_key, drop_key = jax.random.split(key, 3)
+        noise_key, time_key, drop_key, dropout_key = jax.random.split(key, 4)
         out = dict(batch)
         out["x_0"] = jax.random.normal(noise_key, x_1.shape, x_1.dtype)
         out["t"] = self._time(time_key, x_1.shape[0], x_1.dtype)
+        if self.config.model.get("dropout", 0.0) > 0:
+            out["dropout_seed"] = dropout_seeds(dropout_key, x_1.shape[0])
         return drop_labels(drop_key, out, self.config.loss.label_dropout, self.spec.num_classes)
 
     def loss(self, model: nnx.Module, batch: Batch) -> jax.Array:
+        dropout = {"dropout_seed": batch["dropout_seed"]} if "dropout_seed" in batch else {}
         return losses.cfm_loss(
             model,
             self.path,
@@ -278,6 +323,7 @@ class FlowMatching(Objective):
             batch["t"],
             prediction=self.config.loss.prediction,
             **conditioning(batch),
+            **dropout,
         )
 
     def source_batch(self, num: int, seed: int) -> dict[str, np.ndarray]:
@@ -285,42 +331,70 @@ class FlowMatching(Objective):
         inputs = {"x": rng.standard_normal((num, *self.spec.event_shape), dtype=np.float32)}
         if self.spec.num_classes is not None:
             inputs["label"] = rng.integers(self.spec.num_classes, size=num).astype(np.int32)
+            if self.config.sample.label >= 0:
+                inputs["label"] = np.full(num, self.config.sample.label, np.int32)
         return inputs
 
     def sampler(self, time_grid: tuple[float, ...] = (0.0, 1.0)) -> BatchFn:
+        """With sample.time_grid="edm" the solver steps on the EDM grid, to which the times of a
+        longer `time_grid` (trajectories) are added; the states at `time_grid` are returned."""
         sc = self.config.sample
         intermediates = len(time_grid) > 2
+        step_size, grid = sc.step_size, tuple(time_grid)
+        if sc.time_grid == "edm":
+            step_size = None
+            grid = solvers.edm_time_grid(sc.edm_steps, rho=sc.edm_rho)
+            if intermediates:
+                grid = tuple(sorted(set(grid) | set(time_grid)))
+        keep = np.asarray([grid.index(t) for t in time_grid]) if intermediates else None
 
         def sample(model, batch, key):
             del key  # the ODE is deterministic
+            velocity = model
+            if sc.guidance_scale > 0:
+                velocity = guidance.guided_velocity(
+                    model, sc.guidance_scale, null_label=self.spec.num_classes
+                )
             x = solvers.ode_sample(
-                model,
+                velocity,
                 batch["x"],
                 method=sc.method,
-                step_size=sc.step_size,
-                time_grid=time_grid,
+                step_size=step_size,
+                time_grid=grid,
                 return_intermediates=intermediates,
+                atol=sc.atol,
+                rtol=sc.rtol,
                 **conditioning(batch),
             )
-            return x.swapaxes(0, 1) if intermediates else x
+            return x[keep].swapaxes(0, 1) if intermediates else x
 
         return sample
 
     def sample_settings(self) -> dict[str, Any]:
-        return {"method": self.config.sample.method, "step_size": self.config.sample.step_size}
+        sc = self.config.sample
+        settings = {"method": sc.method, "time_grid": sc.time_grid}
+        if sc.time_grid == "edm":
+            settings.update(edm_steps=sc.edm_steps, edm_rho=sc.edm_rho)
+        else:
+            settings["step_size"] = sc.step_size
+        if sc.method not in solvers.EVALS_PER_STEP:
+            settings.update(atol=sc.atol, rtol=sc.rtol)
+        if sc.guidance_scale > 0:
+            settings["guidance_scale"] = sc.guidance_scale
+        return settings
 
     def log_likelihood(self) -> BatchFn:
         ev = self.config.evaluate
 
         def log_p(model, batch, key):
-            del key  # exact divergence: deterministic
             _, log_p1 = solvers.ode_log_likelihood(
                 model,
                 batch["x"],
                 solvers.standard_normal_log_density,
                 method=ev.method,
                 step_size=ev.step_size,
-                exact_divergence=True,
+                exact_divergence=ev.divergence == "exact",
+                key=key,
                 **conditioning(batch),
             )
             return log_p1

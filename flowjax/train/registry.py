@@ -19,7 +19,7 @@ from flax import nnx
 
 from flowjax import paths
 from flowjax.models.simfree_node import SimFreeNODE
-from flowjax.models import MLP, DiscreteMLP, ManifoldMLP
+from flowjax.models import MLP, DiscreteMLP, DiT, ManifoldMLP, UNet
 from flowjax.models.generator_mlp import GeneratorMLP
 
 COMPUTE_DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
@@ -94,6 +94,33 @@ MODELS: dict[str, ModelEntry] = {
             time_embedding="raw",
             time_embed_dim=64,
             class_embed_dim=64,
+        ),
+    ),
+    # Image networks (Flow Matching Guide's image recipes): images (H, W, C); `image_size` > 0
+    # is checked against the data's images before anything is compiled.
+    "unet": ModelEntry(
+        UNet,
+        dict(
+            image_size=0,
+            channels=128,
+            channel_mults=(2, 2, 2),
+            num_res_blocks=4,
+            attention_factors=(2,),
+            head_dim=64,
+            dropout=0.0,
+            norm_groups=32,
+        ),
+    ),
+    "dit": ModelEntry(
+        DiT,
+        dict(
+            image_size=0,
+            size="B",
+            patch_size=2,
+            hidden_dim=0,  # 0: the size's width, depth and heads
+            depth=0,
+            num_heads=0,
+            mlp_ratio=4.0,
         ),
     ),
 }

@@ -1,0 +1,163 @@
+"""A Diffusion Transformer (DiT) velocity field u_theta(x, t[, y]) for images.
+
+"Scalable Diffusion Models with Transformers" (Peebles & Xie, 2023), section 3.2: the image
+(B, H, W, C) is cut into (H/p)(W/p) patches of p x p pixels, each linearly embedded to `hidden`
+features plus a fixed 2D sine-cosine position embedding; `depth` transformer blocks with
+adaLN-Zero conditioning follow: with c = MLP(sinusoidal(t)) + Embed(y),
+
+    (shift1, scale1, gate1, shift2, scale2, gate2) = Linear(SiLU(c))   (zero-initialised)
+    x = x + gate1 * Attention(LN(x) * (1 + scale1) + shift1)
+    x = x + gate2 * MLP(LN(x) * (1 + scale2) + shift2)
+
+(so every block starts as the identity); a final adaLN layer and a zero-initialised linear map
+each token back to its p x p x C patch, and the patches are put back into an image.
+
+Sizes (table 1 of the paper): S (hidden 384, depth 12, 6 heads), B (768, 12, 12),
+L (1024, 24, 16), XL (1152, 28, 16); patch sizes 2, 4, 8 (DiT-B/2 = size B, patch 2).
+`hidden_dim`, `depth` and `num_heads` override the size's values when positive (tiny models for
+tests). Shapes: x (B, H, W, C) with H = W = `image_size` divisible by the patch size, t a scalar
+or (B,), label (B,) int in [0, num_classes] (num_classes is the "no label" token).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+
+from flowjax.models.layers import (
+    MultiHeadSelfAttention,
+    TimeLabelEmbedding,
+    check_image_input,
+    check_image_shape,
+    check_labels,
+)
+
+DIT_SIZES: dict[str, tuple[int, int, int]] = {
+    "S": (384, 12, 6),
+    "B": (768, 12, 12),
+    "L": (1024, 24, 16),
+    "XL": (1152, 28, 16),
+}
+"""(hidden, depth, heads) of each DiT size."""
+PATCH_SIZES = (2, 4, 8)
+
+_zeros = nnx.initializers.zeros_init()
+_xavier = nnx.initializers.xavier_uniform()
+
+
+def position_embedding_2d(grid: int, dim: int) -> np.ndarray:
+    """Fixed sine-cosine position features of a grid x grid token layout, (grid^2, dim): half
+    the features encode the row, half the column, each as sin / cos of geometric frequencies
+    1 / 10000^(k / (dim / 4))."""
+    if dim % 4:
+        raise ValueError(f"The DiT width must be divisible by 4, got {dim}.")
+    freqs = 1.0 / 10000.0 ** (np.arange(dim // 4, dtype=np.float64) / (dim // 4))
+    rows, cols = np.meshgrid(np.arange(grid), np.arange(grid), indexing="ij")
+
+    def features(pos):
+        angles = pos.reshape(-1)[:, None] * freqs[None, :]
+        return np.concatenate([np.sin(angles), np.cos(angles)], axis=1)
+
+    return np.concatenate([features(rows), features(cols)], axis=1).astype(np.float32)
+
+
+def _modulate(x, shift, scale):
+    return x * (1 + scale[:, None, :]) + shift[:, None, :]
+
+
+class DiTBlock(nnx.Module):
+    """One adaLN-Zero transformer block; tokens (B, N, hidden), c (B, hidden) -> (B, N, hidden)."""
+
+    def __init__(self, hidden: int, num_heads: int, mlp_ratio: float, *, dtype, rngs):
+        linear = dict(dtype=dtype, kernel_init=_xavier, rngs=rngs)
+        self.norm1 = nnx.LayerNorm(hidden, use_scale=False, use_bias=False, epsilon=1e-6,
+                                   dtype=dtype, rngs=rngs)
+        self.attention = MultiHeadSelfAttention(hidden, num_heads, dtype=dtype, rngs=rngs)
+        self.norm2 = nnx.LayerNorm(hidden, use_scale=False, use_bias=False, epsilon=1e-6,
+                                   dtype=dtype, rngs=rngs)
+        mlp_dim = int(hidden * mlp_ratio)
+        self.fc1 = nnx.Linear(hidden, mlp_dim, **linear)
+        self.fc2 = nnx.Linear(mlp_dim, hidden, **linear)
+        self.modulation = nnx.Linear(hidden, 6 * hidden, dtype=dtype, kernel_init=_zeros,
+                                     rngs=rngs)
+
+    def __call__(self, x: jax.Array, c: jax.Array) -> jax.Array:
+        shift1, scale1, gate1, shift2, scale2, gate2 = jnp.split(
+            self.modulation(nnx.silu(c)), 6, axis=-1
+        )
+        x = x + gate1[:, None, :] * self.attention(_modulate(self.norm1(x), shift1, scale1))
+        h = self.fc2(nnx.gelu(self.fc1(_modulate(self.norm2(x), shift2, scale2)), approximate=True))
+        return x + gate2[:, None, :] * h
+
+
+class DiT(nnx.Module):
+    """u(x, t, label=None): (B, H, W, C), scalar or (B,) t -> (B, H, W, C)."""
+
+    def __init__(
+        self,
+        event_shape: Sequence[int],
+        *,
+        image_size: int = 0,
+        size: str = "B",
+        patch_size: int = 2,
+        hidden_dim: int = 0,
+        depth: int = 0,
+        num_heads: int = 0,
+        mlp_ratio: float = 4.0,
+        num_classes: int | None = None,
+        dtype=None,
+        rngs: nnx.Rngs,
+    ):
+        if size not in DIT_SIZES:
+            raise ValueError(f"Unknown DiT size {size!r}; expected one of {list(DIT_SIZES)}.")
+        if patch_size not in PATCH_SIZES:
+            raise ValueError(f"DiT patch_size must be one of {PATCH_SIZES}, got {patch_size}.")
+        self.event_shape = tuple(event_shape)
+        check_image_shape("DiT", self.event_shape, image_size, patch_size)
+        hidden, blocks, heads = DIT_SIZES[size]
+        hidden = hidden_dim or hidden
+        depth = depth or blocks
+        num_heads = num_heads or heads
+        height, width, channels = self.event_shape
+        if height != width:
+            raise ValueError(f"DiT reads square images, got {height}x{width}.")
+        self.patch_size = patch_size
+        self.num_classes = num_classes
+        self.dtype = dtype
+        self.grid = height // patch_size
+        patch_dim = patch_size * patch_size * channels
+        self.patch_embed = nnx.Linear(patch_dim, hidden, dtype=dtype, kernel_init=_xavier,
+                                      rngs=rngs)
+        self.hidden = hidden
+        self.embed = TimeLabelEmbedding(
+            hidden, frequency_dim=256, num_classes=num_classes, dtype=dtype, rngs=rngs
+        )
+        self.blocks = nnx.List(
+            [DiTBlock(hidden, num_heads, mlp_ratio, dtype=dtype, rngs=rngs) for _ in range(depth)]
+        )
+        self.norm_out = nnx.LayerNorm(hidden, use_scale=False, use_bias=False, epsilon=1e-6,
+                                      dtype=dtype, rngs=rngs)
+        self.modulation_out = nnx.Linear(hidden, 2 * hidden, dtype=dtype, kernel_init=_zeros,
+                                         rngs=rngs)
+        self.out = nnx.Linear(hidden, patch_dim, dtype=dtype, kernel_init=_zeros, rngs=rngs)
+
+    def __call__(self, x: jax.Array, t: jax.Array, label: jax.Array | None = None) -> jax.Array:
+        check_image_input("DiT", x, self.event_shape)
+        check_labels("DiT", label, self.num_classes, x.shape[0])
+        b, p, g = x.shape[0], self.patch_size, self.grid
+        channels = x.shape[-1]
+        patches = x.reshape(b, g, p, g, p, channels).transpose(0, 1, 3, 2, 4, 5)
+        tokens = self.patch_embed(patches.reshape(b, g * g, p * p * channels).astype(self.dtype
+                                                                                   or x.dtype))
+        tokens = tokens + jnp.asarray(position_embedding_2d(g, self.hidden), tokens.dtype)
+        c = self.embed(t, b, label)
+        for block in self.blocks:
+            tokens = block(tokens, c)
+        shift, scale = jnp.split(self.modulation_out(nnx.silu(c)), 2, axis=-1)
+        out = self.out(_modulate(self.norm_out(tokens), shift, scale))
+        out = out.reshape(b, g, g, p, p, channels).transpose(0, 1, 3, 2, 4, 5)
+        return out.reshape(x.shape).astype(x.dtype)
