@@ -1,5 +1,11 @@
 """Sample-quality and likelihood metrics."""
 
+from flowjax.metrics.digits_classifier import (
+    DigitsClassifier,
+    digits_features,
+    digits_frechet_distance,
+    load_digits_classifier,
+)
 from flowjax.metrics.frechet import (
     FeatureStatistics,
     feature_statistics,
@@ -33,9 +39,12 @@ from flowjax.metrics.toy import (
 __all__ = [
     "BOUNDED_SUPPORT",
     "CLOSED_FORM_DENSITY",
+    "DigitsClassifier",
     "FeatureStatistics",
     "InceptionV3",
     "ScoreStatistics",
+    "digits_features",
+    "digits_frechet_distance",
     "energy_distance",
     "feature_statistics",
     "frechet_distance",
@@ -45,6 +54,7 @@ __all__ = [
     "inception_score",
     "inception_score_from_probs",
     "inception_statistics",
+    "load_digits_classifier",
     "load_inception",
     "load_reference_statistics",
     "merge_statistics",
