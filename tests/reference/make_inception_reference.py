@@ -9,7 +9,9 @@ and shapes and random values (`tests/inception_testing.random_torch_weights`), a
 2. runs the network in torch, written below with torch.nn.functional from the architecture
    of pytorch-fid's `fid_inception_v3` (torchvision InceptionV3 layers, FID variants of the A, C
    and E blocks), on `reference_inputs()` resized by `F.interpolate(bilinear,
-   align_corners=False)` to RESIZE_TO, and stores the pool_3 features and the logits.
+   align_corners=False)` to RESIZE_TO, and stores the pool_3 features and the logits;
+3. where torchvision is installed, checks the names, shapes and block wiring against its
+   InceptionV3 (`check_against_torchvision`).
 
 `tests/test_metrics_fid_inception.py` regenerates the same weights in NumPy, converts them without
 torch, and checks the Flax network against the stored outputs. Run it from the repository root
@@ -139,8 +141,49 @@ def fid_inception(w, x):
     return pool, F.linear(pool, w["fc.weight"], w["fc.bias"])
 
 
+def check_against_torchvision(weights) -> None:
+    """Where torchvision is installed: the state dict loads strictly into torchvision's
+    InceptionV3 (num_classes=1008, no aux head: the module pytorch-fid patches), and the blocks
+    computed above agree with torchvision's, except the pool branches that the FID variant
+    changes (A, C, E: average pools that ignore padding; Mixed_7c: a max pool)."""
+    import torchvision
+
+    net = torchvision.models.inception_v3(
+        weights=None, aux_logits=False, num_classes=1008, init_weights=False
+    )
+    net.load_state_dict(weights, strict=True)
+    net.eval()
+    generator = torch.Generator().manual_seed(0)
+    pool_channels = {"a": None, "c": 192, "e": 192}
+    cases = [
+        ("Mixed_5b", 192, 35, "a", block_a),
+        ("Mixed_6a", 288, 35, "b", block_b),
+        ("Mixed_6b", 768, 17, "c", block_c),
+        ("Mixed_7a", 768, 17, "d", block_d),
+        ("Mixed_7b", 1280, 8, "e", lambda w, p, x: block_e(w, p, x, max_pool=False)),
+        ("Mixed_7c", 2048, 8, "e", lambda w, p, x: block_e(w, p, x, max_pool=True)),
+    ]
+    with torch.no_grad():
+        for name, cin, size, kind, block in cases:
+            x = torch.rand(2, cin, size, size, generator=generator)
+            ours, theirs = block(weights, name, x), getattr(net, name)(x)
+            assert ours.shape == theirs.shape, (name, ours.shape, theirs.shape)
+            if kind in pool_channels:  # the pool branch comes last in the concatenation
+                cut = pool_channels[kind] or weights[name + ".branch_pool.conv.weight"].shape[0]
+                ours, theirs = ours[:, :-cut], theirs[:, :-cut]
+            torch.testing.assert_close(ours, theirs, rtol=1e-4, atol=1e-5)
+        x = torch.rand(2, 3, 75, 75, generator=generator)
+        stem = conv_bn_relu(weights, "Conv2d_1a_3x3", x, stride=2)
+        torch.testing.assert_close(stem, net.Conv2d_1a_3x3(x), rtol=1e-4, atol=1e-5)
+    print(f"torchvision {torchvision.__version__}: strict load and block checks passed")
+
+
 def main(output: str = inception_testing.REFERENCE_FILE) -> None:
     weights = {k: torch.from_numpy(v) for k, v in inception_testing.random_torch_weights().items()}
+    try:
+        check_against_torchvision(weights)
+    except ImportError:
+        print("torchvision not installed: the layout is not checked against its InceptionV3")
     with tempfile.TemporaryDirectory() as tmp:
         pth, npz = os.path.join(tmp, "weights.pth"), os.path.join(tmp, "converted.npz")
         torch.save(weights, pth)
