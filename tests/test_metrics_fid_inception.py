@@ -189,7 +189,9 @@ def test_bad_inputs_raise_before_compiling(model, features_fn, tmp_path):
     bad_reference = tmp_path / "ref.npz"
     np.savez(bad_reference, mu=np.zeros(64), sigma=np.eye(64))
     with pytest.raises(ValueError, match="dimension 64"):
-        inception.inception_metrics(iter([]), 10, reference=str(bad_reference), weights="x")
+        inception.inception_metrics(
+            iter([]), 10, reference=str(bad_reference), feature_fn=features_fn
+        )
     with pytest.raises(ValueError, match="'sigma'"):
         np.savez(bad_reference, mu=np.zeros(2048))
         frechet.load_reference_statistics(str(bad_reference))

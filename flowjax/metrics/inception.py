@@ -306,7 +306,7 @@ def require_weights(path: str | None = None) -> str:
             f"FID Inception weights not found at {resolved!r}. Download pytorch-fid's "
             f"{TORCH_WEIGHTS_FILE} ({TORCH_WEIGHTS_URL}) on a machine with internet access, then "
             f"convert it (needs torch): python flowjax/metrics/convert_inception.py "
-            f"{TORCH_WEIGHTS_FILE} {resolved} ; or pass weights_path=... / set ${WEIGHTS_ENV}."
+            f"{TORCH_WEIGHTS_FILE} {resolved} ; or pass weights=... / set ${WEIGHTS_ENV}."
         )
     return resolved
 
@@ -421,14 +421,14 @@ def inception_metrics(
     FeatureStatistics of real images. The reference and the weights file are checked before
     any image is generated or any network compiled. Other arguments: `inception_statistics`.
     """
+    if kwargs.get("feature_fn") is None:
+        require_weights(kwargs.get("weights"))
     if isinstance(reference, (str, os.PathLike)):
         reference = frechet.load_reference_statistics(os.fspath(reference))
     if reference is not None:
         dim = reference.dim if isinstance(reference, frechet.FeatureStatistics) else len(reference[0])
         if dim != FEATURE_DIM:
             raise ValueError(f"Reference statistics have dimension {dim}, FID needs {FEATURE_DIM}.")
-    if kwargs.get("feature_fn") is None:
-        require_weights(kwargs.get("weights"))
     pool_stats, score_stats = inception_statistics(source, num_samples, **kwargs)
     score, score_std = score_stats.score()
     result = {"inception_score": score, "inception_score_std": score_std}
