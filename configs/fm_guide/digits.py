@@ -7,7 +7,7 @@ guidance w = 0.2 as for ImageNet) on scikit-learn's digits (1437 training images
 grayscale, 10 classes; `flowjax.data.images`), so that the whole image pipeline runs offline on
 a laptop. Changes for a run of minutes: a small ADM UNet (32 channels, levels 8x8 and 4x4, two
 residual blocks each, attention at 4x4, dropout 0.1), learning rate 2e-3 with 100 warm-up
-steps and cosine decay, batch 128, 3000 updates (267 epochs).
+steps and cosine decay, batch 64, 1500 updates (67 epochs).
 
 Expected result: recognisable digits (experiments/fm_guide/README.md shows the grid) and a
 Frechet distance in the features of a small digits classifier that falls with training (the
@@ -57,8 +57,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     config.optim.schedule = "cosine"
     config.optim.final_lr_fraction = 0.05
     config.optim.grad_clip_norm = 1.0
-    config.train.num_steps = 3_000
-    config.train.global_batch_size = 128
+    config.train.num_steps = 1_500
+    config.train.global_batch_size = 64
     config.train.log_every = 100
     config.checkpoint.every_steps = 500
     config.checkpoint.max_to_keep = 10
