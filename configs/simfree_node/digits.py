@@ -7,9 +7,9 @@ pixels to a 64-dimensional embedding, a linear label encoder g, an MLP decoder h
 velocity MLP of width 256; label-autoencoder noise 3 (the paper's MNIST value), t = 0 with
 probability 0.1, Adam 1e-3 with cosine decay, batch 128, 3000 steps.
 
-Expected result: test accuracy about 97-98% already after one Euler step, and the accuracy of
-the neural ODE trained through dopri5 (variant `backprop`) with fewer function evaluations;
-the measured numbers are in experiments/simfree_node/README.md.
+Expected result (measured): test accuracy 97.8% after one Euler step (NFE 1) and with dopri5
+(NFE 31), against 98.1% for the neural ODE trained through dopri5 (variant `backprop`, NFE 25,
+about 18 times slower per training step); the numbers are in experiments/simfree_node/README.md.
 
 Hardware: a CPU: a minute or two (the backprop variant longer).
 

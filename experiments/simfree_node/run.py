@@ -3,7 +3,8 @@ space and against a neural ODE trained through dopri5, on the offline data sets.
 
 For every data set (crossing_pairs, moons, digits, diabetes) and every method ("embedding": the
 method; "data_space": flow matching from x to y; "backprop": the same networks trained on the
-task loss through dopri5), trains the config `configs/simfree_node/<set>.py:<method>` with the
+task loss through dopri5; optionally "trigonometric": the method on the path
+cos(pi t / 2) z_0 + sin(pi t / 2) z_1), trains the config `configs/simfree_node/<set>.py:<method>` with the
 shared trainer, then evaluates the held-out split: accuracy (or RMSE) after 1, 2 and 10 Euler
 steps and with dopri5, its NFE per batch, and the training speed: the median steps per second
 over the logging windows after the first (which holds the compilation), the time the steps
@@ -32,6 +33,7 @@ LABELS = {
     "embedding": "method (embedding FM)",
     "data_space": "data-space FM",
     "backprop": "NODE, backprop through dopri5",
+    "trigonometric": "method, trigonometric path",
 }
 
 
