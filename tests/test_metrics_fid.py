@@ -48,7 +48,8 @@ def test_frechet_distance_closed_form_and_singular_covariances():
     # sqrt(round-off) per null direction.
     features = np.random.default_rng(0).standard_normal((6, 40))
     stats = frechet.FeatureStatistics.from_features(features)
-    self_distance = frechet.frechet_distance(stats.mean, stats.covariance, stats.mean, stats.covariance)
+    mu, sigma = stats.mean, stats.covariance
+    self_distance = frechet.frechet_distance(mu, sigma, mu, sigma)
     assert abs(self_distance) < 1e-12 * np.trace(stats.covariance)
 
 

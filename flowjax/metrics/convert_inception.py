@@ -53,7 +53,9 @@ def convert_state_dict(state_dict: Mapping[str, np.ndarray]) -> dict[str, np.nda
             name = "/".join(parts[:-2]).lower() + "/" + _LEAF_NAMES[leaf]
             if leaf == "conv.weight":
                 if value.ndim != 4:
-                    raise ValueError(f"{key!r} should be a (O, I, kh, kw) kernel, got {value.shape}.")
+                    raise ValueError(
+                        f"{key!r} should be a (O, I, kh, kw) kernel, got {value.shape}."
+                    )
                 value = value.transpose(2, 3, 1, 0)
         converted[name] = np.ascontiguousarray(value, dtype=np.float32)
     return converted

@@ -85,7 +85,9 @@ class FeatureStatistics:
         """Statistics of a (n, d) batch of features."""
         features = np.asarray(features, np.float64)
         if features.ndim != 2 or features.shape[0] == 0:
-            raise ValueError(f"Expected features of shape (n, d) with n >= 1, got {features.shape}.")
+            raise ValueError(
+                f"Expected features of shape (n, d) with n >= 1, got {features.shape}."
+            )
         if not np.all(np.isfinite(features)):
             raise ValueError("Features contain NaN or inf (are the images finite?).")
         mean = features.mean(axis=0)
@@ -175,7 +177,9 @@ def image_batches(
     images have been taken (its last batch is cut) and must hold that many.
     """
     if num_samples < 1 or batch_size < 1:
-        raise ValueError(f"num_samples and batch_size must be >= 1, got {num_samples}, {batch_size}.")
+        raise ValueError(
+            f"num_samples and batch_size must be >= 1, got {num_samples}, {batch_size}."
+        )
     if callable(source):
         if key is None:
             raise ValueError("A sampler source needs a `key` (a jax.random key).")

@@ -331,7 +331,8 @@ def load_inception(path: str | None = None) -> InceptionV3:
             value = archive[name]
             if value.shape != leaf.shape:
                 raise ValueError(
-                    f"{resolved!r}: {name} has shape {value.shape}, the network expects {leaf.shape}."
+                    f"{resolved!r}: {name} has shape {value.shape}, the network expects "
+                    f"{leaf.shape}."
                 )
             values.append(jnp.asarray(value, leaf.dtype))
     return nnx.merge(graphdef, jax.tree_util.tree_unflatten(treedef, values))
@@ -354,7 +355,8 @@ def inception_feature_fn(
     The batch is split over the mesh's ("data", "fsdp") axes (padded up to a multiple of their
     size, the padding dropped from the result), the weights replicated; images are checked on
     the host (`check_images`) before anything is compiled. `resize_to=None` skips the resize
-    (only for tests on small inputs: FID is defined at 299).
+    (only for tests on small inputs: FID is defined at 299). One process (any number of local
+    devices): each call takes the whole batch on the host and returns all its features there.
     """
     mesh = default_mesh() if mesh is None else mesh
     parts = int(np.prod([mesh.shape[axis] for axis in sharding.BATCH_AXES]))
@@ -426,7 +428,8 @@ def inception_metrics(
     if isinstance(reference, (str, os.PathLike)):
         reference = frechet.load_reference_statistics(os.fspath(reference))
     if reference is not None:
-        dim = reference.dim if isinstance(reference, frechet.FeatureStatistics) else len(reference[0])
+        is_stats = isinstance(reference, frechet.FeatureStatistics)
+        dim = reference.dim if is_stats else len(reference[0])
         if dim != FEATURE_DIM:
             raise ValueError(f"Reference statistics have dimension {dim}, FID needs {FEATURE_DIM}.")
     pool_stats, score_stats = inception_statistics(source, num_samples, **kwargs)

@@ -52,7 +52,8 @@ class ScoreStatistics:
         probs = np.asarray(probs, np.float64)
         if probs.ndim != 2 or probs.shape[1] != self.prob_sums.shape[1]:
             raise ValueError(
-                f"Expected probabilities of shape (b, {self.prob_sums.shape[1]}), got {probs.shape}."
+                f"Expected probabilities of shape (b, {self.prob_sums.shape[1]}), "
+                f"got {probs.shape}."
             )
         if self.seen + probs.shape[0] > self.total:
             raise ValueError(
