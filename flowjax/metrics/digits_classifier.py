@@ -12,8 +12,7 @@ penultimate features. The number depends on this classifier and on the sample si
 models trained on digits and falls as samples improve, nothing more.
 
 Cache: `<cache_dir>/digits_classifier_v1.npz` (default ~/.cache/flowjax, or $FLOWJAX_CACHE),
-written on first use (a few seconds on a CPU) and read afterwards; its held-out accuracy is
-stored with it.
+written on first use (seconds on a CPU) and read afterwards.
 """
 
 from __future__ import annotations
@@ -29,7 +28,7 @@ from flax import nnx
 
 from flowjax.data.images import DIGITS_SHAPE, load_digits
 from flowjax.metrics import frechet
-from flowjax.train.sharding import path_string
+from flowjax.metrics.named_arrays import module_arrays, module_from_arrays
 
 FEATURE_DIM = 64
 HIDDEN_DIM = 128
@@ -91,23 +90,20 @@ def load_digits_classifier(cache_dir: str | None = None) -> DigitsClassifier:
     """The cached classifier of `cache_dir` (see the module docstring), trained on first use."""
     cache_dir = os.path.expanduser(cache_dir or os.environ.get(CACHE_ENV) or DEFAULT_CACHE_DIR)
     path = os.path.join(cache_dir, CACHE_FILE)
-    abstract = nnx.eval_shape(lambda: DigitsClassifier(rngs=nnx.Rngs(0)))
-    graphdef, state = nnx.split(abstract)
-    leaves, treedef = jax.tree_util.tree_flatten_with_path(state)
-    names = [path_string(key_path) for key_path, _ in leaves]
     if not os.path.isfile(path):
         classifier = train_digits_classifier()
-        arrays = dict(zip(names, jax.tree_util.tree_leaves(nnx.state(classifier)), strict=True))
         os.makedirs(cache_dir, exist_ok=True)
         temporary = path + f".tmp{os.getpid()}.npz"
-        np.savez(temporary, test_accuracy=accuracy(classifier), **arrays)
+        np.savez(temporary, **module_arrays(classifier))
         os.replace(temporary, path)
         return classifier
     with np.load(path) as archive:
-        if set(names) - set(archive.files):
-            raise ValueError(f"{path!r} is not a digits classifier cache; delete it to retrain.")
-        values = [jnp.asarray(archive[name]) for name in names]
-    return nnx.merge(graphdef, jax.tree_util.tree_unflatten(treedef, values))
+        return module_from_arrays(
+            lambda: DigitsClassifier(rngs=nnx.Rngs(0)),
+            {name: archive[name] for name in archive.files},
+            path,
+            "Delete the file to retrain the classifier.",
+        )
 
 
 @functools.lru_cache(maxsize=4)

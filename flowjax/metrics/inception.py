@@ -37,6 +37,7 @@ from jax.sharding import Mesh
 
 from flowjax.metrics import frechet
 from flowjax.metrics.inception_score import ScoreStatistics
+from flowjax.metrics.named_arrays import module_from_arrays
 from flowjax.train import sharding
 
 FEATURE_DIM = 2048
@@ -314,28 +315,13 @@ def require_weights(path: str | None = None) -> str:
 def load_inception(path: str | None = None) -> InceptionV3:
     """The InceptionV3 with the converted FID weights of `path` (see `weights_path`)."""
     resolved = require_weights(path)
-    abstract = nnx.eval_shape(lambda: InceptionV3(rngs=nnx.Rngs(0)))
-    graphdef, state = nnx.split(abstract)
-    leaves, treedef = jax.tree_util.tree_flatten_with_path(state)
-    names = [sharding.path_string(key_path) for key_path, _ in leaves]
     with np.load(resolved) as archive:
-        missing = sorted(set(names) - set(archive.files))
-        unexpected = sorted(set(archive.files) - set(names))
-        if missing or unexpected:
-            raise ValueError(
-                f"{resolved!r} is not a converted FID Inception file: missing {missing[:5]} "
-                f"({len(missing)}), unexpected {unexpected[:5]} ({len(unexpected)})."
-            )
-        values = []
-        for name, (_, leaf) in zip(names, leaves, strict=True):
-            value = archive[name]
-            if value.shape != leaf.shape:
-                raise ValueError(
-                    f"{resolved!r}: {name} has shape {value.shape}, the network expects "
-                    f"{leaf.shape}."
-                )
-            values.append(jnp.asarray(value, leaf.dtype))
-    return nnx.merge(graphdef, jax.tree_util.tree_unflatten(treedef, values))
+        return module_from_arrays(
+            lambda: InceptionV3(rngs=nnx.Rngs(0)),
+            {name: archive[name] for name in archive.files},
+            resolved,
+            "Convert pytorch-fid's weights with flowjax/metrics/convert_inception.py.",
+        )
 
 
 def default_mesh() -> Mesh:
