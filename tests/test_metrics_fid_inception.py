@@ -57,10 +57,10 @@ def test_matches_torch_network_on_converted_weights(flax_outputs):
     reference = np.load(REFERENCE_FILE)
     pool, logits = flax_outputs
     assert pool.shape == (4, 2048) and logits.shape == (4, 1008)
-    # float32 through 94 layers with different convolution algorithms: agreement to ~1e-5
-    # of the scale; a misplaced or mis-transposed tensor gives O(1) relative errors.
+    # float32 through 94 layers with different convolution algorithms: measured agreement
+    # 9e-7 of the scale; a misplaced or mis-transposed tensor gives O(1) relative errors.
     for name, value in (("pool", pool), ("logits", logits)):
-        tolerance = 2e-4 * np.abs(reference[name]).max()
+        tolerance = 1e-5 * np.abs(reference[name]).max()
         np.testing.assert_allclose(value, reference[name], atol=tolerance, err_msg=name)
         # The features of different images differ by far more than the tolerance, so the
         # comparison resolves the inputs, not just the weights.

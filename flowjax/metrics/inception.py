@@ -386,9 +386,9 @@ def inception_statistics(
     `inception_feature_fn(load_inception(weights), mesh=mesh)`. `.save(path)` on the first
     result writes reference statistics for later FIDs.
     """
-    fn = feature_fn or inception_feature_fn(load_inception(weights), mesh=mesh)
+    score_stats = ScoreStatistics.empty(num_samples, NUM_LOGITS, num_splits)  # checks the counts
     pool_stats = frechet.FeatureStatistics.empty(FEATURE_DIM)
-    score_stats = ScoreStatistics.empty(num_samples, NUM_LOGITS, num_splits)
+    fn = feature_fn or inception_feature_fn(load_inception(weights), mesh=mesh)
     for batch in frechet.image_batches(source, num_samples, batch_size, key):
         pool, logits = fn(batch)
         pool_stats = pool_stats.update(pool)
