@@ -9,7 +9,7 @@ probability 0.1, Adam 1e-3 with cosine decay, batch 128, 3000 steps.
 
 Expected result (measured): test accuracy 97.8% after one Euler step (NFE 1) and with dopri5
 (NFE 31), against 98.1% for the neural ODE trained through dopri5 (variant `backprop`, NFE 25,
-about 18 times slower per training step); the numbers are in experiments/simfree_node/README.md.
+about 15 times slower per training step); the numbers are in experiments/simfree_node/README.md.
 
 Hardware: a CPU: a minute or two (the backprop variant longer).
 
