@@ -6,7 +6,7 @@ velocity and the CondOT jump model (`flowjax.paths.jump`), trained by conditiona
 matching with the per-coordinate losses summed (a factorised path). Here one `generator_mlp`
 (4 x 256 Swish) with a velocity and a rate plus 128 jump bins on [-5, 5] per coordinate; data
 `flowjax.data`'s checkerboard (uniform on 8 squares of [-4, 4)^2); Adam 2e-3 with cosine decay,
-batch 1024, 4k steps. Sampling: the 50/50 superposition, Euler steps of 0.005 in
+batch 1024, 2k steps. Sampling: the 50/50 superposition, Euler steps of 0.01 in
 tau = 1 - sqrt(1 - t), exact no-jump survival.
 
 Expected result: all samplers (flow, jump, superposition, mixed) put most samples on the board's
@@ -45,14 +45,14 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     config.optim.grad_clip_norm = 1.0
     config.optim.ema_decay = 0.999
 
-    config.train.num_steps = 4_000
+    config.train.num_steps = 2_000
     config.train.global_batch_size = 1024
     config.train.log_every = 200
-    config.checkpoint.every_steps = 2_000
+    config.checkpoint.every_steps = 1_000
 
     config.sample.generator = "superposition"
     config.sample.flow_weight = 0.5
-    config.sample.step_size = 0.005
+    config.sample.step_size = 0.01
     config.sample.time_power = 2.0
     config.sample.num_samples = 20_000
     config.evaluate.num_points = 8_192

@@ -32,9 +32,10 @@ posterior expectation of the conditional one (Generator Matching, the marginalis
 rate E[lambda_t(x_i | z_i) | x_t = x] and jump measure E[lambda_t(x_i | z_i) J_t(. | z_i) | x].
 Given x and the component k, z_i is Gaussian, N(m_ki, v_ki) with v = 1 / (1/s^2 + t^2/(1-t)^2)
 and m = v (mu / s^2 + t x / (1 - t)^2); the component responsibilities come from
-`flowjax.paths.analytic`. The expectation over z_i given k is a Gauss-Hermite quadrature with
-`num_nodes` nodes; jump targets are drawn by picking a node with probability proportional to
-its weight times its rate, then y ~ J_t(. | z) by bisection on the closed-form CDF G.
+`flowjax.paths.analytic`. With z_i = m + sqrt(v) w, the scaled conditional rate is the positive
+part of a quadratic in w, so its expectation is closed form (partial Gaussian moments), and a
+jump destination is drawn exactly: a component, then w from the rate-tilted normal (bisection
+on its closed-form CDF), then y ~ J_t(. | z) by bisection on G.
 """
 
 from __future__ import annotations
@@ -131,62 +132,134 @@ def condot_jump_bin_probs(z: Array, t: Array, edges: Array) -> Array:
     return jnp.maximum(jnp.diff(cdf, axis=-1), 0.0)  # rounding may make an empty bin -1e-7
 
 
+def _tilted_primitive(w: Array, a: Array, b: Array, c: Array) -> Array:
+    """int_{-inf}^w phi(u) (a u^2 + b u + c) du = a (Phi(w) - w phi(w)) - b phi(w) + c Phi(w)."""
+    big_phi = jax.scipy.stats.norm.cdf(w)
+    return a * (big_phi - w * _phi(w)) - b * _phi(w) + c * big_phi
+
+
+def _negative_interval(a: Array, b: Array, c: Array) -> tuple[Array, Array]:
+    """The interval [lo, hi] (clipped to [-40, 40]) where a w^2 + b w + c < 0, for a >= 0;
+    lo = hi where there is none. Roots by the cancellation-free pair q / (2a), 2c / q."""
+    disc = b**2 - 4.0 * a * c
+    root = jnp.sqrt(jnp.maximum(disc, 0.0))
+    q = -b - jnp.where(b >= 0, 1.0, -1.0) * root
+    big = jnp.where(a > 0, q / jnp.where(a > 0, 2.0 * a, 1.0), -jnp.sign(b) * jnp.inf)
+    small = jnp.where(q != 0, 2.0 * c / jnp.where(q != 0, q, 1.0), 0.0)
+    lo = jnp.clip(jnp.minimum(big, small), -40.0, 40.0)
+    hi = jnp.clip(jnp.maximum(big, small), -40.0, 40.0)
+    empty = (disc <= 0) | ((a == 0) & (b == 0))
+    return jnp.where(empty, 0.0, lo), jnp.where(empty, 0.0, hi)
+
+
+def _positive_part_cdf(w: Array, a: Array, b: Array, c: Array, lo: Array, hi: Array) -> Array:
+    """int_{-inf}^w phi(u) [a u^2 + b u + c]_+ du."""
+    inside = _tilted_primitive(jnp.clip(w, lo, hi), a, b, c) - _tilted_primitive(lo, a, b, c)
+    return _tilted_primitive(w, a, b, c) - inside
+
+
 @dataclasses.dataclass(frozen=True)
 class MixtureJumpGenerator:
     """The exact marginal jump generator of the CondOT path towards a diagonal Gaussian mixture.
 
-    `scaled_rate(x, t)` is (1 - t) E[lambda_t(x_i | z_i) | x] and `sample_target(key, x, t)`
-    draws one jump destination per coordinate; x of shape (B, D), t a scalar in [0, 1).
+    `scaled_rate(x, t)` is (1 - t) E[lambda_t(x_i | z_i) | x] in closed form and
+    `sample_target(key, x, t)` draws one jump destination per coordinate exactly; x of shape
+    (B, D), t a scalar in [0, 1). Given the component k, z_i = m + sqrt(v) w with w ~ N(0, 1),
+    and the scaled conditional rate is [A w^2 + B w + C]_+ (a quadratic in w, A >= 0), whose
+    Gaussian expectation has a closed form in Phi and phi; a destination comes from a component
+    drawn with probability proportional to r_k E_k[rate], then w from the rate-tilted normal
+    phi(w) [A w^2 + B w + C]_+ by bisection on its closed-form CDF, then y ~ J_t(. | z).
+    `posterior_nodes` (Gauss-Hermite, `num_nodes` per component) gives quadrature versions of
+    the same expectations, e.g. the bin masses of the marginal jump target (`bin_probs`).
     """
 
     mixture: analytic.GaussianMixture
-    num_nodes: int = 64
+    num_nodes: int = 32
 
     def __post_init__(self):
         covs = np.asarray(self.mixture.covs)
-        if not np.allclose(covs, np.diagonal(covs, axis1=1, axis2=2)[..., None] * np.eye(covs.shape[-1])):
+        diagonal = np.diagonal(covs, axis1=1, axis2=2)[..., None] * np.eye(covs.shape[-1])
+        if not np.allclose(covs, diagonal):
             raise ValueError("MixtureJumpGenerator needs a mixture with diagonal covariances.")
 
-    def _nodes(self, x: Array, t: Array) -> tuple[Array, Array]:
-        """Posterior quadrature: nodes z (B, K, N, D) and weights (B, K, N) summing to 1."""
-        mix, dtype = self.mixture, x.dtype
-        t = jnp.asarray(t, dtype)
+    def _posterior(self, x: Array, t: Array):
+        """Responsibilities (B, K) and the per-coordinate posterior of z given the component:
+        means and variances (B, K, D)."""
+        mix = self.mixture
+        t = jnp.asarray(t, x.dtype)
         log_n, _ = analytic._component_terms(CondOTProbPath(), mix, x, t)
-        resp = jax.nn.softmax(log_n + jnp.log(mix.weights), axis=-1)  # (B, K)
+        resp = jax.nn.softmax(log_n + jnp.log(mix.weights), axis=-1)
         prior_var = jnp.diagonal(mix.covs, axis1=1, axis2=2)[None]  # (1, K, D)
         noise_var = (1.0 - t) ** 2
         var = 1.0 / (1.0 / prior_var + t**2 / noise_var)
-        mean = var * (mix.means[None] / prior_var + t * x[:, None, :] / noise_var)  # (B, K, D)
-        nodes, weights = np.polynomial.hermite_e.hermegauss(self.num_nodes)
-        nodes = jnp.asarray(nodes, dtype)
-        weights = jnp.asarray(weights / weights.sum(), dtype)
-        z = mean[:, :, None, :] + jnp.sqrt(var)[:, :, None, :] * nodes[None, None, :, None]
-        return z, resp[:, :, None] * weights[None, None, :]
+        mean = var * (mix.means[None] / prior_var + t * x[:, None, :] / noise_var)
+        return resp, mean, var
+
+    def _quadratic(self, x: Array, t: Array):
+        """(resp, mean, sd, A, B, C): the scaled conditional rate of coordinate i given the
+        component k is [A w^2 + B w + C]_+ with z_i = mean + sd w; A, B, C of shape (B, K, D)."""
+        resp, mean, var = self._posterior(x, t)
+        t = jnp.asarray(t, x.dtype)
+        sd = jnp.sqrt(var)
+        e0 = (x[:, None, :] - t * mean) / (1.0 - t)  # e = e0 - beta w
+        beta = t * sd / (1.0 - t)
+        a = beta**2 + sd * beta
+        b = mean * beta - 2.0 * e0 * beta - sd * e0
+        c = e0**2 - mean * e0 - 1.0
+        return resp, mean, sd, a, b, c
+
+    def _component_rates(self, a: Array, b: Array, c: Array) -> tuple[Array, Array, Array]:
+        lo, hi = _negative_interval(a, b, c)
+        negative = _tilted_primitive(hi, a, b, c) - _tilted_primitive(lo, a, b, c)
+        return jnp.maximum(a + c - negative, 0.0), lo, hi
 
     def scaled_rate(self, x: Array, t: Array) -> Array:
         """(1 - t) times the marginal jump rate, shape (B, D)."""
-        z, w = self._nodes(x, t)
-        rates = condot_scaled_rate(x[:, None, None, :], z, t)
-        return jnp.einsum("bkn,bknd->bd", w, rates)
+        resp, _, _, a, b, c = self._quadratic(x, t)
+        rates, _, _ = self._component_rates(a, b, c)
+        return jnp.einsum("bk,bkd->bd", resp, rates)
+
+    def sample_target(self, key: Array, x: Array, t: Array) -> Array:
+        """One jump destination per coordinate, (B, D)."""
+        from flowjax.solvers.discrete import sample_categorical
+
+        resp, mean, sd, a, b, c = self._quadratic(x, t)
+        rates, lo, hi = self._component_rates(a, b, c)
+        pick_key, w_key, jump_key = jax.random.split(key, 3)
+        weights = jnp.moveaxis(resp[..., None] * rates, 1, -1)  # (B, D, K)
+        k = sample_categorical(pick_key, weights, x.dtype)[:, None, :]  # (B, 1, D)
+        a, b, c, lo, hi, mean, sd, rate = (
+            jnp.take_along_axis(v, k, axis=1)[:, 0] for v in (a, b, c, lo, hi, mean, sd, rates)
+        )
+        u = jax.random.uniform(w_key, x.shape, x.dtype) * rate
+
+        def bisect(_, bounds):
+            left, right = bounds
+            mid = 0.5 * (left + right)
+            below = _positive_part_cdf(mid, a, b, c, lo, hi) < u
+            return jnp.where(below, mid, left), jnp.where(below, right, mid)
+
+        start = (jnp.full_like(u, -12.0), jnp.full_like(u, 12.0))
+        left, right = jax.lax.fori_loop(0, _BISECTION_STEPS, bisect, start)
+        z = mean + sd * 0.5 * (left + right)
+        return condot_jump_sample(jump_key, z, jnp.asarray(t, x.dtype))
+
+    def posterior_nodes(self, x: Array, t: Array) -> tuple[Array, Array]:
+        """Gauss-Hermite quadrature of z | x_t: nodes (B, K, N, D) and weights (B, K, N)
+        summing to 1 (N = num_nodes per component)."""
+        resp, mean, var = self._posterior(x, t)
+        nodes, weights = np.polynomial.hermite_e.hermegauss(self.num_nodes)
+        nodes = jnp.asarray(nodes, x.dtype)
+        weights = jnp.asarray(weights / weights.sum(), x.dtype)
+        z = mean[:, :, None, :] + jnp.sqrt(var)[:, :, None, :] * nodes[None, None, :, None]
+        return z, resp[:, :, None] * weights[None, None, :]
 
     def bin_probs(self, x: Array, t: Array, edges: Array) -> Array:
-        """The marginal jump target's mass per bin, (B, D, num_bins) (uniform where the rate is 0)."""
-        z, w = self._nodes(x, t)
+        """The marginal jump target's mass per bin by quadrature, (B, D, num_bins) (uniform
+        where the rate is 0)."""
+        z, w = self.posterior_nodes(x, t)
         rates = condot_scaled_rate(x[:, None, None, :], z, t)  # (B, K, N, D)
         masses = jnp.einsum("bkn,bknd,bkndy->bdy", w, rates, condot_jump_bin_probs(z, t, edges))
         total = masses.sum(-1, keepdims=True)
-        return jnp.where(total > 0, masses / jnp.where(total > 0, total, 1.0), 1.0 / masses.shape[-1])
-
-    def sample_target(self, key: Array, x: Array, t: Array) -> Array:
-        """One jump destination per coordinate, (B, D): a posterior node z picked with
-        probability proportional to its weight times its rate, then y ~ J_t(. | z)."""
-        from flowjax.solvers.discrete import sample_categorical
-
-        z, w = self._nodes(x, t)
-        b, k, n, d = z.shape
-        tilt = w[..., None] * condot_scaled_rate(x[:, None, None, :], z, t)  # (B, K, N, D)
-        tilt = jnp.moveaxis(tilt.reshape(b, k * n, d), 1, -1)  # (B, D, K N)
-        pick_key, jump_key = jax.random.split(key)
-        index = sample_categorical(pick_key, tilt, x.dtype)  # (B, D)
-        z_pick = jnp.take_along_axis(jnp.moveaxis(z.reshape(b, k * n, d), 1, -1), index[..., None], -1)
-        return condot_jump_sample(jump_key, z_pick[..., 0], jnp.asarray(t, x.dtype))
+        uniform = 1.0 / masses.shape[-1]
+        return jnp.where(total > 0, masses / jnp.where(total > 0, total, 1.0), uniform)
