@@ -68,9 +68,9 @@ def run_sharded(variant: str, tmp_path) -> dict:
 @pytest.mark.parametrize(
     "variant, kernel, spec",
     [
-        ("dit_smoke", "blocks/0/fc1/kernel", "PartitionSpec('fsdp', 'tensor')"),
+        ("dit_smoke", "blocks/0/fc1/kernel", "P('fsdp', 'tensor')"),
         pytest.param("smoke", "down/0/blocks/0/conv1/kernel",
-                     "PartitionSpec(None, None, 'fsdp', 'tensor')", marks=pytest.mark.slow),
+                     "P(None, None, 'fsdp', 'tensor')", marks=pytest.mark.slow),
     ],
 )
 def test_sharded_training_matches_one_device(variant, kernel, spec, tmp_path):
@@ -78,7 +78,7 @@ def test_sharded_training_matches_one_device(variant, kernel, spec, tmp_path):
     reference = train_and_record(variant, (1, 1, 1), str(tmp_path / "one"))
     np.testing.assert_allclose(sharded["losses"], reference["losses"], rtol=2e-4)
     assert sharded["specs"][kernel] == spec
-    assert all(s == "PartitionSpec()" for s in reference["specs"].values())
+    assert all(s == "P()" for s in reference["specs"].values())
 
 
 if __name__ == "__main__":

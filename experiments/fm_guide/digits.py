@@ -62,6 +62,8 @@ def main() -> None:
     parser.add_argument("--every", type=int, default=250, help="checkpoint every N updates")
     parser.add_argument("--num-samples", type=int, default=1000)
     parser.add_argument("--out", default=os.path.join(HERE, "digits"))
+    parser.add_argument("--eval-only", action="store_true",
+                        help="score the checkpoints already in --workdir (e.g. of a stopped run)")
     args = parser.parse_args()
 
     config = load_config(args.variant)
@@ -72,7 +74,8 @@ def main() -> None:
     config.evaluate.after_training = False
 
     start = time.time()
-    train(config, args.workdir)
+    if not args.eval_only:
+        train(config, args.workdir)
     train_seconds = time.time() - start
 
     run = setup_run(config)
@@ -116,7 +119,8 @@ def main() -> None:
         "sampler": run.objective.sample_settings(),
         "reference": "the 1437 real training digits",
         "real_test_digits_frechet_distance": real_test,
-        "train_seconds": round(train_seconds, 1),
+        "trained_to_step": steps[-1],
+        "train_seconds": None if args.eval_only else round(train_seconds, 1),
         "curve": curve,
     }
     with open(os.path.join(args.out, "results.json"), "w") as f:
