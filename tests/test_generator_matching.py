@@ -51,7 +51,7 @@ def test_jump_model_satisfies_the_kolmogorov_forward_equation(z, t):
         p = density(ys, t)
         rate = jump.condot_scaled_rate(ys, z, t) / s
         target = jump.condot_jump_density(ys, z, t)
-        assert float(jnp.trapezoid(target, ys)) == pytest.approx(1.0, abs=1e-9)
+        assert float(jnp.trapezoid(target, ys)) == pytest.approx(1.0, abs=1e-7)
         outflow = jnp.trapezoid(rate * p, ys)
         dp_dt = jax.vmap(jax.grad(density, argnums=1), (0, None))(ys, jnp.float64(t))
         residual = dp_dt - (target * outflow - rate * p)
@@ -91,11 +91,11 @@ def _exact_generators():
     return {"flow": flow, "jump": jumps, "superposition": solvers.superpose([flow, jumps], [0.5, 0.5])}
 
 
-def _exact_samples(name, num, seed):
+def _exact_samples(name, num, seed, steps=200):
     fn = _exact_generators()[name]
     x0 = jax.random.normal(jax.random.key(100 + seed), (num, 1))
     run = jax.jit(
-        lambda key, x: solvers.generator_sample(key, fn, x, step_size=1 / 200, time_power=2.0)
+        lambda key, x: solvers.generator_sample(key, fn, x, step_size=1 / steps, time_power=2.0)
     )
     return np.asarray(run(jax.random.key(seed), x0))[:, 0]
 
@@ -110,7 +110,9 @@ def test_exact_posterior_samplers_reproduce_the_data_small(name):
 @pytest.mark.slow
 @pytest.mark.parametrize("name", ["flow", "jump", "superposition"])
 def test_exact_posterior_samplers_reproduce_the_data(name):
-    samples = _exact_samples(name, 20_000, seed=2)
+    # 1,600 steps: the jump-only Euler sampler's error in the CDF is about 0.01 at 100-400 steps,
+    # the size of the test's 1% critical value at this n (experiments/generator_matching).
+    samples = _exact_samples(name, 20_000, seed=2, steps=1_600)
     assert st.kstest(samples, mixture_cdf).pvalue > 0.01
 
 
