@@ -205,8 +205,10 @@ def test_conditional_and_marginal_losses_have_equal_gradients():
 def test_jump_bregman_is_zero_at_the_target_and_positive_elsewhere():
     probs = jax.nn.softmax(jnp.asarray([[0.2, -1.0, 0.5]]), -1)
     logits = jnp.log(probs)
-    assert float(losses.jump_bregman(jnp.asarray([1.7]), logits, jnp.asarray([1.7]), probs)[0]) == pytest.approx(0.0, abs=1e-6)
-    off = losses.jump_bregman(jnp.asarray([1.0]), logits + jnp.asarray([1.0, 0, 0]), jnp.asarray([1.7]), probs)
+    rate = jnp.asarray([1.7])
+    at_target = losses.jump_bregman(rate, logits, rate, probs)
+    assert float(at_target[0]) == pytest.approx(0.0, abs=1e-6)
+    off = losses.jump_bregman(jnp.asarray([1.0]), logits + jnp.asarray([1.0, 0, 0]), rate, probs)
     assert float(off[0]) > 0.0
 
 

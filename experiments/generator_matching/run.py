@@ -186,11 +186,12 @@ def main_cli():
     parser.add_argument("--quick", action="store_true", help="small n and short training")
     parser.add_argument("--workdir", default="/tmp/generator_matching_runs")
     parser.add_argument("--out", default=os.path.join(HERE, "results.json"))
-    parser.add_argument("--parts", default="exact,trained")
+    parser.add_argument("--parts", default="exact,steps,trained", help="comma-separated")
     args = parser.parse_args()
     parts = args.parts.split(",")
     command = "nice -n 10 .venv/bin/python experiments/generator_matching/run.py"
-    result = {"command": command + (" --quick" if args.quick else "")}
+    command += f" --parts {args.parts} --out {args.out}" + (" --quick" if args.quick else "")
+    result = {"command": command}
 
     def save():  # after every part, so that a long run keeps what it has measured
         with open(args.out, "w") as f:
