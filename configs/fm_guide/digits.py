@@ -9,11 +9,13 @@ a laptop. Changes for a run of minutes: a small ADM UNet (32 channels, levels 8x
 residual blocks each, attention at 4x4, dropout 0.1), learning rate 2e-3 with 100 warm-up
 steps and cosine decay, batch 64, 1500 updates (67 epochs).
 
-Expected result: recognisable digits (experiments/fm_guide/README.md shows the grid) and a
-Frechet distance in the features of a small digits classifier that falls with training (the
-curve and its command are in experiments/fm_guide/README.md).
+Expected result: recognisable digits and a Frechet distance in the features of a small digits
+classifier that falls with training (`experiments/fm_guide/digits.py` writes the sample grid
+and the curve; experiments/fm_guide/README.md says what has been measured so far).
 
-Hardware: a CPU: about 10 minutes on 2 cores.
+Hardware: a CPU. On the shared 2-core development machine under heavy load, compiling the
+train step took about 5 minutes and updates ran at well under one per second (see
+experiments/fm_guide/README.md); an idle machine is several times faster.
 
 Variants (`--config=configs/fm_guide/digits.py:<variant>`):
   (none)     the CPU run above.
