@@ -65,12 +65,12 @@ def run_sharded(variant: str, tmp_path) -> dict:
     return json.loads(out.read_text())
 
 
+@pytest.mark.slow  # two train-step compiles of a few minutes each on a loaded 2-core machine
 @pytest.mark.parametrize(
     "variant, kernel, spec",
     [
         ("dit_smoke", "blocks/0/fc1/kernel", "P('fsdp', 'tensor')"),
-        pytest.param("smoke", "down/0/blocks/0/conv1/kernel",
-                     "P(None, None, 'fsdp', 'tensor')", marks=pytest.mark.slow),
+        ("smoke", "down/0/blocks/0/conv1/kernel", "P(None, None, 'fsdp', 'tensor')"),
     ],
 )
 def test_sharded_training_matches_one_device(variant, kernel, spec, tmp_path):
@@ -78,7 +78,6 @@ def test_sharded_training_matches_one_device(variant, kernel, spec, tmp_path):
     reference = train_and_record(variant, (1, 1, 1), str(tmp_path / "one"))
     np.testing.assert_allclose(sharded["losses"], reference["losses"], rtol=2e-4)
     assert sharded["specs"][kernel] == spec
-    assert all(s == "P()" for s in reference["specs"].values())
 
 
 if __name__ == "__main__":
