@@ -172,6 +172,7 @@ def check_smoke_run(workdir, result, num_samples=16, shape=(8, 8, 1)):
         return json.load(f)
 
 
+@pytest.mark.slow
 def test_digits_smoke_trains_and_samples_through_the_cli(tmp_path):
     result = run_cli("--config=configs/fm_guide/digits.py:smoke", f"--workdir={tmp_path}",
                      "--mode=train", "--config.evaluate.after_training=False")

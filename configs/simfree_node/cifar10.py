@@ -24,50 +24,22 @@ from __future__ import annotations
 
 import ml_collections
 
-from flowjax.train import default_config
-from flowjax.train.simfree_node import apply_variants
-
-
-def _smoke(config: ml_collections.ConfigDict) -> None:
-    config.model.latent_dim = 32
-    config.model.cnn_channels = (8, 16)
-    config.model.decoder_hidden_dim = 32
-    config.model.hidden_dim = 32
-    config.train.num_steps = 10
-    config.train.global_batch_size = 32
-    config.train.log_every = 5
-    config.checkpoint.every_steps = 10
-    config.sample.num_samples = 32
-    config.sample.batch_size = 32
-    config.sample.num_trajectories = 4
-    config.evaluate.num_points = 32
-    config.evaluate.batch_size = 32
+from flowjax.train.simfree_node import tfds_classification_config
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
-    config = default_config("simfree_node")
-    config.data = dict(source="tfds", name="cifar10", split="train", data_dir=None)
-    config.evaluate.data = dict(split="test")
-
-    config.model.encoder = "cnn"
-    config.model.cnn_channels = (64, 128)
-    config.model.latent_dim = 256
-    config.model.decoder_hidden_dim = 256
-    config.model.hidden_dim = 256
-    config.model.num_layers = 4
-    config.loss.label_noise = 10.0
-
-    config.optim.learning_rate = 3e-4
-    config.optim.schedule = "cosine"
-    config.optim.ema_decay = 0.9999
-    config.train.num_steps = 100_000
-    config.train.global_batch_size = 1024
-    config.train.log_every = 500
-    config.checkpoint.every_steps = 10_000
-
-    config.sample.num_samples = 1_000
-    config.sample.batch_size = 1_000
-    config.sample.num_trajectories = 64
-    config.evaluate.num_points = 10000
-    config.evaluate.batch_size = 1000
-    return apply_variants(config, arg, {"smoke": _smoke})
+    return tfds_classification_config(
+        "cifar10",
+        arg,
+        num_test=10_000,
+        eval_batch_size=1_000,
+        encoder="cnn",
+        cnn_channels=(64, 128),
+        latent_dim=256,
+        decoder_hidden_dim=256,
+        hidden_dim=256,
+        num_layers=4,
+        label_noise=10.0,
+        learning_rate=3e-4,
+        schedule="cosine",
+    )

@@ -23,48 +23,20 @@ from __future__ import annotations
 
 import ml_collections
 
-from flowjax.train import default_config
-from flowjax.train.simfree_node import apply_variants
-
-
-def _smoke(config: ml_collections.ConfigDict) -> None:
-    config.model.latent_dim = 32
-    config.model.encoder_hidden_dim = 32
-    config.model.decoder_hidden_dim = 32
-    config.model.hidden_dim = 32
-    config.train.num_steps = 10
-    config.train.global_batch_size = 32
-    config.train.log_every = 5
-    config.checkpoint.every_steps = 10
-    config.sample.num_samples = 32
-    config.sample.batch_size = 32
-    config.sample.num_trajectories = 4
-    config.evaluate.num_points = 32
-    config.evaluate.batch_size = 32
+from flowjax.train.simfree_node import tfds_classification_config
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
-    config = default_config("simfree_node")
-    config.data = dict(source="tfds", name="mnist", split="train", data_dir=None)
-    config.evaluate.data = dict(split="test")
-
-    config.model.latent_dim = 784
-    config.model.encoder_hidden_dim = 2048
-    config.model.decoder_hidden_dim = 784
-    config.model.decoder_layers = 1
-    config.model.hidden_dim = 2048
-    config.loss.label_noise = 3.0
-
-    config.optim.learning_rate = 1e-4
-    config.optim.ema_decay = 0.9999
-    config.train.num_steps = 100_000
-    config.train.global_batch_size = 1024
-    config.train.log_every = 500
-    config.checkpoint.every_steps = 10_000
-
-    config.sample.num_samples = 1_000
-    config.sample.batch_size = 1_000
-    config.sample.num_trajectories = 64
-    config.evaluate.num_points = 10_000
-    config.evaluate.batch_size = 1_000
-    return apply_variants(config, arg, {"smoke": _smoke})
+    return tfds_classification_config(
+        "mnist",
+        arg,
+        num_test=10_000,
+        eval_batch_size=1_000,
+        latent_dim=784,
+        encoder_hidden_dim=2048,
+        decoder_hidden_dim=784,
+        decoder_layers=1,
+        hidden_dim=2048,
+        label_noise=3.0,
+        learning_rate=1e-4,
+    )

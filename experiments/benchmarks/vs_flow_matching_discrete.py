@@ -140,11 +140,11 @@ def checkpoint_inputs(workdir: Path) -> dict[str, np.ndarray]:
     flow = inference.load_trained_flow(module.get_config("mask,demo"), str(workdir))
     params = flow.state.ema_params
     hidden = 128
-    arrays = {f"e{hidden}": np.asarray(params["token_embed"]["embedding"].value)}
+    arrays = {f"e{hidden}": np.asarray(params["token_embed"]["embedding"][...])}
     layers = [params["net"]["hidden"][k] for k in range(NUM_LAYERS)] + [params["net"]["out"]]
     for k, layer in enumerate(layers):
-        arrays[f"w{hidden}_{k}"] = np.asarray(layer["kernel"].value)
-        arrays[f"b{hidden}_{k}"] = np.asarray(layer["bias"].value)
+        arrays[f"w{hidden}_{k}"] = np.asarray(layer["kernel"][...])
+        arrays[f"b{hidden}_{k}"] = np.asarray(layer["bias"][...])
     return arrays
 
 

@@ -251,3 +251,46 @@ def apply_variants(config: ml_collections.ConfigDict, arg: str | None, variants:
             )
         known[name](config)
     return config
+
+
+def tfds_classification_config(
+    dataset: str, arg: str | None, *, num_test: int, eval_batch_size: int, **model: Any
+) -> ml_collections.ConfigDict:
+    """The paper's image-classification settings (MNIST, SVHN, CIFAR-10) on a TFDS dataset:
+    train on "train", evaluate on all `num_test` test images; 100k steps of batch 1024 with the
+    EMA of the weights. `model` sets `config.model` (and `label_noise`, `learning_rate`,
+    `schedule` the loss and the optimiser); the `smoke` variant shrinks everything to seconds."""
+    from flowjax.train.config import default_config  # config imports this module's objective
+
+    config = default_config("simfree_node")
+    config.data = dict(source="tfds", name=dataset, split="train", data_dir=None)
+    config.evaluate.data = dict(split="test")
+    config.loss.label_noise = model.pop("label_noise")
+    config.optim.learning_rate = model.pop("learning_rate")
+    config.optim.schedule = model.pop("schedule", config.optim.schedule)
+    config.model.update(model)
+    config.optim.ema_decay = 0.9999
+    config.train.num_steps = 100_000
+    config.train.global_batch_size = 1024
+    config.train.log_every = 500
+    config.checkpoint.every_steps = 10_000
+    config.sample.num_samples = 1_000
+    config.sample.batch_size = 1_000
+    config.sample.num_trajectories = 64
+    config.evaluate.num_points = num_test
+    config.evaluate.batch_size = eval_batch_size
+
+    def smoke(c: ml_collections.ConfigDict) -> None:
+        c.model.latent_dim = c.model.decoder_hidden_dim = c.model.hidden_dim = 32
+        if c.model.get("encoder") == "cnn":
+            c.model.cnn_channels = (8, 16)
+        else:
+            c.model.encoder_hidden_dim = 32
+        c.train.num_steps = c.checkpoint.every_steps = 10
+        c.train.global_batch_size = 32
+        c.train.log_every = 5
+        c.sample.num_samples = c.sample.batch_size = 32
+        c.sample.num_trajectories = 4
+        c.evaluate.num_points = c.evaluate.batch_size = 32
+
+    return apply_variants(config, arg, {"smoke": smoke})
