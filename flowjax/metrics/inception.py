@@ -30,10 +30,9 @@ from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp
-import ml_collections
 import numpy as np
 from flax import nnx
-from jax.sharding import Mesh
+from jax.sharding import AxisType, Mesh
 
 from flowjax.metrics import frechet
 from flowjax.metrics.inception_score import ScoreStatistics
@@ -312,6 +311,21 @@ def require_weights(path: str | None = None) -> str:
     return resolved
 
 
+def check_reference(
+    reference: str | os.PathLike | tuple[np.ndarray, np.ndarray] | frechet.FeatureStatistics | None,
+) -> tuple[np.ndarray, np.ndarray] | frechet.FeatureStatistics | None:
+    """The reference statistics of FID (a path is loaded); a ValueError unless they are
+    2048-dimensional, a FileNotFoundError naming a missing file."""
+    if isinstance(reference, (str, os.PathLike)):
+        reference = frechet.load_reference_statistics(os.fspath(reference))
+    if reference is not None:
+        is_stats = isinstance(reference, frechet.FeatureStatistics)
+        dim = reference.dim if is_stats else len(reference[0])
+        if dim != FEATURE_DIM:
+            raise ValueError(f"Reference statistics have dimension {dim}, FID needs {FEATURE_DIM}.")
+    return reference
+
+
 def load_inception(path: str | None = None) -> InceptionV3:
     """The InceptionV3 with the converted FID weights of `path` (see `weights_path`)."""
     resolved = require_weights(path)
@@ -325,8 +339,9 @@ def load_inception(path: str | None = None) -> InceptionV3:
 
 
 def default_mesh() -> Mesh:
-    """A flowjax mesh with every device on the "data" axis."""
-    return sharding.make_mesh(ml_collections.ConfigDict({"mesh_shape": (-1, 1, 1)}))
+    """A flowjax mesh with every local device (this process's) on the "data" axis."""
+    devices = np.asarray(jax.local_devices()).reshape(-1, 1, 1)
+    return Mesh(devices, sharding.MESH_AXES, axis_types=(AxisType.Auto,) * 3)
 
 
 def inception_feature_fn(
@@ -341,8 +356,10 @@ def inception_feature_fn(
     The batch is split over the mesh's ("data", "fsdp") axes (padded up to a multiple of their
     size, the padding dropped from the result), the weights replicated; images are checked on
     the host (`check_images`) before anything is compiled. `resize_to=None` skips the resize
-    (only for tests on small inputs: FID is defined at 299). One process (any number of local
-    devices): each call takes the whole batch on the host and returns all its features there.
+    (only for tests on small inputs: FID is defined at 299). Each call takes the whole batch on
+    the host and returns all its features there, so the mesh must hold only this process's
+    devices (the default mesh does): in a multi-process run each process can score the images
+    it holds.
     """
     mesh = default_mesh() if mesh is None else mesh
     parts = int(np.prod([mesh.shape[axis] for axis in sharding.BATCH_AXES]))
@@ -411,13 +428,7 @@ def inception_metrics(
     """
     if kwargs.get("feature_fn") is None:
         require_weights(kwargs.get("weights"))
-    if isinstance(reference, (str, os.PathLike)):
-        reference = frechet.load_reference_statistics(os.fspath(reference))
-    if reference is not None:
-        is_stats = isinstance(reference, frechet.FeatureStatistics)
-        dim = reference.dim if is_stats else len(reference[0])
-        if dim != FEATURE_DIM:
-            raise ValueError(f"Reference statistics have dimension {dim}, FID needs {FEATURE_DIM}.")
+    reference = check_reference(reference)
     pool_stats, score_stats = inception_statistics(source, num_samples, **kwargs)
     score, score_std = score_stats.score()
     result = {"inception_score": score, "inception_score_std": score_std}

@@ -258,6 +258,12 @@ class FlowMatching(Objective):
         # "exact" (D Jacobian-vector products per evaluation) or "hutchinson" (one Rademacher
         # probe: an unbiased estimate of the divergence, for high-dimensional data like images)
         divergence="exact",
+        # Images: FID and Inception Score of fid_num_samples samples (drawn with the sampling
+        # settings, scored in streamed batches of sample.batch_size) against the reference
+        # statistics in this .npz ("mu", "sigma" of real images' pool_3 features); "": no FID.
+        fid_reference="",
+        fid_num_samples=50_000,
+        inception_weights="",  # the converted FID Inception weights; "": the default path
     )
     choices = {
         "path.scheduler": tuple(registry.SCHEDULERS),
@@ -279,6 +285,7 @@ class FlowMatching(Objective):
         "sample.rtol",
         "sample.density_grid_size",
         "evaluate.step_size",
+        "evaluate.fid_num_samples",
     )
     non_negative = ("sample.guidance_scale",)
     unit_interval = ("loss.t_max", "loss.label_dropout")
@@ -300,6 +307,14 @@ class FlowMatching(Objective):
                 f"sample.time_grid='edm' is a grid for a fixed-step method (e.g. 'heun'), got "
                 f"sample.method={sc.method!r}."
             )
+        if config.evaluate.fid_reference:
+            if len(spec.event_shape) != 3:
+                raise ValueError(
+                    "evaluate.fid_reference is set, but FID scores images (H, W, C); the data "
+                    f"have event shape {spec.event_shape}."
+                )
+            metrics.inception.require_weights(config.evaluate.inception_weights or None)
+            metrics.inception.check_reference(config.evaluate.fid_reference)
 
     def draw_step_noise(self, key: jax.Array, batch: Batch) -> Batch:
         """x_0 ~ N(0, I) of the shape of batch["x"], t (B,), dropped labels and, for a model

@@ -102,6 +102,7 @@ def shrink_to_smoke(config: ml_collections.ConfigDict) -> ml_collections.ConfigD
     config.sample.step_size = 0.25
     config.sample.atol = 1e-2
     config.sample.rtol = 1e-2
+    config.evaluate.num_samples = 16
     config.evaluate.num_points = 8
     config.evaluate.batch_size = 8
     config.evaluate.step_size = 0.5

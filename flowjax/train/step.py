@@ -15,7 +15,9 @@ gradient accumulator, so checkpoints do not grow and can never stop between micr
 same per-example terms as one batch, so the update equals the large-batch update up to float
 summation order. Micro-batch j holds rows j, j + k, j + 2k, ... of the batch: with the batch split
 over devices in contiguous blocks, every micro-batch is spread evenly over the same devices, with
-no data movement.
+no data movement. Without accumulation (`grad_accum_steps` = 1) the gradient is taken directly,
+with no loop: XLA's CPU backend runs convolution gradients inside a while loop up to 20x slower
+than outside one (the digits UNet's update: 6.5 s in a one-iteration scan, 0.24 s without).
 """
 
 from __future__ import annotations
@@ -87,14 +89,17 @@ def train_step(
         (loss, model_state), grads = grad_fn(state.params, model_state, micro_batch)
         return (jax.tree.map(jnp.add, grad_sum, grads), loss_sum + loss, model_state), None
 
-    zeros = jax.tree.map(jnp.zeros_like, state.params)
-    (grad_sum, loss_sum, model_state), _ = jax.lax.scan(
-        accumulate,
-        (zeros, jnp.zeros((), jnp.float32), state.model_state),
-        micro_batches(inputs, num_micro, mesh),
-    )
-    grads = jax.tree.map(lambda g: g / num_micro, grad_sum)
-    loss = loss_sum / num_micro
+    if num_micro == 1:
+        (loss, model_state), grads = grad_fn(state.params, state.model_state, inputs)
+    else:
+        zeros = jax.tree.map(jnp.zeros_like, state.params)
+        (grad_sum, loss_sum, model_state), _ = jax.lax.scan(
+            accumulate,
+            (zeros, jnp.zeros((), jnp.float32), state.model_state),
+            micro_batches(inputs, num_micro, mesh),
+        )
+        grads = jax.tree.map(lambda g: g / num_micro, grad_sum)
+        loss = loss_sum / num_micro
 
     updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
     params = optax.apply_updates(state.params, updates)
