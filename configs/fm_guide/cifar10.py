@@ -10,9 +10,12 @@ layout is not stated in PAPERS.md).
 
 Reported: FID 2.07 (50,000 samples against the training set).
 
-Hardware: the paper-size UNet has 57M parameters; 175k updates of batch 512 need a multi-GPU
-node (8 A100/H100-class GPUs for days). See experiments/benchmarks/README.md for measured
-throughput and experiments/fm_guide/README.md for the launch commands.
+Hardware: the paper-size UNet has 57M parameters; XLA counts 118 GFLOP per training image
+(experiments/benchmarks/results/image_models_cpu.json), so the 90M training images of the
+schedule are about 1.1e19 FLOP: a GPU job (on the order of half a day of one H100 at 300
+TFLOP/s sustained in bf16, an estimate, not a measurement; a node of 8 GPUs with the batch
+split over them). Measured throughput: README, "Image models"; launch commands:
+experiments/fm_guide/README.md.
 
 Data: TFDS "cifar10" prepared locally (`tfds build cifar10 --file_format=array_record
 --data_dir=DIR`, then --config.data.data_dir=DIR); nothing is downloaded.
