@@ -4,31 +4,18 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 
 import numpy as np
 import pytest
+from train_testing import run_cli
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SMOKE = "--config=configs/fm_guide/checkerboard.py:smoke"
 
 
-def run_cli(*args: str) -> subprocess.CompletedProcess:
-    env = {**os.environ, "JAX_PLATFORMS": "cpu"}
-    env.pop("XLA_FLAGS", None)
-    return subprocess.run(
-        [sys.executable, "-m", "flowjax.main", *args],
-        cwd=REPO,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-
-
 def test_train_smoke_samples_and_evaluates(tmp_path):
-    result = run_cli(SMOKE, f"--workdir={tmp_path}", "--mode=train", "--config.train.num_steps=12")
+    result = run_cli(
+        SMOKE, f"--workdir={tmp_path}", "--mode=train", "--config.train.num_steps=12", timeout=300
+    )
     assert result.returncode == 0, result.stderr[-5000:]
 
     assert sorted(d for d in os.listdir(tmp_path / "checkpoints") if d.isdigit()) == ["10", "12"]
@@ -50,7 +37,7 @@ def test_train_smoke_samples_and_evaluates(tmp_path):
 
 
 def test_unknown_override_is_refused(tmp_path):
-    result = run_cli(SMOKE, f"--workdir={tmp_path}", "--config.train.num_step=3")
+    result = run_cli(SMOKE, f"--workdir={tmp_path}", "--config.train.num_step=3", timeout=300)
     assert result.returncode != 0
     assert "num_step" in result.stderr
     assert not (tmp_path / "checkpoints").exists()
@@ -58,23 +45,25 @@ def test_unknown_override_is_refused(tmp_path):
 
 @pytest.mark.slow
 def test_sample_and_evaluate_modes_read_the_checkpoint(tmp_path):
-    trained = run_cli(SMOKE, f"--workdir={tmp_path}", "--config.evaluate.after_training=false")
+    trained = run_cli(
+        SMOKE, f"--workdir={tmp_path}", "--config.evaluate.after_training=false", timeout=300
+    )
     assert trained.returncode == 0, trained.stderr[-5000:]
     assert not (tmp_path / "samples.npy").exists()
 
-    sampled = run_cli(SMOKE, f"--workdir={tmp_path}", "--mode=sample")
+    sampled = run_cli(SMOKE, f"--workdir={tmp_path}", "--mode=sample", timeout=300)
     assert sampled.returncode == 0, sampled.stderr[-5000:]
     assert np.load(tmp_path / "samples.npy").shape == (512, 2)
     assert (tmp_path / "plots" / "density.png").exists()
     assert not (tmp_path / "metrics.json").exists()
 
-    evaluated = run_cli(SMOKE, f"--workdir={tmp_path}", "--mode=evaluate")
+    evaluated = run_cli(SMOKE, f"--workdir={tmp_path}", "--mode=evaluate", timeout=300)
     assert evaluated.returncode == 0, evaluated.stderr[-5000:]
     with open(tmp_path / "metrics.json") as f:
         assert json.load(f)["step"] == 20
 
 
 def test_sample_without_checkpoint_says_to_train_first(tmp_path):
-    result = run_cli(SMOKE, f"--workdir={tmp_path}", "--mode=sample")
+    result = run_cli(SMOKE, f"--workdir={tmp_path}", "--mode=sample", timeout=300)
     assert result.returncode != 0
     assert "train first" in result.stderr

@@ -3,27 +3,14 @@ accumulation, and a full train / sample / evaluate run of a discrete checkerboar
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import os
-import subprocess
-import sys
 
 import numpy as np
 import pytest
-from train_testing import flat_state, losses
+from train_testing import flat_state, losses, repo_config, run_cli, set_field
 
 from flowjax import data, main
 from flowjax.train import default_config, registry, train, validate_config
-
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
-def load_config(path: str, arg: str):
-    spec = importlib.util.spec_from_file_location("config", os.path.join(REPO, path))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.get_config(arg)
 
 
 def tiny_discrete_config(**overrides):
@@ -74,14 +61,6 @@ def _continuous_model(c):
     return c
 
 
-def _set(section, name, value):
-    def mutate(c):
-        c[section][name] = value
-        return c
-
-    return mutate
-
-
 BAD_CONFIGS = {
     "continuous objective on tokens": (
         _continuous_objective_on_tokens,
@@ -92,16 +71,16 @@ BAD_CONFIGS = {
         "'discrete_flow_matching' trains on discrete data",
     ),
     "continuous model": (_continuous_model, "'mlp' reads continuous data.*'discrete_mlp'"),
-    "metric path from a mask": (_set("path", "kind", "metric"), "path.source='uniform'"),
+    "metric path from a mask": (set_field("path", "kind", "metric"), "path.source='uniform'"),
     "unknown scheduler": (
-        _set("path", "scheduler", "cosine"),
+        set_field("path", "scheduler", "cosine"),
         r"'path.scheduler' must be one of \['polynomial'",
     ),
     "float64 sampling without x64": (
-        _set("sample", "categorical_dtype", "float64"),
+        set_field("sample", "categorical_dtype", "float64"),
         "JAX_ENABLE_X64=1",
     ),
-    "negative corrector": (_set("sample", "div_free", -1.0), "'sample.div_free' must be >= 0"),
+    "negative corrector": (set_field("sample", "div_free", -1.0), "'sample.div_free' must be >= 0"),
 }
 
 
@@ -140,7 +119,7 @@ def test_discrete_gradient_accumulation_equals_one_large_batch(tmp_path):
 
 
 def test_discrete_config_trains_samples_and_evaluates(tmp_path):
-    config = load_config("configs/kinetic_optimal/checkerboard.py", "mask,smoke")
+    config = repo_config("configs/kinetic_optimal/checkerboard.py", "mask,smoke")
     lines = main.run(config, str(tmp_path), "train")
     assert any("Metrics:" in line for line in lines)
     samples = np.load(tmp_path / "samples.npy")
@@ -169,16 +148,7 @@ def test_discrete_config_trains_samples_and_evaluates(tmp_path):
     ],
 )
 def test_discrete_configs_run_from_the_command_line(config, tmp_path):
-    env = {**os.environ, "JAX_PLATFORMS": "cpu"}
-    env.pop("XLA_FLAGS", None)
-    result = subprocess.run(
-        [sys.executable, "-m", "flowjax.main", f"--config={config}", f"--workdir={tmp_path}"],
-        cwd=REPO,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
+    result = run_cli(f"--config={config}", f"--workdir={tmp_path}", timeout=600)
     assert result.returncode == 0, result.stderr[-5000:]
     with open(tmp_path / "metrics.json") as f:
         assert np.isfinite(json.load(f)["nelbo_bits_per_token"])

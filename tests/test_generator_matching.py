@@ -4,10 +4,8 @@ survival / mixed / superposition rules, the binned image head, bad input and the
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import math
-import os
 
 import jax
 import jax.numpy as jnp
@@ -15,6 +13,7 @@ import numpy as np
 import pytest
 import scipy.stats as st
 from flax import nnx
+from train_testing import repo_config, set_field
 
 from flowjax import losses, main, models, paths, solvers
 from flowjax.data import toy
@@ -22,7 +21,6 @@ from flowjax.paths import jump
 from flowjax.solvers import Generator
 from flowjax.train import validate_config
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 W = np.asarray(toy.MIXTURE_1D_WEIGHTS)
 M = np.asarray(toy.MIXTURE_1D_MEANS)
 S = np.asarray(toy.MIXTURE_1D_STDS)
@@ -327,30 +325,15 @@ def test_bad_input_raises_clear_errors():
 # Trainer -----------------------------------------------------------------------------------
 
 
-def load_config(path: str, arg: str | None = "smoke"):
-    spec = importlib.util.spec_from_file_location("config", os.path.join(REPO, path))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.get_config(arg)
-
-
-def _set(section, name, value):
-    def mutate(c):
-        c[section][name] = value
-        return c
-
-    return mutate
-
-
 BAD_CONFIGS = {
     "jump sampler of a flow model": (
-        lambda c: _set("sample", "generator", "jump")(_set("path", "parts", "flow")(c)),
+        lambda c: set_field("sample", "generator", "jump")(set_field("path", "parts", "flow")(c)),
         "needs the jump part",
     ),
-    "t_max of 1": (_set("loss", "t_max", 1.0), "t_max must be < 1"),
-    "unknown sampler": (_set("sample", "generator", "mixture"), "'sample.generator' must be one of"),
-    "time power below 1": (_set("sample", "time_power", 0.5), "time_power must be >= 1"),
-    "superposition weight above 1": (_set("sample", "flow_weight", 1.5), "sample.flow_weight"),
+    "t_max of 1": (set_field("loss", "t_max", 1.0), "t_max must be < 1"),
+    "unknown sampler": (set_field("sample", "generator", "mixture"), "'sample.generator' must be one of"),
+    "time power below 1": (set_field("sample", "time_power", 0.5), "time_power must be >= 1"),
+    "superposition weight above 1": (set_field("sample", "flow_weight", 1.5), "sample.flow_weight"),
 }
 
 
@@ -358,11 +341,11 @@ BAD_CONFIGS = {
 def test_bad_generator_matching_configs_are_refused(case):
     mutate, message = BAD_CONFIGS[case]
     with pytest.raises(ValueError, match=message):
-        validate_config(mutate(load_config("configs/generator_matching/mixture1d.py")))
+        validate_config(mutate(repo_config("configs/generator_matching/mixture1d.py", "smoke")))
 
 
 def test_mixture1d_config_trains_samples_and_evaluates(tmp_path):
-    config = load_config("configs/generator_matching/mixture1d.py")
+    config = repo_config("configs/generator_matching/mixture1d.py", "smoke")
     config.train.num_steps = 10
     main.run(config, str(tmp_path), "train")
     samples = np.load(tmp_path / "samples.npy")
@@ -380,7 +363,7 @@ def test_mixture1d_config_trains_samples_and_evaluates(tmp_path):
 
 @pytest.mark.slow
 def test_checkerboard_config_trains_with_the_mixed_sampler(tmp_path):
-    config = load_config("configs/generator_matching/checkerboard.py")
+    config = repo_config("configs/generator_matching/checkerboard.py", "smoke")
     config.sample.flow_method = "midpoint"
     main.run(config, str(tmp_path), "train")
     assert np.load(tmp_path / "samples.npy").shape == (512, 2)

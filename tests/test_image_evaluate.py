@@ -4,28 +4,17 @@ checks on the FID settings made before anything is compiled."""
 
 from __future__ import annotations
 
-import importlib.util
-import os
-
 import jax
 import numpy as np
 import pytest
 from inception_testing import random_torch_weights
+from train_testing import repo_config
 
 from flowjax import data
 from flowjax.metrics import frechet, inception
 from flowjax.metrics.convert_inception import convert_state_dict
 from flowjax.train import inference, train
 from flowjax.train.setup import setup_run
-
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
-def load_config(name: str, variant: str | None):
-    spec = importlib.util.spec_from_file_location(name, os.path.join(REPO, "configs", *name.split("/")))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.get_config(variant)
 
 
 def reference_file(path, dim=inception.FEATURE_DIM):
@@ -36,7 +25,7 @@ def reference_file(path, dim=inception.FEATURE_DIM):
 def test_fid_settings_are_checked_before_compiling(tmp_path):
     """Missing reference statistics, missing Inception weights, statistics of the wrong
     dimension and FID on non-image data stop the run while the model is being set up."""
-    config = load_config("fm_guide/digits.py", "smoke")
+    config = repo_config("configs/fm_guide/digits.py", "smoke")
     config.evaluate.fid_reference = str(tmp_path / "cifar10_train.npz")
     config.evaluate.inception_weights = str(tmp_path / "weights.npz")
     with pytest.raises(FileNotFoundError, match="weights.npz"):
@@ -48,7 +37,7 @@ def test_fid_settings_are_checked_before_compiling(tmp_path):
     with pytest.raises(ValueError, match="dimension 64, FID needs 2048"):
         setup_run(config)
 
-    toy = load_config("fm_guide/checkerboard.py", "smoke")
+    toy = repo_config("configs/fm_guide/checkerboard.py", "smoke")
     toy.evaluate.fid_reference = reference_file(tmp_path / "ref.npz")
     toy.evaluate.inception_weights = str(tmp_path / "weights.npz")
     with pytest.raises(ValueError, match=r"FID scores images \(H, W, C\)"):
@@ -68,7 +57,7 @@ def test_evaluate_streams_fid_and_scores_digits(tmp_path):
     reference = tmp_path / "digits_inception.npz"
     frechet.FeatureStatistics.from_features(features(real)[0]).save(str(reference))
 
-    config = load_config("fm_guide/digits.py", "smoke")
+    config = repo_config("configs/fm_guide/digits.py", "smoke")
     config.evaluate.after_training = False
     config.evaluate.fid_reference = str(reference)
     config.evaluate.fid_num_samples = 20  # three streamed batches of sample.batch_size = 8

@@ -10,26 +10,14 @@ from __future__ import annotations
 
 import io
 import json
-import os
-import subprocess
-import sys
 
 import numpy as np
 import pytest
+from train_testing import run_cli
 
 from flowjax import data
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FAKE_IMAGES = 16
-
-
-def run_cli(*args: str) -> subprocess.CompletedProcess:
-    env = {**os.environ, "JAX_PLATFORMS": "cpu"}
-    env.pop("XLA_FLAGS", None)
-    return subprocess.run(
-        [sys.executable, "-m", "flowjax.main", *args],
-        cwd=REPO, env=env, capture_output=True, text=True, timeout=1200,
-    )
 
 
 # Digits --------------------------------------------------------------------------------------

@@ -3,35 +3,15 @@ evaluate run of the torus config (the sphere config from the command line is mar
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import math
-import os
-import subprocess
-import sys
 
 import numpy as np
 import pytest
+from train_testing import repo_config, run_cli, set_field
 
 from flowjax import main
 from flowjax.train import registry, validate_config
-
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
-def load_config(path: str, arg: str | None = "smoke"):
-    spec = importlib.util.spec_from_file_location("config", os.path.join(REPO, path))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.get_config(arg)
-
-
-def _set(section, name, value):
-    def mutate(c):
-        c[section][name] = value
-        return c
-
-    return mutate
 
 
 def _plain_mlp(c):
@@ -46,16 +26,18 @@ def _planar_data(c):
 
 
 BAD_CONFIGS = {
-    "manifold unlike the data's": (_set("path", "manifold", "S2"), r"lives on FlatTorus\(dim=2\)"),
+    "manifold unlike the data's": (
+        set_field("path", "manifold", "S2"), r"lives on FlatTorus\(dim=2\)"
+    ),
     "no manifold for planar data": (_planar_data, "Set path.manifold"),
-    "unreadable manifold": (_set("path", "manifold", "torus"), "Cannot read the manifold"),
+    "unreadable manifold": (set_field("path", "manifold", "torus"), "Cannot read the manifold"),
     "model without a manifold": (_plain_mlp, "'mlp' does not take a manifold"),
     "non-convex scheduler": (
-        _set("path", "scheduler", "cosine"), r"'path.scheduler' must be one of \['cond_ot'"
+        set_field("path", "scheduler", "cosine"), r"'path.scheduler' must be one of \['cond_ot'"
     ),
-    "adaptive solver": (_set("sample", "method", "dopri5"), "'sample.method' must be one of"),
+    "adaptive solver": (set_field("sample", "method", "dopri5"), "'sample.method' must be one of"),
     "unknown manifold update": (
-        _set("sample", "manifold_update", "retract"), "'sample.manifold_update' must be one of"
+        set_field("sample", "manifold_update", "retract"), "'sample.manifold_update' must be one of"
     ),
 }
 
@@ -63,13 +45,13 @@ BAD_CONFIGS = {
 @pytest.mark.parametrize("case", sorted(BAD_CONFIGS))
 def test_bad_riemannian_configs_are_refused(case):
     mutate, message = BAD_CONFIGS[case]
-    config = mutate(load_config("configs/riemannian/torus.py"))
+    config = mutate(repo_config("configs/riemannian/torus.py", "smoke"))
     with pytest.raises(ValueError, match=message):
         validate_config(config)
 
 
 def test_torus_config_trains_samples_and_evaluates(tmp_path):
-    config = load_config("configs/riemannian/torus.py")
+    config = repo_config("configs/riemannian/torus.py", "smoke")
     config.train.num_steps = 10
     lines = main.run(config, str(tmp_path), "train")
     assert any("Metrics:" in line for line in lines)
@@ -88,14 +70,8 @@ def test_torus_config_trains_samples_and_evaluates(tmp_path):
 
 @pytest.mark.slow
 def test_sphere_config_runs_from_the_command_line(tmp_path):
-    env = {**os.environ, "JAX_PLATFORMS": "cpu"}
-    env.pop("XLA_FLAGS", None)
-    result = subprocess.run(
-        [
-            sys.executable, "-m", "flowjax.main",
-            "--config=configs/riemannian/sphere.py:smoke", f"--workdir={tmp_path}",
-        ],
-        cwd=REPO, env=env, capture_output=True, text=True, timeout=600,
+    result = run_cli(
+        "--config=configs/riemannian/sphere.py:smoke", f"--workdir={tmp_path}", timeout=600
     )
     assert result.returncode == 0, result.stderr[-5000:]
     samples = np.load(tmp_path / "samples.npy")

@@ -3,33 +3,20 @@ crossing-pairs check, the trainer and CLI on digits, the TFDS settings, and bad 
 
 from __future__ import annotations
 
-import importlib.util
 import io
 import json
 import math
-import os
-import subprocess
-import sys
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 from flax import nnx
+from train_testing import repo_config, run_cli
 
 from flowjax import data, losses, main, paths, solvers
 from flowjax.models import SimFreeNODE
 from flowjax.train import inference, train, validate_config
-
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
-def load_config(name: str, arg: str | None = None):
-    path = os.path.join(REPO, "configs", "simfree_node", f"{name}.py")
-    spec = importlib.util.spec_from_file_location(f"simfree_{name}", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.get_config(arg)
 
 
 def counted(fn):
@@ -168,7 +155,7 @@ def crossing_runs(tmp_path_factory):
     the method and for flow matching in data space: (metrics.json, the EMA model)."""
     runs = {}
     for method in ("embedding", "data_space"):
-        config = load_config("crossing_pairs", method)
+        config = repo_config("configs/simfree_node/crossing_pairs.py", method)
         workdir = tmp_path_factory.mktemp(method)
         main.run(config, str(workdir), "train")
         flow = inference.load_trained_flow(config, str(workdir))
@@ -201,7 +188,7 @@ def test_crossing_pairs_data_space_flow_cannot_keep_the_pairs_apart(crossing_run
 
 @pytest.mark.slow
 def test_digits_smoke_trains_samples_and_evaluates(tmp_path):
-    config = load_config("digits", "smoke")
+    config = repo_config("configs/simfree_node/digits.py", "smoke")
     lines = main.run(config, str(tmp_path), "train")
     assert any("Metrics:" in line for line in lines)
     with open(tmp_path / "metrics.json") as f:
@@ -221,7 +208,7 @@ def test_digits_method_reaches_the_backprop_accuracy_with_fewer_evaluations(tmp_
     evaluations per prediction."""
     results = {}
     for method in ("embedding", "backprop"):
-        config = load_config("digits", method)
+        config = repo_config("configs/simfree_node/digits.py", method)
         config.evaluate.after_training = False
         train(config, str(tmp_path / method))
         results[method] = inference.evaluate(config, str(tmp_path / method))["metrics"]
@@ -232,21 +219,8 @@ def test_digits_method_reaches_the_backprop_accuracy_with_fewer_evaluations(tmp_
 
 @pytest.mark.slow
 def test_cli_digits_smoke(tmp_path):
-    env = {**os.environ, "JAX_PLATFORMS": "cpu"}
-    env.pop("XLA_FLAGS", None)
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "flowjax.main",
-            "--config=configs/simfree_node/digits.py:smoke",
-            f"--workdir={tmp_path}",
-        ],
-        cwd=REPO,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
+    result = run_cli(
+        "--config=configs/simfree_node/digits.py:smoke", f"--workdir={tmp_path}", timeout=600
     )
     assert result.returncode == 0, result.stderr[-5000:]
     assert "accuracy_dopri5" in result.stdout and "nfe_dopri5" in result.stdout
@@ -261,7 +235,7 @@ def test_cli_digits_smoke(tmp_path):
 )
 def test_missing_tfds_dataset_names_the_dataset_and_directory(tmp_path, config_name, dataset):
     pytest.importorskip("tensorflow_datasets")
-    config = load_config(config_name, "smoke")
+    config = repo_config(f"configs/simfree_node/{config_name}.py", "smoke")
     empty = tmp_path / "no_data_here"
     empty.mkdir()
     config.data.data_dir = str(empty)
@@ -317,7 +291,7 @@ def tiny_tfds(tmp_path_factory):
 def test_image_setting_trains_on_a_local_tfds_source(tmp_path, tiny_tfds):
     """The CIFAR-10 setting (CNN encoder) on a tiny locally built TFDS dataset: it trains, and
     its held-out scores are those of the trained model's own predictions."""
-    config = load_config("cifar10", "smoke")
+    config = repo_config("configs/simfree_node/cifar10.py", "smoke")
     config.data = dict(
         source="tfds", name="flowjax_test_tiny_pairs", split="train", data_dir=tiny_tfds
     )
@@ -373,18 +347,18 @@ def test_bad_model_and_config_settings_are_refused():
         SimFreeNODE((3,), num_classes=2, target_dim=1, rngs=nnx.Rngs(0))
     with pytest.raises(ValueError, match="image"):
         SimFreeNODE((3,), num_classes=2, encoder="cnn", rngs=nnx.Rngs(0))
-    config = load_config("moons", "smoke")
+    config = repo_config("configs/simfree_node/moons.py", "smoke")
     config.data = dict(source="toy", name="checkerboard")
     config.evaluate.data = {}
     with pytest.raises(ValueError, match="needs labelled data"):
         validate_config(config)
-    config = load_config("moons", "smoke")
+    config = repo_config("configs/simfree_node/moons.py", "smoke")
     config.data.name = "iris"
     with pytest.raises(ValueError, match="Unknown tabular data set 'iris'"):
         validate_config(config)
-    config = load_config("moons", "smoke")
+    config = repo_config("configs/simfree_node/moons.py", "smoke")
     config.evaluate.data.split = "validation"
     with pytest.raises(ValueError, match="split must be one of"):
         validate_config(config)
     with pytest.raises(ValueError, match="Unknown variant 'fast'"):
-        load_config("moons", "fast")
+        repo_config("configs/simfree_node/moons.py", "fast")

@@ -9,15 +9,14 @@ statistics; bfloat16 against float32 outputs; the fixed 2D position embedding at
 
 from __future__ import annotations
 
-import importlib.util
 import math
-import os
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 from flax import nnx
+from train_testing import repo_config
 
 from flowjax import solvers
 from flowjax.models import DiT, UNet
@@ -25,20 +24,12 @@ from flowjax.models.dit import position_embedding_2d
 from flowjax.models.layers import dropout
 from flowjax.train import validate_config
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 TINY_UNET = dict(
     channels=16, channel_mults=(1, 2), num_res_blocks=1, attention_factors=(2,), head_dim=8,
     norm_groups=8,
 )
 TINY_DIT = dict(size="S", patch_size=2, hidden_dim=32, depth=2, num_heads=2)
-
-
-def load_config(name: str, variant: str | None = None):
-    spec = importlib.util.spec_from_file_location(name, f"{REPO}/configs/fm_guide/{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.get_config(variant)
 
 
 def randomise(model: nnx.Module, seed: int = 0, scale: float = 0.1) -> nnx.Module:
@@ -231,19 +222,19 @@ def test_bfloat16_compute_tracks_float32(name, request):
 
 
 def test_bad_inputs_raise_before_compilation(tmp_path):
-    config = load_config("digits", "smoke")
+    config = repo_config("configs/fm_guide/digits.py", "smoke")
     config.model.image_size = 16
     with pytest.raises(ValueError, match=r"image_size=16 does not match .* 8x8"):
         validate_config(config, str(tmp_path))
-    config = load_config("digits", "smoke")
+    config = repo_config("configs/fm_guide/digits.py", "smoke")
     config.sample.label = 10
     with pytest.raises(ValueError, match=r"sample.label=10 is out of range.*0\.\.9"):
         validate_config(config, str(tmp_path))
-    config = load_config("digits", "dit_smoke")
+    config = repo_config("configs/fm_guide/digits.py", "dit_smoke")
     config.model.patch_size = 3
     with pytest.raises(ValueError, match="patch_size must be one of"):
         validate_config(config, str(tmp_path))
-    config = load_config("cifar10", "smoke")
+    config = repo_config("configs/fm_guide/cifar10.py", "smoke")
     config.data.data_dir = str(tmp_path / "no_such_dir")
     with pytest.raises(ValueError, match=r"(?s)no_such_dir.*'cifar10'.*tfds build"):
         validate_config(config, str(tmp_path))
@@ -256,19 +247,19 @@ def test_bad_inputs_raise_before_compilation(tmp_path):
 
 def test_paper_configs_describe_the_papers_networks():
     """The Guide's UNets (PAPERS.md section 1), built abstractly at their data's shapes."""
-    cifar = load_config("cifar10")
+    cifar = repo_config("configs/fm_guide/cifar10.py")
     assert (cifar.model.channels, tuple(cifar.model.channel_mults)) == (128, (2, 2, 2))
     assert (cifar.model.num_res_blocks, tuple(cifar.model.attention_factors)) == (4, (2,))
     assert cifar.model.dropout == 0.3 and cifar.train.global_batch_size == 512
     assert (cifar.sample.method, cifar.sample.time_grid, cifar.sample.edm_steps) == (
         "heun", "edm", 25)
     for name in ("imagenet32", "imagenet64"):
-        c = load_config(name)
+        c = repo_config(f"configs/fm_guide/{name}.py")
         assert (c.model.channels, tuple(c.model.channel_mults)) == (192, (1, 2, 3, 4))
         assert (c.model.num_res_blocks, tuple(c.model.attention_factors)) == (3, (2, 4, 8))
         assert (c.loss.label_dropout, c.sample.guidance_scale) == (0.2, 0.2)
         assert (c.sample.method, c.sample.atol, c.sample.rtol) == ("dopri5", 1e-5, 1e-5)
-    for c in (cifar, load_config("imagenet32")):
+    for c in (cifar, repo_config("configs/fm_guide/imagenet32.py")):
         assert (c.optim.name, c.optim.learning_rate, c.optim.b1, c.optim.b2) == (
             "adamw", 1e-4, 0.9, 0.95)
         assert (c.loss.time_distribution, c.loss.time_mean, c.loss.time_std) == (

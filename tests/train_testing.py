@@ -23,6 +23,34 @@ FINAL_STATE_FILE = "final_state.npz"
 SPECS_FILE = "partition_specs.json"
 
 
+def repo_config(path: str, variant: str | None = None):
+    """The config of the experiment file at `path` (relative to the repository), as the
+    command line's --config=path:variant gives it."""
+    from flowjax.train import load_config_file
+
+    return load_config_file(os.path.join(REPO, path), variant)
+
+
+def run_cli(*args: str, timeout: float = 1200) -> subprocess.CompletedProcess:
+    """`python -m flowjax.main *args` from the repository root on one CPU device."""
+    env = {**os.environ, "JAX_PLATFORMS": "cpu"}
+    env.pop("XLA_FLAGS", None)
+    return subprocess.run(
+        [sys.executable, "-m", "flowjax.main", *args],
+        cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout,
+    )
+
+
+def set_field(section: str, name: str, value):
+    """A config mutation: config[section][name] = value (for tables of bad configs)."""
+
+    def mutate(config):
+        config[section][name] = value
+        return config
+
+    return mutate
+
+
 def tiny_config(**overrides):
     """A seconds-long checkerboard run: tiny MLP, batch 64, no end-of-run sampling.
 

@@ -24,12 +24,10 @@ example cannot be installed offline.
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import os
 import platform
 import sys
-import time
 from typing import Any
 
 import jax
@@ -42,22 +40,17 @@ FLAG_FILE = "/tmp/benchmark_running"
 MODELS = ("unet_cifar10", "dit_b2")
 
 
-def load_module(path: str, name: str):
-    spec = importlib.util.spec_from_file_location(name, path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-VS = load_module(os.path.join(HERE, "vs_flow_matching.py"), "vs_flow_matching")
+if HERE not in sys.path:  # also when loaded by path (tests)
+    sys.path.insert(0, HERE)
+import vs_flow_matching as VS  # noqa: E402  (shared helpers: timing, matmul peak)
 
 
 def model_config(name: str, bf16: bool, quick: bool):
     """The cifar10 config (UNet or DiT-B/2 variant), tiny with --quick."""
-    cifar = load_module(os.path.join(REPO, "configs", "fm_guide", "cifar10.py"), "cifar10_config")
+    from flowjax.train import load_config_file
+
     variant = {"unet_cifar10": None, "dit_b2": "dit_b2"}[name]
-    config = cifar.get_config(variant)
+    config = load_config_file(os.path.join(REPO, "configs", "fm_guide", "cifar10.py"), variant)
     if quick:
         from flowjax.train.recipes import shrink_to_smoke
 

@@ -66,7 +66,6 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import importlib.util
 import json
 import os
 import statistics
@@ -98,10 +97,9 @@ SHARED_LOAD = 1.0  # a load average above this is reported as a shared machine
 
 def load_config(variant: str, timed_steps: int):
     """The variant's config, `log_every + timed_steps` steps long, one save per window."""
-    spec = importlib.util.spec_from_file_location("checkerboard_config", CONFIG_FILE)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    config = module.get_config(VARIANTS.get(variant, variant))
+    from flowjax.train import load_config_file
+
+    config = load_config_file(CONFIG_FILE, VARIANTS.get(variant, variant))
     config.train.num_steps = config.train.log_every + timed_steps
     config.checkpoint.every_steps = min(config.checkpoint.every_steps, timed_steps)
     config.evaluate.after_training = False  # train() does not evaluate; kept off for clarity

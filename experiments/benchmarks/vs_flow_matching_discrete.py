@@ -129,15 +129,10 @@ def make_inputs(workloads: list[DiscreteWorkload], seed: int = SEED) -> dict[str
 def checkpoint_inputs(workdir: Path) -> dict[str, np.ndarray]:
     """The EMA weights of a trained `fm_guide/discrete_checkerboard.py:mask,demo` run, as
     `make_inputs` lays them out (hidden width 128)."""
-    import importlib.util
-
-    from flowjax.train import inference
+    from flowjax.train import inference, load_config_file
 
     file = common.REPO_ROOT / "configs" / "fm_guide" / "discrete_checkerboard.py"
-    spec = importlib.util.spec_from_file_location("discrete_checkerboard", file)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    flow = inference.load_trained_flow(module.get_config("mask,demo"), str(workdir))
+    flow = inference.load_trained_flow(load_config_file(file, "mask,demo"), str(workdir))
     params = flow.state.ema_params
     hidden = 128
     arrays = {f"e{hidden}": np.asarray(params["token_embed"]["embedding"][...])}

@@ -17,7 +17,6 @@ the last checkpoint, one class per row).
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import os
 import time
@@ -29,20 +28,12 @@ from flax import nnx
 
 from flowjax import data
 from flowjax.metrics.digits_classifier import digits_frechet_distance
-from flowjax.train import train
+from flowjax.train import load_config_file, train
 from flowjax.train.checkpoint import abstract_with_shardings
 from flowjax.train.setup import setup_run
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(os.path.dirname(HERE))
-
-
-def load_config(variant: str | None):
-    path = os.path.join(REPO, "configs", "fm_guide", "digits.py")
-    spec = importlib.util.spec_from_file_location("digits_config", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.get_config(variant)
 
 
 def restore(run, workdir: str, step: int):
@@ -67,7 +58,7 @@ def main() -> None:
                         help="score the checkpoints already in --workdir (e.g. of a stopped run)")
     args = parser.parse_args()
 
-    config = load_config(args.variant)
+    config = load_config_file(os.path.join(REPO, "configs", "fm_guide", "digits.py"), args.variant)
     if args.steps:
         config.train.num_steps = args.steps
     config.checkpoint.every_steps = args.every

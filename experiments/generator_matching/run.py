@@ -25,7 +25,6 @@ Usage (the README's numbers come from the two parts run separately):
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import os
 import time
@@ -37,7 +36,7 @@ import scipy.stats as st
 
 from flowjax import data, main, metrics, paths, solvers
 from flowjax.data import toy
-from flowjax.train import inference, objectives
+from flowjax.train import inference, load_config_file, objectives
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(os.path.dirname(HERE))
@@ -129,15 +128,8 @@ def exact_part(num: int, steps: int, seeds: int) -> list[dict]:
     return rows
 
 
-def load_config(path: str, arg: str | None):
-    spec = importlib.util.spec_from_file_location("config", os.path.join(REPO, path))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.get_config(arg)
-
-
 def trained_part(config_path: str, arg: str | None, workdir: str, num_steps: int | None) -> dict:
-    config = load_config(config_path, arg)
+    config = load_config_file(os.path.join(REPO, config_path), arg)
     if num_steps is not None:
         config.train.num_steps = num_steps
     config.evaluate.after_training = False

@@ -18,7 +18,6 @@ checkpoint in W (for the model density on a grid).
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import math
 
 import jax
@@ -30,18 +29,9 @@ import numpy as np  # noqa: E402
 
 from flowjax import data  # noqa: E402
 from flowjax.manifolds import FlatTorus, Sphere  # noqa: E402
-from flowjax.train import inference  # noqa: E402
+from flowjax.train import inference, load_config_file  # noqa: E402
 
 GRID = 120  # points per side of the density grids
-
-
-def load_config(spec: str):
-    """`path[:variant]` of a config file -> its ConfigDict."""
-    path, _, variant = spec.partition(":")
-    module_spec = importlib.util.spec_from_file_location("config", path)
-    module = importlib.util.module_from_spec(module_spec)
-    module_spec.loader.exec_module(module)
-    return module.get_config(variant or None)
 
 
 def model_log_density(config, workdir: str, points: np.ndarray) -> np.ndarray:
@@ -123,7 +113,8 @@ def main() -> None:
     parser.add_argument("--workdir", required=True, help="the work directory of the trained run")
     parser.add_argument("--out", required=True, help="the PNG to write")
     args = parser.parse_args()
-    config = load_config(args.config)
+    path, _, variant = args.config.partition(":")
+    config = load_config_file(path, variant or None)
     samples = np.load(f"{args.workdir}/{inference.SAMPLES_FILE}")
     manifold = data.toy_manifold(config.data.name)
     if isinstance(manifold, FlatTorus):

@@ -19,7 +19,6 @@ so an interrupted sweep resumes); the table to <out>/results.md and all records 
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import os
 import time
@@ -37,18 +36,11 @@ LABELS = {
 }
 
 
-def load_config(dataset: str, variant: str):
-    path = os.path.join(REPO, "configs", "simfree_node", f"{dataset}.py")
-    spec = importlib.util.spec_from_file_location(f"simfree_{dataset}", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.get_config(variant)
-
-
 def run_one(dataset: str, method: str, workdir: str) -> dict:
-    from flowjax.train import inference, train
+    from flowjax.train import inference, load_config_file, train
 
-    config = load_config(dataset, method)
+    path = os.path.join(REPO, "configs", "simfree_node", f"{dataset}.py")
+    config = load_config_file(path, method)
     config.evaluate.after_training = False
     start = time.perf_counter()
     train(config, workdir)

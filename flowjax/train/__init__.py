@@ -9,7 +9,7 @@ SIGINT), `logs` (progress and metrics), `loop` (`train`), `inference` (`sample`,
 `plots`.
 """
 
-from flowjax.train.config import default_config, validate_config
+from flowjax.train.config import default_config, load_config_file, validate_config
 from flowjax.train.inference import evaluate, sample
 from flowjax.train.loop import NonFiniteLossError, train
 from flowjax.train.objectives import OBJECTIVES, DataSpec, Objective, build_objective
@@ -29,6 +29,7 @@ __all__ = [
     "build_path",
     "default_config",
     "evaluate",
+    "load_config_file",
     "sample",
     "train",
     "validate_config",

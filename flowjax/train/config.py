@@ -15,6 +15,7 @@ directory that cannot be written.
 from __future__ import annotations
 
 import difflib
+import importlib.util
 import os
 import tempfile
 from typing import Any
@@ -29,6 +30,22 @@ from flowjax.train.sharding import MESH_AXES, data_parallel_size
 
 OPTIMIZERS = ("adam", "adamw")
 LR_SCHEDULES = ("constant", "cosine")
+
+
+def load_config_file(
+    path: str | os.PathLike, variant: str | None = None
+) -> ml_collections.ConfigDict:
+    """The config of an experiment file such as configs/fm_guide/cifar10.py: its
+    `get_config(variant)`, as `--config=path:variant` gives it to the command line (no variant:
+    `get_config()`)."""
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"Config file {path!r} does not exist.")
+    name = os.path.splitext(os.path.basename(path))[0]
+    spec = importlib.util.spec_from_file_location(f"flowjax_config_{name}", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.get_config() if variant is None else module.get_config(variant)
 
 
 def default_config(objective: str = "flow_matching") -> ml_collections.ConfigDict:
