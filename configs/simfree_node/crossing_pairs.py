@@ -30,12 +30,6 @@ from flowjax.train import default_config
 from flowjax.train.simfree_node import apply_variants
 
 
-def _smoke(config: ml_collections.ConfigDict) -> None:
-    config.train.num_steps = 20
-    config.train.log_every = 10
-    config.checkpoint.every_steps = 20
-
-
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     config = default_config("simfree_node")
     config.data = dict(source="tabular", name="crossing_pairs")
@@ -61,4 +55,4 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     config.sample.num_trajectories = 4
     config.evaluate.num_points = 4
     config.evaluate.batch_size = 4
-    return apply_variants(config, arg, {"smoke": _smoke})
+    return apply_variants(config, arg)

@@ -23,12 +23,6 @@ from flowjax.train import default_config
 from flowjax.train.simfree_node import apply_variants
 
 
-def _smoke(config: ml_collections.ConfigDict) -> None:
-    config.train.num_steps = 20
-    config.train.log_every = 10
-    config.checkpoint.every_steps = 20
-
-
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     config = default_config("simfree_node")
     config.data = dict(source="tabular", name="diabetes")
@@ -53,4 +47,4 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     config.sample.num_trajectories = 16
     config.evaluate.num_points = 89
     config.evaluate.batch_size = 89
-    return apply_variants(config, arg, {"smoke": _smoke})
+    return apply_variants(config, arg)

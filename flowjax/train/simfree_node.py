@@ -234,16 +234,26 @@ class SimFreeNODEObjective(Objective):
         return result
 
 
-def apply_variants(config: ml_collections.ConfigDict, arg: str | None, variants: dict):
+def short_run(config: ml_collections.ConfigDict) -> None:
+    """The default "smoke" variant: 20 updates, logged every 10, one checkpoint at the end."""
+    config.train.num_steps = config.checkpoint.every_steps = 20
+    config.train.log_every = 10
+
+
+def apply_variants(
+    config: ml_collections.ConfigDict, arg: str | None, variants: dict | None = None
+):
     """Applies the comma-separated variants of `arg` ("smoke", "backprop,smoke", ...) to a
     simfree_node config: "embedding", "data_space" and "backprop" set loss.method,
-    "trigonometric" the cosine path, and `variants` maps the config's own names to functions
-    that change the config in place. Unknown names raise a ValueError listing the valid ones."""
+    "trigonometric" the cosine path, "smoke" shortens the run (`short_run`), and `variants`
+    maps the config's own names to functions that change the config in place (replacing a
+    built-in one of the same name). Unknown names raise a ValueError listing the valid ones."""
     builtin = {
         **{m: (lambda c, m=m: setattr(c.loss, "method", m)) for m in METHODS},
         "trigonometric": lambda c: setattr(c.path, "scheduler", "cosine"),
+        "smoke": short_run,
     }
-    known = {**builtin, **variants}
+    known = {**builtin, **(variants or {})}
     for name in [] if not arg else arg.split(","):
         if name not in known:
             raise ValueError(
