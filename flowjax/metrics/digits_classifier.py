@@ -28,7 +28,7 @@ from flax import nnx
 
 from flowjax.data.images import DIGITS_SHAPE, load_digits
 from flowjax.metrics import frechet
-from flowjax.metrics.named_arrays import module_arrays, module_from_arrays
+from flowjax.metrics.named_arrays import load_module, module_arrays
 
 FEATURE_DIM = 64
 HIDDEN_DIM = 128
@@ -97,13 +97,9 @@ def load_digits_classifier(cache_dir: str | None = None) -> DigitsClassifier:
         np.savez(temporary, **module_arrays(classifier))
         os.replace(temporary, path)
         return classifier
-    with np.load(path) as archive:
-        return module_from_arrays(
-            lambda: DigitsClassifier(rngs=nnx.Rngs(0)),
-            {name: archive[name] for name in archive.files},
-            path,
-            "Delete the file to retrain the classifier.",
-        )
+    return load_module(
+        lambda: DigitsClassifier(rngs=nnx.Rngs(0)), path, "Delete the file to retrain the classifier."
+    )
 
 
 @functools.lru_cache(maxsize=4)

@@ -36,7 +36,7 @@ from jax.sharding import AxisType, Mesh
 
 from flowjax.metrics import frechet
 from flowjax.metrics.inception_score import ScoreStatistics
-from flowjax.metrics.named_arrays import module_from_arrays
+from flowjax.metrics.named_arrays import load_module
 from flowjax.train import sharding
 
 FEATURE_DIM = 2048
@@ -328,14 +328,11 @@ def check_reference(
 
 def load_inception(path: str | None = None) -> InceptionV3:
     """The InceptionV3 with the converted FID weights of `path` (see `weights_path`)."""
-    resolved = require_weights(path)
-    with np.load(resolved) as archive:
-        return module_from_arrays(
-            lambda: InceptionV3(rngs=nnx.Rngs(0)),
-            {name: archive[name] for name in archive.files},
-            resolved,
-            "Convert pytorch-fid's weights with flowjax/metrics/convert_inception.py.",
-        )
+    return load_module(
+        lambda: InceptionV3(rngs=nnx.Rngs(0)),
+        require_weights(path),
+        "Convert pytorch-fid's weights with flowjax/metrics/convert_inception.py.",
+    )
 
 
 def default_mesh() -> Mesh:

@@ -7,7 +7,7 @@ Heusel et al., 2017, converted from pytorch-fid's file; the cached digits classi
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp
@@ -23,11 +23,12 @@ def module_arrays(module: nnx.Module) -> dict[str, np.ndarray]:
     return {path_string(key_path): np.asarray(leaf) for key_path, leaf in leaves}
 
 
-def module_from_arrays(
-    build: Callable[[], nnx.Module], arrays: Mapping[str, np.ndarray], source: str, hint: str
-) -> nnx.Module:
-    """The module `build()` (never run: only its shapes are traced) with its variables taken
-    from `arrays`; a ValueError naming `source` and `hint` if a name or a shape differs."""
+def load_module(build: Callable[[], nnx.Module], path: str, hint: str) -> nnx.Module:
+    """The module `build()` (never run: only its shapes are traced) with its variables read from
+    the .npz at `path` (as written from `module_arrays`); a ValueError naming the file and
+    `hint` if a name or a shape differs."""
+    with np.load(path) as archive:
+        arrays = {name: archive[name] for name in archive.files}
     graphdef, state = nnx.split(nnx.eval_shape(build))
     leaves, treedef = jax.tree_util.tree_flatten_with_path(state)
     names = [path_string(key_path) for key_path, _ in leaves]
@@ -35,7 +36,7 @@ def module_from_arrays(
     unexpected = sorted(set(arrays) - set(names))
     if missing or unexpected:
         raise ValueError(
-            f"{source!r} does not hold the expected arrays: missing {missing[:5]} "
+            f"{path!r} does not hold the expected arrays: missing {missing[:5]} "
             f"({len(missing)}), unexpected {unexpected[:5]} ({len(unexpected)}). {hint}"
         )
     values = []
@@ -43,7 +44,7 @@ def module_from_arrays(
         value = arrays[name]
         if value.shape != leaf.shape:
             raise ValueError(
-                f"{source!r}: {name} has shape {value.shape}, the network expects {leaf.shape}. "
+                f"{path!r}: {name} has shape {value.shape}, the network expects {leaf.shape}. "
                 f"{hint}"
             )
         values.append(jnp.asarray(value, leaf.dtype))
