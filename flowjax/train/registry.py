@@ -18,9 +18,7 @@ import ml_collections
 from flax import nnx
 
 from flowjax import paths
-from flowjax.models.simfree_node import SimFreeNODE
-from flowjax.models import MLP, DiscreteMLP, DiT, ManifoldMLP, UNet
-from flowjax.models.generator_mlp import GeneratorMLP
+from flowjax.models import MLP, DiscreteMLP, DiT, GeneratorMLP, ManifoldMLP, SimFreeNODE, UNet
 
 COMPUTE_DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
 
@@ -123,19 +121,19 @@ MODELS: dict[str, ModelEntry] = {
             mlp_ratio=4.0,
         ),
     ),
-}
-
-MODELS["generator_mlp"] = ModelEntry(  # generator matching: velocity and binned jump heads
-    GeneratorMLP,
-    dict(
-        hidden_dim=256,
-        num_layers=4,
-        activation="swish",
-        time_embedding="raw",
-        time_embed_dim=64,
-        class_embed_dim=64,
+    # Generator matching: velocity and binned jump heads.
+    "generator_mlp": ModelEntry(
+        GeneratorMLP,
+        dict(
+            hidden_dim=256,
+            num_layers=4,
+            activation="swish",
+            time_embedding="raw",
+            time_embed_dim=64,
+            class_embed_dim=64,
+        ),
     ),
-)
+}
 
 SCHEDULERS: dict[str, Callable[[ml_collections.ConfigDict], paths.Scheduler]] = {
     "cond_ot": lambda c: paths.CondOTScheduler(),
