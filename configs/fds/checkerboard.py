@@ -31,26 +31,20 @@ Variants (`--config=configs/fds/checkerboard.py:<variant>`):
 
 from __future__ import annotations
 
-import importlib.util
 import pathlib
 
 import ml_collections
 
+from flowjax.train import load_config_file
+
 TRAIN_CONFIG = pathlib.Path(__file__).resolve().parents[1] / "fm_guide" / "checkerboard.py"
-
-
-def _train_config(variant: str) -> ml_collections.ConfigDict:
-    spec = importlib.util.spec_from_file_location("fm_guide_checkerboard", TRAIN_CONFIG)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.get_config(variant)
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     config = ml_collections.ConfigDict()
     config.target = "checkerboard"
     config.name = "checkerboard" if arg is None else f"checkerboard_{arg}"  # of the result files
-    config.flow = _train_config("demo")
+    config.flow = load_config_file(TRAIN_CONFIG, "demo")
     config.workdir = "workdirs/fds_checkerboard"
     config.seed = 0
     config.methods = ("euler", "heun")

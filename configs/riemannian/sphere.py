@@ -23,25 +23,21 @@ Variants (`--config=configs/riemannian/sphere.py:<variant>`):
 
 from __future__ import annotations
 
-import importlib.util
 import pathlib
 
 import ml_collections
 
+from flowjax.train import load_config_file
 
-def _torus_config():
-    """configs/riemannian/torus.py, whose model, optimiser and solver settings this one keeps."""
-    file = pathlib.Path(__file__).resolve().parent / "torus.py"
-    spec = importlib.util.spec_from_file_location("riemannian_torus", file)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+
+# configs/riemannian/torus.py, whose model, optimiser and solver settings this one keeps.
+TORUS_CONFIG = pathlib.Path(__file__).resolve().parent / "torus.py"
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     if arg not in (None, "smoke"):
         raise ValueError(f"Unknown variant {arg!r} of the sphere config; use 'smoke' or none.")
-    config = _torus_config().get_config(arg)
+    config = load_config_file(TORUS_CONFIG, arg)
     config.data = dict(source="toy", name="sphere_vmf")
     config.path.manifold = "S2"
     config.model.num_frequencies = 1  # Fourier features are for torus angles only
