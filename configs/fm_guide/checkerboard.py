@@ -29,6 +29,7 @@ from __future__ import annotations
 import ml_collections
 
 from flowjax.train import default_config
+from flowjax.train.recipes import shrink_toy_to_smoke
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
@@ -82,21 +83,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
         config.evaluate.num_points = 4_096
         config.evaluate.num_samples = 20_000
     elif arg == "smoke":
-        config.model.hidden_dim = 32
-        config.model.num_layers = 2
-        config.train.num_steps = 20
-        config.train.global_batch_size = 256
-        config.train.log_every = 5
-        config.checkpoint.every_steps = 10
-        config.sample.num_samples = 512
-        config.sample.batch_size = 256
-        config.sample.num_trajectories = 64
+        shrink_toy_to_smoke(config)
         config.sample.density_grid_size = 16
-        config.sample.step_size = 0.25
-        config.evaluate.step_size = 0.25
-        config.evaluate.num_points = 256
-        config.evaluate.num_samples = 512
-        config.evaluate.batch_size = 256
     elif arg is not None:
         raise ValueError(
             f"Unknown variant {arg!r} of the checkerboard config; use 'demo' or 'smoke'."

@@ -13,7 +13,8 @@ classifier-free guidance for the class-conditional ImageNet models.
 `image_recipe_config` writes that config for a dataset of `flowjax.data.IMAGE_DATASETS`,
 `imagenet_config` the class-conditional ImageNet-32/64 setting;
 `shrink_to_smoke` turns any image config into a seconds-long CPU run of the same pipeline
-(a tiny network, a few steps, a few samples) for tests.
+(a tiny network, a few steps, a few samples) for tests, and `shrink_toy_to_smoke` does the same
+for the 2-D toy configs (checkerboard, torus, generator matching).
 """
 
 from __future__ import annotations
@@ -109,6 +110,26 @@ def shrink_to_smoke(config: ml_collections.ConfigDict) -> ml_collections.ConfigD
     return config
 
 
+def shrink_toy_to_smoke(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+    """A toy run at test size (seconds on a CPU): a 2 x 32 network, 20 updates of 256 points,
+    512 samples and 256 held-out points on steps of 0.25; returns `config`, changed in place."""
+    config.model.hidden_dim = 32
+    config.model.num_layers = 2
+    config.train.num_steps = 20
+    config.train.global_batch_size = 256
+    config.train.log_every = 5
+    config.checkpoint.every_steps = 10
+    config.sample.num_samples = 512
+    config.sample.batch_size = 256
+    config.sample.num_trajectories = 64
+    config.sample.step_size = 0.25
+    config.evaluate.step_size = 0.25
+    config.evaluate.num_points = 256
+    config.evaluate.num_samples = 512
+    config.evaluate.batch_size = 256
+    return config
+
+
 def imagenet_config(dataset: str, arg: str | None) -> ml_collections.ConfigDict:
     """The Guide's class-conditional ImageNet recipe on "imagenet32" or "imagenet64"."""
     if arg not in (None, "smoke"):
@@ -183,19 +204,7 @@ def toy_generator_matching_config(
     config.evaluate.num_samples = 20_000
 
     if arg == "smoke":
-        config.model.hidden_dim = 32
-        config.model.num_layers = 2
+        shrink_toy_to_smoke(config)
         config.path.num_bins = 16
-        config.train.num_steps = 20
-        config.train.global_batch_size = 256
-        config.train.log_every = 5
-        config.checkpoint.every_steps = 10
-        config.sample.num_samples = 512
-        config.sample.batch_size = 256
-        config.sample.num_trajectories = 64
         config.sample.step_size = 0.1
-        config.evaluate.step_size = 0.25
-        config.evaluate.num_points = 256
-        config.evaluate.num_samples = 512
-        config.evaluate.batch_size = 256
     return config
