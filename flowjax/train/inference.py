@@ -261,7 +261,7 @@ def evaluate(
             objective.points(samples[:ENERGY_DISTANCE_POINTS]),
             objective.points(points[:ENERGY_DISTANCE_POINTS]),
         )
-    if len(run.event_shape) == 3:
+    if objective.scores_images and len(run.event_shape) == 3:
         result.update(image_metrics(config, flow, key, samples))
     filename = os.path.join(workdir, EVAL_METRICS_FILE)
     if jax.process_index() == 0:

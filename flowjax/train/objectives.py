@@ -141,6 +141,9 @@ class Objective(abc.ABC):
     non_negative: ClassVar[tuple[str, ...]] = ()
     unit_interval: ClassVar[tuple[str, ...]] = ()
     plot_density: ClassVar[bool] = False  # whether `log_likelihood` is cheap enough for a grid
+    # Whether evaluation scores image samples (FID / Inception Score with the evaluate.fid_*
+    # settings, the digits distance): the samples are draws of the data, not predictions.
+    scores_images: ClassVar[bool] = False
 
     def __init__(self, config: ml_collections.ConfigDict, spec: DataSpec):
         self.config = config
@@ -226,6 +229,7 @@ class FlowMatching(Objective):
     default_model = "mlp"
     data_kind = "continuous"
     plot_density = True
+    scores_images = True
     path_defaults = dict(
         scheduler="cond_ot",  # one of registry.SCHEDULERS
         polynomial_n=1.0,  # exponent of the "polynomial" scheduler
