@@ -1,0 +1,44 @@
+"""Every config file of configs/ with the variants its docstring lists, and its resolved form as
+JSON-able data (shared by tests/test_config_snapshot.py and tests/reference/make_config_snapshot.py)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from flowjax.train import load_config_file
+
+_SIMFREE = (None, "trigonometric", "data_space", "backprop", "smoke", "backprop,smoke")
+VARIANTS: dict[str, tuple[str | None, ...]] = {
+    "configs/fds/checkerboard.py": (None, "smoke"),
+    "configs/fds/mixture.py": (None, "sweep", "smoke"),
+    "configs/fm_guide/checkerboard.py": (None, "demo", "smoke"),
+    "configs/fm_guide/cifar10.py": (None, "dit_b2", "smoke", "dit_smoke"),
+    "configs/fm_guide/digits.py": (None, "dit", "smoke", "dit_smoke"),
+    "configs/fm_guide/discrete_checkerboard.py": (
+        None, "mask", "uniform", "mask,demo", "uniform,demo", "mask,smoke", "uniform,smoke",
+    ),
+    "configs/fm_guide/imagenet32.py": (None, "smoke"),
+    "configs/fm_guide/imagenet64.py": (None, "smoke"),
+    "configs/generator_matching/checkerboard.py": (None, "8gaussians", "smoke"),
+    "configs/generator_matching/mixture1d.py": (None, "smoke"),
+    "configs/kinetic_optimal/checkerboard.py": (
+        None, "mask", "uniform", "metric", "mask,demo", "uniform,demo", "metric,demo",
+        "mask,smoke", "uniform,smoke", "metric,smoke",
+    ),
+    "configs/riemannian/sphere.py": (None, "smoke"),
+    "configs/riemannian/torus.py": (None, "smoke"),
+    "configs/simfree_node/cifar10.py": _SIMFREE,
+    "configs/simfree_node/crossing_pairs.py": _SIMFREE,
+    "configs/simfree_node/diabetes.py": _SIMFREE,
+    "configs/simfree_node/digits.py": _SIMFREE,
+    "configs/simfree_node/mnist.py": _SIMFREE,
+    "configs/simfree_node/moons.py": _SIMFREE,
+    "configs/simfree_node/svhn.py": _SIMFREE,
+}
+
+
+def resolved(path: str, variant: str | None) -> Any:
+    """The config of `path:variant` as JSON data (ConfigDicts as dicts, tuples as lists)."""
+    config = load_config_file(path, variant)
+    return json.loads(json.dumps(config.to_dict(), default=repr))
