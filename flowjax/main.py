@@ -19,18 +19,27 @@ Multi-host (TPU pod slices, multi-node GPU): run the same command on every host 
 `--config.distributed.initialize=true` (plus the coordinator address, process count and id where
 JAX cannot detect the cluster). SIGTERM or Ctrl-C saves a checkpoint and exits; rerunning the
 same command resumes.
+
+A mistake of the user's (a missing config file, an unknown variant or key, a bad value, a
+missing dataset, weights file or checkpoint, a training run whose loss became non-finite) is
+printed as a few plain lines on stderr, before anything is compiled where it can be known then,
+and the command exits with status 2; a traceback means a bug.
 """
 
 from __future__ import annotations
 
+import difflib
 import logging
+import os
+import sys
 
 import jax
 from absl import app, flags
 from absl import logging as absl_logging
 from ml_collections import config_flags
 
-from flowjax.train import inference, train
+from flowjax.train import ConfigError, NonFiniteLossError, inference, load_config_file, train
+from flowjax.train.setup import setup_run
 
 _CONFIG = config_flags.DEFINE_config_file(
     "config", None, "Config file (configs/<paper>/<experiment>.py[:variant]).", lock_config=True
@@ -55,7 +64,7 @@ def run(config, workdir: str, mode: str) -> list[str]:
             return lines
         if not config.evaluate.after_training:
             return lines
-        flow = inference.load_trained_flow(config, workdir)
+        flow = inference.TrainedFlow(setup_run(config), state, step)  # the state in memory
     if mode in ("train", "sample"):
         result = inference.sample(config, workdir, flow)
         samples = result["samples"]
@@ -71,15 +80,82 @@ def _paths(path: str | list[str]) -> str:
     return ", ".join(path) if isinstance(path, list) else path
 
 
+USER_ERRORS = (ConfigError, inference.MissingCheckpointError, NonFiniteLossError)
+"""Errors that are the user's to fix: printed plainly, without a traceback."""
+
+
+def user_error(lines: list[str]) -> None:
+    """Prints `lines` on stderr and exits with status 2."""
+    print("\n".join(["flowjax: " + lines[0], *lines[1:]]), file=sys.stderr, flush=True)
+    sys.exit(2)
+
+
+def _unknown_override_keys(config, overrides: list[str]) -> list[str]:
+    """The overridden keys (dotted names after --config.) that `config` does not have, each
+    with the closest existing key."""
+    unknown = []
+    for name in overrides:
+        section, parts = config, name.split(".")
+        for depth, part in enumerate(parts):
+            keys = list(section.keys()) if hasattr(section, "keys") else []
+            if part not in keys:
+                close = difflib.get_close_matches(part, keys, n=1)
+                hint = f" (did you mean {'.'.join([*parts[:depth], close[0]])!r}?)" if close else ""
+                unknown.append(f"{name!r}{hint}")
+                break
+            section = section[part]
+    return unknown
+
+
+def parse_flags(argv: list[str]) -> list[str]:
+    """absl's flag parsing, with the config file loaded first: a missing file, a bad variant or
+    unknown keys in the overrides (all of them) become a plain user error, as does a value
+    that absl cannot parse."""
+    config_arg = next((a.split("=", 1)[1] for a in argv[1:] if a.startswith("--config=")), None)
+    if config_arg is not None:
+        path, _, variant = config_arg.partition(":")
+        if not os.path.isfile(path):
+            user_error(
+                [
+                    f"the config file {path!r} does not exist.",
+                    "Pass --config=configs/<paper>/<experiment>.py[:variant], e.g. "
+                    "--config=configs/fm_guide/checkerboard.py:demo.",
+                ]
+            )
+        try:
+            config = load_config_file(path, variant or None)
+        except ValueError as error:  # e.g. an unknown variant
+            user_error([str(error)])
+        overrides = [
+            a[len("--config.") :].split("=", 1)[0] for a in argv[1:] if a.startswith("--config.")
+        ]
+        unknown = _unknown_override_keys(config, overrides)
+        if unknown:
+            user_error(
+                [
+                    f"{path} has no config key {', '.join(unknown)} (overridden on the command "
+                    "line).",
+                    "Overrides must name existing keys, e.g. --config.train.num_steps=500.",
+                ]
+            )
+    try:
+        return flags.FLAGS(argv)
+    except flags.Error as error:
+        user_error([str(error).strip().splitlines()[-1], "See --helpshort."])
+
+
 def main(argv: list[str]) -> None:
     if len(argv) > 1:
         raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
     absl_logging.set_verbosity(absl_logging.WARNING)  # library chatter (checkpointing)
     logging.getLogger("flowjax").setLevel(logging.INFO)
-    lines = run(_CONFIG.value, _WORKDIR.value, _MODE.value)
+    try:
+        lines = run(_CONFIG.value, _WORKDIR.value, _MODE.value)
+    except USER_ERRORS as error:
+        user_error(str(error).splitlines())
     if jax.process_index() == 0:
         print("\n".join(lines), flush=True)
 
 
 if __name__ == "__main__":
-    app.run(main)
+    app.run(main, flags_parser=parse_flags)

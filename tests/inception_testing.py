@@ -70,7 +70,7 @@ def write_layout() -> None:
     from flax import nnx
 
     from flowjax.metrics.inception import InceptionV3
-    from flowjax.train.sharding import path_string
+    from flowjax.parallel import path_string
 
     abstract = nnx.eval_shape(lambda: InceptionV3(rngs=nnx.Rngs(0)))
     leaves = jax.tree_util.tree_flatten_with_path(nnx.state(abstract))[0]
@@ -97,7 +97,7 @@ def worker(weights: str, inputs: str, out: str, mesh_shape: str) -> None:
     from jax.sharding import AxisType
 
     from flowjax.metrics import inception
-    from flowjax.train.sharding import MESH_AXES
+    from flowjax.parallel import MESH_AXES
 
     shape = tuple(int(s) for s in mesh_shape.split(","))
     mesh = jax.make_mesh(shape, MESH_AXES, axis_types=(AxisType.Auto,) * 3)

@@ -170,7 +170,7 @@ def test_crossing_pairs_embedding_maps_each_input_to_its_target_in_one_euler_ste
 ):
     metrics, model = crossing_runs["embedding"]
     x, y = data.tabular.tabular_arrays("crossing_pairs")
-    prediction = model.predict(jnp.asarray(x), method="euler", step_size=1.0)
+    prediction = solvers.ode_predict(model, jnp.asarray(x), method="euler", step_size=1.0)
     np.testing.assert_allclose(prediction, y, atol=1e-2)
     assert metrics["rmse_euler_1"] < 1e-2 and metrics["rmse_dopri5"] < 1e-2
 
@@ -303,7 +303,7 @@ def test_image_setting_trains_on_a_local_tfds_source(tmp_path, tiny_tfds):
     model, flow = trained_model(config, tmp_path)
     result = inference.evaluate(config, str(tmp_path), flow)["metrics"]
     batch = next(data.build_dataset(dict(config.data, split="test"), global_batch_size=6, seed=0))
-    logits = model.predict(jnp.asarray(batch["x"]), method="euler", step_size=1.0)
+    logits = solvers.ode_predict(model, jnp.asarray(batch["x"]), method="euler", step_size=1.0)
     expected = np.mean(np.argmax(logits, -1) == batch["label"])
     assert result["accuracy_euler_1"] == pytest.approx(expected)
 

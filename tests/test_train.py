@@ -24,7 +24,7 @@ from flowjax import data
 from flowjax.train import NonFiniteLossError, loop, optim, train
 from flowjax.train.checkpoint import Checkpointer, abstract_with_shardings
 from flowjax.train.setup import setup_run
-from flowjax.train.sharding import leaf_partition_spec
+from flowjax.parallel import leaf_partition_spec
 
 
 def checkpoint_steps(workdir) -> list[int]:

@@ -26,4 +26,4 @@ def test_quick_benchmark_writes_consistent_results(tmp_path):
     assert abs(sample["mfu"] - sample["achieved_gflops"] / peak) < 1e-12
     # An update costs more than a forward pass of the same batch (backward ~ 2x forward).
     assert train["flops_per_step"] > 2 * sample["flops_per_call"] / sample["nfe"]
-    assert not Path(module.FLAG_FILE).exists()
+    assert not Path(module.harness.FLAG_FILE).exists()

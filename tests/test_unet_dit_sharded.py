@@ -39,7 +39,7 @@ def tiny_config(variant: str, mesh: tuple[int, int, int]):
 def train_and_record(variant: str, mesh, workdir: str) -> dict:
     """Trains; returns the logged losses and the partition spec of every parameter."""
     from flowjax.train import train
-    from flowjax.train.sharding import path_string
+    from flowjax.parallel import path_string
 
     state = train(tiny_config(variant, mesh), workdir)
     with open(os.path.join(workdir, "metrics.jsonl")) as f:

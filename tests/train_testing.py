@@ -83,7 +83,7 @@ def flat_state(state) -> dict[str, np.ndarray]:
     import jax
 
     from flowjax.train.inference import to_host
-    from flowjax.train.sharding import path_string
+    from flowjax.parallel import path_string
 
     flat = {}
     for key_path, leaf in jax.tree_util.tree_flatten_with_path(state)[0]:
@@ -237,7 +237,7 @@ def flat_shardings(state) -> dict:
     """The sharding of each leaf of the state, by path."""
     import jax
 
-    from flowjax.train.sharding import path_string
+    from flowjax.parallel import path_string
 
     return {
         path_string(k): leaf.sharding for k, leaf in jax.tree_util.tree_flatten_with_path(state)[0]

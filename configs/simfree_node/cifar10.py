@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import ml_collections
 
-from flowjax.train.simfree_node import tfds_classification_config
+from flowjax.train.recipes import tfds_classification_config
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:

@@ -27,7 +27,7 @@ from __future__ import annotations
 import ml_collections
 
 from flowjax.train import default_config
-from flowjax.train.simfree_node import apply_variants
+from flowjax.train.recipes import apply_variants
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:

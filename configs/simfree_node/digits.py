@@ -23,7 +23,7 @@ from __future__ import annotations
 import ml_collections
 
 from flowjax.train import default_config
-from flowjax.train.simfree_node import apply_variants
+from flowjax.train.recipes import apply_variants
 
 
 def _smoke(config: ml_collections.ConfigDict) -> None:

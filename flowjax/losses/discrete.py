@@ -33,8 +33,8 @@ import jax.numpy as jnp
 from jax import Array
 
 from flowjax._checks import check_batch_time, check_logits, check_same_shape, check_tokens
+from flowjax.paths.discrete import DiscretePath
 
-DiscretePath = Any  # MixtureDiscreteProbPath or MetricInducedProbPath
 
 
 def generalized_kl(path: DiscretePath, logits: Array, x_1: Array, x_t: Array, t: Array) -> Array:

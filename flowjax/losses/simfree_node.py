@@ -32,6 +32,8 @@ import optax
 from flowjax.losses.cfm import cfm_loss_per_sample
 from flowjax.losses.time_sampling import sample_time
 from flowjax.paths.affine import AffineProbPath
+from flowjax.solvers.ode import PairedFlow, ode_predict
+from flowjax.solvers.settings import SolverSettings
 
 
 def check_pairs(x, y, num_classes: int | None = None) -> None:
@@ -131,23 +133,19 @@ def simfree_node_loss(
 
 
 def backprop_node_loss(
-    model,
+    model: PairedFlow,
     x: jax.Array,
     y: jax.Array,
     *,
     num_classes: int | None,
-    method: str = "dopri5",
-    step_size: float | None = None,
-    atol: float = 1e-3,
-    rtol: float = 1e-3,
+    solver: SolverSettings = SolverSettings(method="dopri5", atol=1e-3, rtol=1e-3),
 ) -> tuple[jax.Array, jax.Array]:
     """(task loss of h(z(1)) with z(0) = f(x), forward NFE): mean cross-entropy against labels
     y (B,) when num_classes is set, else the MSE against targets y (B, K); differentiated
-    through the solver."""
+    through the solve of `flowjax.solvers.ode_predict` with `solver` (by default dopri5 with
+    tolerances 1e-3)."""
     check_pairs(x, y, num_classes)
-    prediction, nfe = model.predict(
-        x, method=method, step_size=step_size, atol=atol, rtol=rtol, return_nfe=True
-    )
+    prediction, nfe = ode_predict(model, x, solver=solver, return_nfe=True)
     if num_classes is not None:
         return optax.softmax_cross_entropy_with_integer_labels(prediction, y).mean(), nfe
     return jnp.mean((prediction - y) ** 2), nfe

@@ -20,7 +20,7 @@ by `python flowjax/metrics/convert_inception.py` (see that file; torch is needed
 `load_inception` checks the file before anything is built or compiled.
 
 Feature extraction (`inception_feature_fn`) is one jitted program whose batch is split over the
-("data", "fsdp") axes of a flowjax mesh (`flowjax.train.sharding`), the weights replicated.
+("data", "fsdp") axes of a flowjax mesh (`flowjax.parallel`), the weights replicated.
 """
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ from jax.sharding import AxisType, Mesh
 from flowjax.metrics import frechet
 from flowjax.metrics.inception_score import ScoreStatistics
 from flowjax.metrics.named_arrays import load_module
-from flowjax.train import sharding
+from flowjax import parallel
 
 FEATURE_DIM = 2048
 NUM_LOGITS = 1008
@@ -338,7 +338,7 @@ def load_inception(path: str | None = None) -> InceptionV3:
 def default_mesh() -> Mesh:
     """A flowjax mesh with every local device (this process's) on the "data" axis."""
     devices = np.asarray(jax.local_devices()).reshape(-1, 1, 1)
-    return Mesh(devices, sharding.MESH_AXES, axis_types=(AxisType.Auto,) * 3)
+    return Mesh(devices, parallel.MESH_AXES, axis_types=(AxisType.Auto,) * 3)
 
 
 def inception_feature_fn(
@@ -359,10 +359,10 @@ def inception_feature_fn(
     it holds.
     """
     mesh = default_mesh() if mesh is None else mesh
-    parts = int(np.prod([mesh.shape[axis] for axis in sharding.BATCH_AXES]))
-    batch_sharding = sharding.batch_sharding(mesh)
+    parts = int(np.prod([mesh.shape[axis] for axis in parallel.BATCH_AXES]))
+    batch_sharding = parallel.batch_sharding(mesh)
     graphdef, state = nnx.split(model)
-    state = jax.device_put(state, sharding.replicated(mesh))
+    state = jax.device_put(state, parallel.replicated(mesh))
 
     @jax.jit
     def apply(state, images):

@@ -14,7 +14,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from flowjax.train.sharding import path_string
+from flowjax.parallel import path_string
 
 
 def module_arrays(module: nnx.Module) -> dict[str, np.ndarray]:

@@ -14,7 +14,7 @@
   run when the call is traced (before anything is compiled).
 
 Tensor-parallel sharding: the image networks name their large kernels so that the trainer's
-path rules (`config.sharding.rules`, `flowjax.train.sharding`) can split them Megatron-style,
+path rules (`config.sharding.rules`, `flowjax.parallel`) can split them Megatron-style,
 the first projection of a pair over its output dimension and the second over its input
 dimension (`UNET_SHARDING_RULES`, `DIT_SHARDING_RULES`).
 """
@@ -27,7 +27,7 @@ from flax import nnx
 
 from flowjax.models.embeddings import batch_time, sinusoidal_embedding
 
-# (regex on a state leaf's path, one mesh axis per dimension); see flowjax.train.sharding.
+# (regex on a state leaf's path, one mesh axis per dimension); see flowjax.parallel.
 UNET_SHARDING_RULES = (
     (r"/conv1/kernel$", (None, None, "fsdp", "tensor")),
     (r"/conv2/kernel$", (None, None, "tensor", "fsdp")),

@@ -3,7 +3,7 @@
 Simulation-free training of neural ODEs on paired data (Kim et al., 2024, section 4): an input
 encoder z_0 = f(x), a label encoder z_1 = g(y), a velocity field v(z, t) on the embedding space
 and a label decoder h, so that the prediction for x is y_hat = h(z(1)) where dz/dt = v(z, t),
-z(0) = f(x) (solved by `flowjax.solvers.ode_sample` with any method). Training regresses v on
+z(0) = f(x) (solved by `flowjax.solvers.ode_predict` with any method). Training regresses v on
 the velocity of a path from f(x) to g(y) (`flowjax.losses.simfree_node_loss`); an ordinary
 neural ODE uses the same f, v and h, trained through the solver
 (`flowjax.losses.backprop_node_loss`).
@@ -27,7 +27,6 @@ import jax.numpy as jnp
 from flax import nnx
 
 from flowjax.models.mlp import ACTIVATIONS, MLP
-from flowjax.solvers import ode_sample
 
 EMBEDDINGS = ("learned", "identity")
 ENCODERS = ("mlp", "cnn")
@@ -198,37 +197,3 @@ class SimFreeNODE(nnx.Module):
     def __call__(self, z: jax.Array, t: jax.Array) -> jax.Array:
         """The velocity v(z, t): z (B, L), t scalar or (B,) -> (B, L)."""
         return self.v(z, t)
-
-    def predict(
-        self,
-        x: jax.Array,
-        *,
-        method: str = "euler",
-        step_size: float | None = None,
-        time_grid: Any = (0.0, 1.0),
-        atol: float = 1e-3,
-        rtol: float = 1e-3,
-        return_nfe: bool = False,
-    ) -> jax.Array | tuple[jax.Array, jax.Array]:
-        """y_hat = h(z(1)) with dz/dt = v(z, t) from z(0) = f(x): (B, *event_shape) -> (B, K).
-
-        The solver settings are those of `flowjax.solvers.ode_sample` (e.g. method="euler" with
-        step_size=None takes one step per interval of `time_grid`; "dopri5" is adaptive with
-        tolerances atol, rtol). A longer `time_grid` gives the decoded states h(z(t)) at its
-        times, shape (len(time_grid), B, K). With `return_nfe`, also the number of velocity
-        evaluations of the solve.
-        """
-        out = ode_sample(
-            self,
-            self.encode(x),
-            method=method,
-            step_size=step_size,
-            time_grid=time_grid,
-            return_intermediates=len(time_grid) > 2,
-            atol=atol,
-            rtol=rtol,
-            return_nfe=return_nfe,
-        )
-        z, nfe = out if return_nfe else (out, None)
-        y = jax.vmap(self.decode)(z) if z.ndim == 3 else self.decode(z)
-        return (y, nfe) if return_nfe else y

@@ -6,6 +6,7 @@ from flowjax.paths.analytic import GaussianMixture
 from flowjax.paths.affine import AffineProbPath, CondOTProbPath, PathSample, expand_time
 from flowjax.paths.discrete import (
     CategoricalSource,
+    DiscretePath,
     DiscretePathSample,
     DiscreteSource,
     MaskSource,
@@ -37,6 +38,7 @@ from flowjax.paths.schedulers import (
 __all__ = [
     "AffineProbPath",
     "CategoricalSource",
+    "DiscretePath",
     "DiscretePathSample",
     "DiscreteSource",
     "KineticOptimalScheduler",

@@ -45,7 +45,7 @@ from __future__ import annotations
 
 import abc
 import dataclasses
-from typing import NamedTuple
+from typing import NamedTuple, Protocol, runtime_checkable
 
 import jax
 import jax.numpy as jnp
@@ -73,6 +73,39 @@ class DiscretePathSample(NamedTuple):
 
 
 # Sources -----------------------------------------------------------------------------------
+
+
+@runtime_checkable
+class DiscretePath(Protocol):
+    """What samplers, losses and the trainer use of a discrete probability path on [V]^D
+    (`MixtureDiscreteProbPath`, `MetricInducedProbPath`): per token, a conditional path
+    p_t(x^i | x_1^i) with its conditional CTMC velocity (Shaul et al., 2024, eq. 5 / 13).
+
+    Arrays: tokens int (B, *event); logits and rates (B, *event, V); t (B,) in paths and losses,
+    scalar or (B,) in samplers. `vocab_size` is None only for a mixture path built without a
+    source (which can score but not sample).
+    """
+
+    @property
+    def vocab_size(self) -> int | None: ...
+
+    def sample(self, key: Array, x_0: Array, x_1: Array, t: Array) -> DiscretePathSample:
+        """x_t ~ p_t(. | x_1) (with the source draw x_0 where the path mixes one in)."""
+
+    def probs(self, x_1: Array, t: Array) -> Array:
+        """p_t(. | x_1) per token, (..., V)."""
+
+    def conditional_velocity(self, x_t: Array, x_1: Array, t: Array) -> Array:
+        """u_t(., x_t | x_1): rates out of x_t per token, (..., V)."""
+
+    def divergence_free_velocity(self, x_t: Array, x_1: Array, t: Array) -> Array:
+        """Corrector rates that leave p_t unchanged, (..., V)."""
+
+    def posterior_logits(self, logits: Array, x_t: Array, t: Array) -> Array:
+        """The network's logits plus log p_t(x_t | x_1): the Bayes posterior over x_1."""
+
+    def posterior_to_velocity(self, logits: Array, x_t: Array, t: Array) -> Array:
+        """The marginal velocity E_{x_1 ~ p_{1|t}}[u_t(., x_t | x_1)], (..., V)."""
 
 
 class DiscreteSource(abc.ABC):

@@ -48,6 +48,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax import Array
 
+from flowjax.categorical import sample_categorical
 from flowjax.paths import analytic
 from flowjax.paths.affine import CondOTProbPath
 
@@ -221,8 +222,6 @@ class MixtureJumpGenerator:
 
     def sample_target(self, key: Array, x: Array, t: Array) -> Array:
         """One jump destination per coordinate, (B, D)."""
-        from flowjax.solvers.discrete import sample_categorical
-
         resp, mean, sd, a, b, c = self._quadratic(x, t)
         rates, lo, hi = self._component_rates(a, b, c)
         pick_key, w_key, jump_key = jax.random.split(key, 3)

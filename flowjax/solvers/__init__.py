@@ -1,5 +1,8 @@
 """Samplers and likelihoods: ODE solvers over compiled loops (and diffrax for adaptive steps),
-on R^n and on Riemannian manifolds; the Euler sampler of discrete (CTMC) flows."""
+on R^n and on Riemannian manifolds; the Euler samplers of discrete (CTMC) flows and of jump
+processes. Every solver takes its settings as one `SolverSettings` (`solver=`) or as keyword
+arguments (see `flowjax.solvers.settings`); a random solver takes its PRNG key first, a
+deterministic one that can estimate with randomness (Hutchinson probes, a refiner) as `key=`."""
 
 from flowjax.solvers.discrete import discrete_sample, sample_categorical
 from flowjax.solvers.divergence import (
@@ -39,7 +42,8 @@ from flowjax.solvers.likelihood import (
     ode_sample_with_log_likelihood,
     standard_normal_log_density,
 )
-from flowjax.solvers.ode import ode_sample
+from flowjax.solvers.ode import PairedFlow, ode_predict, ode_sample
+from flowjax.solvers.settings import DIVERGENCES, SolverSettings
 from flowjax.solvers.time_grids import edm_time_grid
 from flowjax.solvers.riemannian import (
     MANIFOLD_UPDATES,
@@ -50,6 +54,7 @@ from flowjax.solvers.riemannian import (
 
 __all__ = [
     "ADAPTIVE_EVALS_PER_STEP",
+    "DIVERGENCES",
     "EVALS_PER_STEP",
     "GENERATOR_FLOW_METHODS",
     "SURVIVAL",
@@ -65,7 +70,9 @@ __all__ = [
     "RIEMANNIAN_METHODS",
     "FlowDivergenceSampler",
     "ModelPasses",
+    "PairedFlow",
     "Refinement",
+    "SolverSettings",
     "discrete_sample",
     "divergence_estimator",
     "divergence_passes",
@@ -75,6 +82,7 @@ __all__ = [
     "hutchinson_probes",
     "integrate",
     "ode_log_likelihood",
+    "ode_predict",
     "ode_sample",
     "ode_sample_with_log_likelihood",
     "riemannian_log_likelihood",

@@ -36,74 +36,54 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jaxtyping import Array, Int
 
 from flowjax._checks import check_logits, check_tokens
-from flowjax.solvers.integrate import static_time_grid, step_nodes
-
-DiscretePath = Any  # MixtureDiscreteProbPath (with a source) or MetricInducedProbPath
-
-
-def sample_categorical(key: jax.Array, weights: jax.Array, dtype=jnp.float32) -> jax.Array:
-    """Draws one index per row of non-negative, unnormalised weights (..., V), int32 (...).
-
-    Inverse CDF in `dtype`: index k is drawn with probability weights[k] / sum(weights) and an
-    index of weight 0 is never drawn. A row of zeros gives index 0.
-    """
-    cdf = jnp.cumsum(weights.astype(dtype), axis=-1)
-    # u in (0, 1], so that u * total lies in (0, total]: the first k with cdf[k] >= u * total.
-    u = 1.0 - jax.random.uniform(key, weights.shape[:-1], dtype)
-    threshold = (u * cdf[..., -1])[..., None]
-    return jnp.sum(cdf < threshold, axis=-1).astype(jnp.int32)
-
-
-def _check_dtype(dtype) -> np.dtype:
-    dtype = np.dtype(dtype)
-    if not jnp.issubdtype(dtype, jnp.floating):
-        raise ValueError(f"dtype must be a floating dtype for categorical sampling, got {dtype}.")
-    if dtype.itemsize == 8 and not jax.config.read("jax_enable_x64"):
-        raise ValueError(
-            "dtype=float64 categorical sampling needs 64-bit JAX: run it inside "
-            "`with jax.enable_x64(True):` or set JAX_ENABLE_X64=1."
-        )
-    return dtype
+from flowjax.categorical import check_categorical_dtype, sample_categorical
+from flowjax.paths.discrete import DiscretePath
+from flowjax.solvers.integrate import step_nodes
+from flowjax.solvers.settings import SolverSettings, check_euler, split_settings
 
 
 def discrete_sample(
     key: jax.Array,
-    model_fn: Callable[..., jax.Array],
-    x_init: jax.Array,
+    model_fn: Callable[..., Array],
+    x_init: Int[Array, "*shape"],
     path: DiscretePath,
     *,
-    step_size: float | None = None,
-    time_grid: Any = (0.0, 1.0),
-    div_free: float | Callable[[jax.Array], jax.Array] = 0.0,
+    solver: SolverSettings | None = None,
+    div_free: float | Callable[[Array], Array] = 0.0,
     return_intermediates: bool = False,
     dtype=jnp.float32,
-    **model_kwargs: Any,
-) -> jax.Array:
-    """Simulates the CTMC of a discrete flow from x_init at time_grid[0] to time_grid[-1].
+    **kwargs: Any,
+) -> Int[Array, "*shape"] | Int[Array, "T *shape"]:
+    """Simulates the CTMC of a discrete flow from x_init at the first grid time to the last.
 
     Args:
       key: PRNG key.
       model_fn: the posterior network, called as model_fn(x, t, **model_kwargs) with the whole
         state x and a scalar t, returning logits of shape x.shape + (V,).
-      x_init: integer tokens at time_grid[0], any shape (usually (B, *event)); e.g. a mask
-        source's `MaskSource(V).sample(key, shape)`.
-      path: the discrete path the model was trained on (`MixtureDiscreteProbPath` with a source,
-        or `MetricInducedProbPath`).
-      step_size: Euler step; None takes one step per interval of `time_grid`.
-      time_grid: >= 2 strictly ascending times in [0, 1], known at trace time. Steps restart at
-        every grid time, so intermediates are states of the chain at those times.
+      x_init: integer tokens at the first grid time, any shape (usually (B, *event)); e.g. a
+        mask source's `MaskSource(V).sample(key, shape)`.
+      path: the discrete path the model was trained on (any `flowjax.paths.DiscretePath`:
+        `MixtureDiscreteProbPath` with a source, or `MetricInducedProbPath`).
+      solver: the `SolverSettings`: its step (None: one step per interval of the grid) and its
+        time grid (>= 2 strictly ascending times in [0, 1], default (0, 1)); steps restart at
+        every grid time, so intermediates are states of the chain at those times. The method
+        is Euler's ("euler").
       div_free: the corrector weight c_t >= 0, a number or a function of the scalar t.
-      return_intermediates: return the states at every time of `time_grid`, shape
+      return_intermediates: return the states at every grid time, shape
         (len(time_grid), *x_init.shape), instead of the final state.
       dtype: floating dtype of the categorical draws (float64 needs `jax.enable_x64`).
-      **model_kwargs: passed to model_fn at every step (e.g. class labels).
+      **kwargs: fields of `SolverSettings` replacing those of `solver` (step_size, time_grid);
+        the others are passed to model_fn at every step (e.g. class labels).
 
     Returns:
-      int32 tokens of the shape of x_init at time_grid[-1], or the stack at every grid time.
-      One model evaluation per step, the whole run one `lax.scan`.
+      int32 tokens of the shape of x_init at the last grid time, or the stack at every grid
+      time. One model evaluation per step, the whole run one `lax.scan`.
     """
+    settings, model_kwargs = split_settings(solver, kwargs)
+    check_euler(settings, "discrete_sample")
     x_init = jnp.asarray(x_init)
     check_tokens(x_init, path.vocab_size, "x_init")
     if path.vocab_size is None:
@@ -111,13 +91,13 @@ def discrete_sample(
             "discrete_sample needs the path's vocabulary: build a MixtureDiscreteProbPath with a "
             "source (MaskSource(V), UniformSource(V), CategoricalSource(p))."
         )
-    dtype = _check_dtype(dtype)
-    grid = static_time_grid(time_grid)
+    dtype = check_categorical_dtype(dtype)
+    grid = np.asarray(settings.grid((0.0, 1.0)))
     if not np.all(np.diff(grid) > 0):
         raise ValueError(f"time_grid must be ascending (from source to data), got {grid!r}.")
     if not callable(div_free) and div_free < 0:
         raise ValueError(f"div_free must be >= 0, got {div_free!r}.")
-    nodes, grid_index = step_nodes(grid, step_size)
+    nodes, grid_index = step_nodes(grid, settings.step_size)
     time_dtype = jnp.result_type(float)
     ts = jnp.asarray(nodes[:-1], time_dtype)
     hs = jnp.asarray(np.diff(nodes), time_dtype)

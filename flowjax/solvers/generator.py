@@ -47,10 +47,12 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jaxtyping import Array, Float
 
 from flowjax._checks import concrete_value
-from flowjax.solvers.discrete import sample_categorical
+from flowjax.categorical import sample_categorical
 from flowjax.solvers.integrate import FIXED_STEP_METHODS, _axpy, static_time_grid, step_nodes
+from flowjax.solvers.settings import SolverSettings, check_euler, split_settings
 
 JumpTarget = Callable[[jax.Array], jax.Array]  # key -> one destination per coordinate
 SURVIVAL = ("exact", "linear")
@@ -198,36 +200,39 @@ def power_time_nodes(
 def generator_sample(
     key: jax.Array,
     generator_fn: GeneratorFn,
-    x_init: jax.Array,
+    x_init: Float[Array, "*shape"],
     *,
-    time_grid: Any = (0.0, 1.0),
-    step_size: float | None = None,
+    solver: SolverSettings | None = None,
     time_power: float = 1.0,
     survival: str = "exact",
     flow_method: str = "euler",
     return_intermediates: bool = False,
-    **model_kwargs: Any,
-) -> jax.Array:
-    """Simulates the Markov process of `generator_fn` from x_init at time_grid[0].
+    **kwargs: Any,
+) -> Float[Array, "*shape"] | Float[Array, "T *shape"]:
+    """Simulates the Markov process of `generator_fn` from x_init at the first grid time.
 
     Args:
       key: PRNG key.
       generator_fn: called as generator_fn(x, t, **model_kwargs) with the whole state x and a
         scalar t < 1 (the left end of a step), returning a `Generator` for x.
-      x_init: the state at time_grid[0], any shape (usually (B, *event)), floating.
-      time_grid: >= 2 ascending times in [0, 1], known at trace time.
-      step_size: step in tau = 1 - (1 - t)^(1/time_power) (in t when time_power = 1); None
-        takes one step per interval of time_grid.
+      x_init: the state at the first grid time, any shape (usually (B, *event)), floating.
+      solver: the `SolverSettings`: its step, in tau = 1 - (1 - t)^(1/time_power) (in t when
+        time_power = 1; None takes one step per interval of the grid), and its time grid
+        (>= 2 ascending times in [0, 1], default (0, 1)). The jumps are Euler steps (method
+        "euler"); `flow_method` chooses the flow part's.
       time_power: p >= 1 of that change of variable; p > 1 shortens the steps near t = 1.
       survival: "exact" (jump probability 1 - exp(-h lambda)) or "linear" (min(h lambda, 1)).
       flow_method: "euler", or "midpoint" / "heun" for the velocity part (the mixed sampler).
-      return_intermediates: return the states at every time of time_grid, shape
+      return_intermediates: return the states at every grid time, shape
         (len(time_grid), *x_init.shape), instead of the final state.
-      **model_kwargs: passed to generator_fn at every evaluation (e.g. class labels).
+      **kwargs: fields of `SolverSettings` replacing those of `solver` (step_size, time_grid);
+        the others are passed to generator_fn at every evaluation (e.g. class labels).
 
     Returns:
-      The state at time_grid[-1] (or the stack at every grid time); one `lax.scan`.
+      The state at the last grid time (or the stack at every grid time); one `lax.scan`.
     """
+    settings, model_kwargs = split_settings(solver, kwargs)
+    check_euler(settings, "generator_sample")
     if survival not in SURVIVAL:
         raise ValueError(f"Unknown survival {survival!r}; expected one of {SURVIVAL}.")
     if flow_method not in FLOW_METHODS:
@@ -235,7 +240,9 @@ def generator_sample(
     x_init = jnp.asarray(x_init)
     if not jnp.issubdtype(x_init.dtype, jnp.floating):
         raise TypeError(f"x_init must be floating point, got {x_init.dtype}.")
-    nodes, grid_index = power_time_nodes(time_grid, step_size, time_power)
+    nodes, grid_index = power_time_nodes(
+        settings.grid((0.0, 1.0)), settings.step_size, time_power
+    )
     dtype = x_init.dtype
     ts = jnp.asarray(nodes[:-1], dtype)
     hs = jnp.asarray(np.diff(nodes), dtype)

@@ -22,18 +22,21 @@ before every fixed step, inside the same `lax.scan`. A custom `update` replaces 
 every stage and step (the Riemannian solvers, `flowjax.solvers.riemannian`, retract onto a
 manifold there).
 
-The grid is static: `time_grid` and `step_size` must be known at trace time.
+The grid is static: the time grid and step of the `SolverSettings` are known at trace time.
 """
 
 from __future__ import annotations
 
 import functools
-from typing import Any, Callable, NamedTuple
+from typing import TYPE_CHECKING, Any, Callable, NamedTuple
 
 import diffrax
 import jax
 import jax.numpy as jnp
 import numpy as np
+
+if TYPE_CHECKING:
+    from flowjax.solvers.settings import SolverSettings
 
 PyTree = Any
 Dynamics = Callable[[jax.Array, PyTree], PyTree]  # f(t, y) -> dy/dt, t a scalar
@@ -153,30 +156,22 @@ def _float_dtype(y0: PyTree):
 def integrate(
     f: Dynamics,
     y0: PyTree,
-    time_grid: Any,
+    settings: SolverSettings,
     *,
-    method: str = "euler",
-    step_size: float | None = None,
     return_intermediates: bool = False,
-    atol: float = 1e-5,
-    rtol: float = 1e-5,
-    max_steps: int = 16384,
     refine: Refinement | None = None,
     update: Update | None = None,
     return_nfe: bool = False,
 ) -> PyTree:
-    """Solves dy/dt = f(t, y) from time_grid[0] to time_grid[-1].
+    """Solves dy/dt = f(t, y) from settings.time_grid[0] to settings.time_grid[-1].
 
     Args:
       f: dynamics f(t, y) with a scalar t; y is any pytree of floating arrays.
-      y0: the state at time_grid[0].
-      time_grid: >= 2 strictly monotone times in [0, 1] (static).
-      method: one of `METHODS`.
-      step_size: fixed-step size, or for adaptive methods the initial step (None: automatic).
+      y0: the state at the first time of the grid.
+      settings: a `flowjax.solvers.SolverSettings` with its time grid set (the method, step,
+        tolerances and step budget of the solve).
       return_intermediates: return the states at every time of the grid, stacked on a new
         leading axis, instead of the final state.
-      atol, rtol: tolerances of the adaptive methods.
-      max_steps: step budget of the adaptive methods.
       refine: a map applied to the state before every step (fixed-step methods only).
       update: how a fixed step moves the state y by h * dy, update(h, dy, y); by default
         y + h * dy. The Riemannian solvers (`flowjax.solvers.riemannian`) pass one that stays
@@ -184,8 +179,10 @@ def integrate(
       return_nfe: also return the number of evaluations of f, an int32 scalar (see the
         module docstring); the result is then the pair (solution, nfe).
     """
-    check_method(method)
-    grid = static_time_grid(time_grid)
+    method = settings.method
+    if settings.time_grid is None:
+        raise ValueError("integrate needs settings with a time_grid (>= 2 times in [0, 1]).")
+    grid = np.asarray(settings.time_grid, dtype=np.float64)
     dtype = _float_dtype(y0)
     if refine is not None and method in ADAPTIVE_METHODS:
         raise ValueError(
@@ -198,11 +195,9 @@ def integrate(
             f"not the adaptive method {method!r}."
         )
     if method in ADAPTIVE_METHODS:
-        y, nfe = _integrate_adaptive(
-            f, y0, grid, dtype, method, step_size, return_intermediates, atol, rtol, max_steps
-        )
+        y, nfe = _integrate_adaptive(f, y0, grid, dtype, settings, return_intermediates)
         return (y, nfe) if return_nfe else y
-    nodes, grid_index = step_nodes(grid, step_size)
+    nodes, grid_index = step_nodes(grid, settings.step_size)
     y = _integrate_fixed(
         f, y0, grid, nodes, grid_index, dtype, method, return_intermediates, refine, update
     )
@@ -254,10 +249,9 @@ def _integrate_fixed(
     return jax.tree.map(lambda b: b[:num_grid], buffers)
 
 
-def _integrate_adaptive(
-    f, y0, grid, dtype, method, step_size, return_intermediates, atol, rtol, max_steps
-):
+def _integrate_adaptive(f, y0, grid, dtype, settings: SolverSettings, return_intermediates):
     term = diffrax.ODETerm(lambda t, y, args: f(t, y))
+    step = settings.step_size
     t0, t1 = float(grid[0]), float(grid[-1])
     saveat = (
         diffrax.SaveAt(ts=jnp.asarray(grid, dtype=dtype))
@@ -266,16 +260,16 @@ def _integrate_adaptive(
     )
     solution = diffrax.diffeqsolve(
         term,
-        ADAPTIVE_METHODS[method](),
+        ADAPTIVE_METHODS[settings.method](),
         t0=jnp.asarray(t0, dtype),
         t1=jnp.asarray(t1, dtype),
-        dt0=None if step_size is None else (step_size if t1 > t0 else -step_size),
+        dt0=None if step is None else (step if t1 > t0 else -step),
         y0=y0,
         saveat=saveat,
-        stepsize_controller=diffrax.PIDController(rtol=rtol, atol=atol),
-        max_steps=max_steps,
+        stepsize_controller=diffrax.PIDController(rtol=settings.rtol, atol=settings.atol),
+        max_steps=settings.max_steps,
         throw=False,
     )
-    nfe = ADAPTIVE_EVALS_PER_STEP[method] * solution.stats["num_steps"] + 1
+    nfe = ADAPTIVE_EVALS_PER_STEP[settings.method] * solution.stats["num_steps"] + 1
     ys = solution.ys if return_intermediates else jax.tree.map(lambda v: v[-1], solution.ys)
     return ys, jnp.asarray(nfe, jnp.int32)

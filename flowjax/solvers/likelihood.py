@@ -20,33 +20,37 @@ from typing import Any, Callable
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jaxtyping import Array, Float
 
 from flowjax.solvers import divergence as div_lib
-from flowjax.solvers.integrate import Update, integrate, static_time_grid
+from flowjax.solvers.integrate import Update, integrate
+from flowjax.solvers.settings import SolverSettings, split_settings
 
 
 def _divergence_dynamics(
-    velocity_fn: Callable[..., jax.Array],
-    x: jax.Array,
-    exact_divergence: bool,
+    velocity_fn: Callable[..., Array],
+    x: Array,
+    settings: SolverSettings,
     key: jax.Array | None,
-    num_probes: int,
-    probe: str,
     model_kwargs: dict[str, Any],
-) -> Callable[[jax.Array, jax.Array], tuple[jax.Array, jax.Array]]:
-    """A function (t, x) -> (u_t(x), div u_t(x)) with the chosen divergence estimator."""
+) -> Callable[[Array, Array], tuple[Array, Array]]:
+    """A function (t, x) -> (u_t(x), div u_t(x)) with the settings' divergence estimator."""
     if x.ndim < 2:
         raise ValueError(
             f"The likelihood solvers need a batch of shape (B, *event), got x.shape={x.shape}."
         )
     divergence = div_lib.divergence_estimator(
-        x.shape, x.dtype, exact=exact_divergence, key=key, num_probes=num_probes, probe=probe
+        x.shape,
+        x.dtype,
+        exact=settings.exact_divergence,
+        key=key,
+        num_probes=settings.num_probes,
+        probe=settings.probe,
     )
     return lambda t, y: divergence(lambda z: velocity_fn(z, t, **model_kwargs), y)
 
 
-def _check_endpoints(time_grid: Any, start: float, end: float, name: str) -> None:
-    grid = static_time_grid(time_grid)
+def _check_endpoints(grid: tuple[float, ...], start: float, end: float, name: str) -> None:
     if grid[0] != start or grid[-1] != end:
         raise ValueError(
             f"{name} integrates from t={start:g} to t={end:g}: time_grid must start at {start:g} "
@@ -54,7 +58,7 @@ def _check_endpoints(time_grid: Any, start: float, end: float, name: str) -> Non
         )
 
 
-def _check_log_density(log_p: jax.Array, x: jax.Array, name: str) -> None:
+def _check_log_density(log_p: Array, x: Array, name: str) -> None:
     if log_p.shape != (x.shape[0],):
         raise ValueError(
             f"{name} must return one log-density per sample, shape ({x.shape[0]},); "
@@ -63,59 +67,48 @@ def _check_log_density(log_p: jax.Array, x: jax.Array, name: str) -> None:
 
 
 def ode_log_likelihood(
-    velocity_fn: Callable[..., jax.Array],
-    x_1: jax.Array,
-    log_p0: Callable[[jax.Array], jax.Array],
+    velocity_fn: Callable[..., Array],
+    x_1: Float[Array, "B *event"],
+    log_p0: Callable[[Array], Array],
     *,
-    method: str = "euler",
-    step_size: float | None = None,
-    time_grid: Any = (1.0, 0.0),
+    solver: SolverSettings | None = None,
     return_intermediates: bool = False,
-    atol: float = 1e-5,
-    rtol: float = 1e-5,
-    exact_divergence: bool = True,
     key: jax.Array | None = None,
-    num_probes: int = 1,
-    probe: str = "rademacher",
     update: Update | None = None,
-    **model_kwargs: Any,
-) -> tuple[jax.Array, jax.Array]:
+    **kwargs: Any,
+) -> tuple[Float[Array, "B *event"] | Float[Array, "T B *event"], Float[Array, "B"]]:
     """log p_1(x_1) of the flow of `velocity_fn` from source density `log_p0`.
 
     Args:
       velocity_fn: u(x, t, **model_kwargs) with a scalar t.
       x_1: data points, shape (B, *event).
       log_p0: the source log-density, mapping (B, *event) to (B,).
-      method, step_size, atol, rtol: as for `ode_sample`.
-      time_grid: descending from 1.0 to 0.0 (static).
+      solver: the `SolverSettings` (method, step size, tolerances, divergence "exact" or
+        "hutchinson" with num_probes probes of kind probe); its time grid must descend from 1.0
+        to 0.0 (default (1.0, 0.0)).
       return_intermediates: return the states at every time of the grid, stacked, instead of x_0.
-      exact_divergence: exact Jacobian trace (D forward-mode products), or Hutchinson.
-      key: PRNG key for the Hutchinson probes (required when exact_divergence=False).
-      num_probes: Hutchinson probes averaged at every evaluation.
-      probe: "rademacher" or "gaussian".
+      key: PRNG key for the Hutchinson probes (required with divergence="hutchinson").
       update: how a fixed step moves the state (x, log-det) by h * (u, div u), as for
         `flowjax.solvers.integrate` (default: y + h dy; `riemannian_log_likelihood` passes a
         step that keeps x on its manifold).
+      **kwargs: fields of `SolverSettings` replacing those of `solver` (method, step_size,
+        exact_divergence, ...); the others are passed to velocity_fn at every call.
 
     Returns:
       (x_0, log_p1): the source point of each sample (or all intermediates) and log p_1(x_1),
       shape (B,).
     """
+    settings, model_kwargs = split_settings(solver, kwargs)
+    settings = settings.replace(time_grid=settings.grid((1.0, 0.0)))
     x_1 = jnp.asarray(x_1)
-    _check_endpoints(time_grid, 1.0, 0.0, "ode_log_likelihood")
-    field = _divergence_dynamics(
-        velocity_fn, x_1, exact_divergence, key, num_probes, probe, model_kwargs
-    )
+    _check_endpoints(settings.time_grid, 1.0, 0.0, "ode_log_likelihood")
+    field = _divergence_dynamics(velocity_fn, x_1, settings, key, model_kwargs)
     log_det_init = jnp.zeros(x_1.shape[:1], dtype=x_1.dtype)
     xs, log_det = integrate(
         lambda t, y: field(t, y[0]),
         (x_1, log_det_init),
-        time_grid,
-        method=method,
-        step_size=step_size,
+        settings,
         return_intermediates=return_intermediates,
-        atol=atol,
-        rtol=rtol,
         update=update,
     )
     x_0 = xs[-1] if return_intermediates else xs
@@ -126,33 +119,27 @@ def ode_log_likelihood(
 
 
 def ode_sample_with_log_likelihood(
-    velocity_fn: Callable[..., jax.Array],
-    x_0: jax.Array,
-    log_p0: Callable[[jax.Array], jax.Array],
+    velocity_fn: Callable[..., Array],
+    x_0: Float[Array, "B *event"],
+    log_p0: Callable[[Array], Array],
     *,
-    method: str = "euler",
-    step_size: float | None = None,
-    time_grid: Any = (0.0, 1.0),
+    solver: SolverSettings | None = None,
     return_intermediates: bool = False,
-    atol: float = 1e-5,
-    rtol: float = 1e-5,
-    exact_divergence: bool = True,
     key: jax.Array | None = None,
-    num_probes: int = 1,
-    probe: str = "rademacher",
-    **model_kwargs: Any,
-) -> tuple[jax.Array, jax.Array]:
+    **kwargs: Any,
+) -> tuple[Float[Array, "B *event"] | Float[Array, "T B *event"], Float[Array, "B"] | Array]:
     """Samples x_1 from x_0 and the model's log p_1(x_1) in the same forward solve.
 
-    Arguments as for `ode_log_likelihood`, except that `x_0` holds source samples and
-    `time_grid` ascends from 0.0 to 1.0. Returns (x_1 or the stacked intermediates, log p_1),
-    the log-density of shape (B,) (stacked per grid time when return_intermediates=True).
+    Arguments as for `ode_log_likelihood`, except that `x_0` holds source samples and the time
+    grid ascends from 0.0 to 1.0 (the default). Returns (x_1 or the stacked intermediates,
+    log p_1), the log-density of shape (B,) (stacked per grid time when
+    return_intermediates=True).
     """
+    settings, model_kwargs = split_settings(solver, kwargs)
+    settings = settings.replace(time_grid=settings.grid((0.0, 1.0)))
     x_0 = jnp.asarray(x_0)
-    _check_endpoints(time_grid, 0.0, 1.0, "ode_sample_with_log_likelihood")
-    field = _divergence_dynamics(
-        velocity_fn, x_0, exact_divergence, key, num_probes, probe, model_kwargs
-    )
+    _check_endpoints(settings.time_grid, 0.0, 1.0, "ode_sample_with_log_likelihood")
+    field = _divergence_dynamics(velocity_fn, x_0, settings, key, model_kwargs)
 
     def dynamics(t, y):
         velocity, div = field(t, y[0])
@@ -163,16 +150,12 @@ def ode_sample_with_log_likelihood(
     return integrate(
         dynamics,
         (x_0, log_p_init.astype(x_0.dtype)),
-        time_grid,
-        method=method,
-        step_size=step_size,
+        settings,
         return_intermediates=return_intermediates,
-        atol=atol,
-        rtol=rtol,
     )
 
 
-def standard_normal_log_density(x: jax.Array) -> jax.Array:
+def standard_normal_log_density(x: Float[Array, "B *event"]) -> Float[Array, "B"]:
     """log N(x; 0, I) per sample for x of shape (B, *event): the usual source density."""
     flat = x.reshape(x.shape[0], -1)
     dim = flat.shape[1]

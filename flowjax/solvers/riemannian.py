@@ -45,10 +45,12 @@ from typing import Any, Callable
 
 import jax
 import jax.numpy as jnp
+from jaxtyping import Array, Float
 
 from flowjax.manifolds import Manifold, check_points
 from flowjax.solvers.integrate import FIXED_STEP_METHODS, Update, integrate
 from flowjax.solvers.likelihood import ode_log_likelihood
+from flowjax.solvers.settings import SolverSettings, split_settings
 
 RIEMANNIAN_METHODS = tuple(FIXED_STEP_METHODS)
 """The methods of the manifold solvers: euler, midpoint, heun, rk4."""
@@ -57,12 +59,12 @@ MANIFOLD_UPDATES = ("project", "expmap")
 """How a step moves a point by h k on the manifold (see the module docstring)."""
 
 
-def _check_method(method: str, name: str) -> None:
-    if method not in RIEMANNIAN_METHODS:
+def _check_method(settings: SolverSettings, name: str) -> None:
+    if settings.method not in RIEMANNIAN_METHODS:
         raise ValueError(
             f"{name} needs a fixed-step method ({', '.join(RIEMANNIAN_METHODS)}); got "
-            f"{method!r}. Adaptive diffrax methods step in the ambient space and would leave "
-            "the manifold."
+            f"{settings.method!r}. Adaptive diffrax methods step in the ambient space and would "
+            "leave the manifold."
         )
 
 
@@ -83,75 +85,68 @@ def manifold_update(manifold: Manifold, update: str = "project", projx: bool = T
 
 
 def riemannian_sample(
-    velocity_fn: Callable[..., jax.Array],
-    x_init: jax.Array,
+    velocity_fn: Callable[..., Array],
+    x_init: Float[Array, "B *points d"],
     manifold: Manifold,
     *,
-    method: str = "euler",
-    step_size: float | None = None,
-    time_grid: Any = (0.0, 1.0),
+    solver: SolverSettings | None = None,
     projx: bool = True,
     proju: bool = True,
     update: str = "project",
     return_intermediates: bool = False,
-    **model_kwargs: Any,
-) -> jax.Array:
-    """Integrates dx/dt = velocity_fn(x, t, **model_kwargs) on `manifold` over `time_grid`.
+    **kwargs: Any,
+) -> Float[Array, "B *points d"] | Float[Array, "T B *points d"]:
+    """Integrates dx/dt = velocity_fn(x, t, **model_kwargs) on `manifold` over the time grid.
 
     Args:
       velocity_fn: the velocity field, called with the whole state x (B, ..., ambient_dim) and a
         scalar t; its output is projected onto T_x M when `proju`.
-      x_init: points of the manifold at time_grid[0], shape (B, ..., ambient_dim). Concrete
-        values are checked (a point off the manifold raises a ValueError); they are not moved.
+      x_init: points of the manifold at the first grid time, shape (B, ..., ambient_dim).
+        Concrete values are checked (a point off the manifold raises a ValueError); they are
+        not moved.
       manifold: a `flowjax.manifolds.Manifold`.
-      method: "euler", "midpoint", "heun" or "rk4".
-      step_size: fixed step; None takes one step per interval of `time_grid`.
-      time_grid: >= 2 strictly ascending or descending times in [0, 1], known at trace time.
+      solver: the `SolverSettings`: a fixed-step method ("euler", "midpoint", "heun", "rk4"),
+        its step (None: one step per interval of the grid) and the time grid (default (0, 1)).
       projx: project every new state onto the manifold.
       proju: project every velocity onto the tangent space at its point.
       update: "project" (x + h k, then projx) or "expmap" (exp_x(h k)).
-      return_intermediates: return the states at every time of `time_grid`, shape
+      return_intermediates: return the states at every grid time, shape
         (len(time_grid), *x_init.shape), instead of the final state.
-      **model_kwargs: passed to velocity_fn at every call (e.g. class labels).
+      **kwargs: fields of `SolverSettings` replacing those of `solver` (method, step_size,
+        time_grid); the others are passed to velocity_fn at every call (e.g. class labels).
 
     Returns:
-      The state at time_grid[-1], or the stacked states at every grid time.
+      The state at the last grid time, or the stacked states at every grid time.
     """
-    _check_method(method, "riemannian_sample")
+    settings, model_kwargs = split_settings(solver, kwargs)
+    _check_method(settings, "riemannian_sample")
     x_init = jnp.asarray(x_init)
     check_points(manifold, x_init, "x_init")
 
-    def velocity(t: jax.Array, x: jax.Array) -> jax.Array:
+    def velocity(t: Array, x: Array) -> Array:
         u = velocity_fn(x, t, **model_kwargs)
         return manifold.proju(x, u) if proju else u
 
     return integrate(
         velocity,
         x_init,
-        time_grid,
-        method=method,
-        step_size=step_size,
+        settings.replace(time_grid=settings.grid((0.0, 1.0))),
         return_intermediates=return_intermediates,
         update=manifold_update(manifold, update, projx),
     )
 
 
 def riemannian_log_likelihood(
-    velocity_fn: Callable[..., jax.Array],
-    x_1: jax.Array,
+    velocity_fn: Callable[..., Array],
+    x_1: Float[Array, "B *points d"],
     manifold: Manifold,
     *,
-    method: str = "euler",
-    step_size: float | None = None,
-    time_grid: Any = (1.0, 0.0),
+    solver: SolverSettings | None = None,
     update: str = "project",
     return_intermediates: bool = False,
-    exact_divergence: bool = True,
     key: jax.Array | None = None,
-    num_probes: int = 1,
-    probe: str = "rademacher",
-    **model_kwargs: Any,
-) -> tuple[jax.Array, jax.Array]:
+    **kwargs: Any,
+) -> tuple[Array, Float[Array, "B"]]:
     """log p_1(x_1) of the flow of `velocity_fn` on `manifold` from its base distribution.
 
     The density is w.r.t. the Riemannian volume (uniform on the sphere and the torus: 1/(4 pi)
@@ -163,17 +158,21 @@ def riemannian_log_likelihood(
       x_1: points of the manifold, shape (B, ..., ambient_dim); concrete values are checked and
         projected like the inputs of `flowjax.paths.GeodesicProbPath.sample`.
       manifold: a `flowjax.manifolds.Manifold`; its `base_log_prob` is the source density.
-      method, step_size, update: as for `riemannian_sample`.
-      time_grid: descending from 1.0 to 0.0 (static).
-      return_intermediates: return the states at every time of the grid, stacked, instead of x_0.
-      exact_divergence: exact trace (one forward-mode product per ambient coordinate), or
-        Hutchinson's estimator with `num_probes` probes of kind `probe` drawn from `key`.
+      solver: the `SolverSettings`: a fixed-step method, its step, the time grid (descending
+        from 1.0 to 0.0, the default) and the divergence ("exact": one forward-mode product per
+        ambient coordinate; "hutchinson" with num_probes probes of kind probe drawn from `key`).
+      update: as for `riemannian_sample`.
+      return_intermediates: return the states at every grid time, stacked, instead of x_0.
+      key: PRNG key of the Hutchinson probes.
+      **kwargs: fields of `SolverSettings` replacing those of `solver`; the others are passed to
+        velocity_fn at every call.
 
     Returns:
       (x_0, log_p1): the source point of each sample (or all intermediates) and log p_1(x_1),
       shape (B,).
     """
-    _check_method(method, "riemannian_log_likelihood")
+    settings, model_kwargs = split_settings(solver, kwargs)
+    _check_method(settings, "riemannian_log_likelihood")
     x_1 = jnp.asarray(x_1)
     check_points(manifold, x_1, "x_1")
     if x_1.ndim < 2:
@@ -183,11 +182,11 @@ def riemannian_log_likelihood(
         )
     move = manifold_update(manifold, update, projx=True)
 
-    def tangent_field(x: jax.Array, t: jax.Array, **kwargs: Any) -> jax.Array:
+    def tangent_field(x: Array, t: Array, **model_kwargs: Any) -> Array:
         on_manifold = manifold.projx(x)
-        return manifold.proju(on_manifold, velocity_fn(on_manifold, t, **kwargs))
+        return manifold.proju(on_manifold, velocity_fn(on_manifold, t, **model_kwargs))
 
-    def base_log_prob(x: jax.Array) -> jax.Array:
+    def base_log_prob(x: Array) -> Array:
         return manifold.base_log_prob(x).reshape(x.shape[0], -1).sum(axis=1)
 
     def move_state(h, dy, y):
@@ -198,14 +197,9 @@ def riemannian_log_likelihood(
         tangent_field,
         manifold.projx(x_1),
         base_log_prob,
-        method=method,
-        step_size=step_size,
-        time_grid=time_grid,
+        solver=settings,
         return_intermediates=return_intermediates,
-        exact_divergence=exact_divergence,
         key=key,
-        num_probes=num_probes,
-        probe=probe,
         update=move_state,
         **model_kwargs,
     )

@@ -5,11 +5,13 @@ keys a run accepts are exactly those listed here, plus those of its objective (t
 `loss` sections and the objective's keys of `sample` and `evaluate`, see
 `flowjax.train.objectives`), the settings of the chosen model (`flowjax.train.registry.MODELS`)
 and of the chosen data source (which `flowjax.data` checks).
-`validate_config` runs before anything is compiled and raises a `ValueError` that says what was
-expected: an unknown or missing key (with the closest valid one), a value of the wrong type or
-out of range, a choice that does not exist, a global batch that the data-parallel devices
-cannot split evenly, a dataset that does not exist, a bad model or scheduler setting, or a work
-directory that cannot be written.
+`validate_config` is the one place a config is checked: it runs before anything is compiled,
+asks each part (schema, objective, data source, model, solver settings, mesh) for its rules and
+raises one `ConfigError` (a ValueError) listing every problem, each saying what was expected: an
+unknown or missing key (with the closest valid one), a value of the wrong type or out of range,
+a choice that does not exist, a global batch that the data-parallel devices cannot split evenly,
+a dataset that does not exist, a bad model or scheduler setting, or a work directory that
+cannot be written.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ from flax import nnx
 
 from flowjax import data
 from flowjax.train import objectives, registry
-from flowjax.train.sharding import MESH_AXES, data_parallel_size
+from flowjax.parallel import MESH_AXES, data_parallel_size
 
 OPTIMIZERS = ("adam", "adamw")
 LR_SCHEDULES = ("constant", "cosine")
@@ -165,6 +167,19 @@ _UNIT_INTERVAL = (
 )
 
 
+class ConfigError(ValueError):
+    """A config that cannot run, with every problem found in it (`problems`, one line each)."""
+
+    def __init__(self, problems: list[str]):
+        self.problems = list(problems)
+        if len(self.problems) == 1:
+            message = self.problems[0]
+        else:
+            lines = "\n".join(f"  - {p}" for p in self.problems)
+            message = f"The config has {len(self.problems)} problems:\n{lines}"
+        super().__init__(message)
+
+
 def schema_for(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
     """The defaults against which `config` is checked (those of its objective and its model)."""
     schema = default_config(config.get("objective", "flow_matching"))
@@ -173,46 +188,71 @@ def schema_for(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
     return schema
 
 
-def check_schema(config: ml_collections.ConfigDict) -> None:
-    """Checks keys and types against the schema; needs no devices (runs before JAX starts)."""
+def schema_problems(config: ml_collections.ConfigDict) -> list[str]:
+    """Unknown, missing and mistyped keys against the schema; needs no devices."""
     objective = config.get("objective", "flow_matching")
     if objective not in objectives.OBJECTIVES:
-        raise ValueError(
+        return [
             f"Config key 'objective' must be one of {sorted(objectives.OBJECTIVES)}, got "
             f"{objective!r}."
-        )
-    _check_choice(config, "model.name")
-    _check_keys_and_types(config, schema_for(config), prefix="")
+        ]
+    model_name = config.get("model", {}).get("name")
+    if model_name not in registry.MODELS:
+        return [
+            f"Config key 'model.name' must be one of {list(registry.MODELS)}, got {model_name!r}."
+        ]
+    return list(_key_and_type_problems(config, schema_for(config), prefix=""))
+
+
+def check_schema(config: ml_collections.ConfigDict) -> None:
+    """Raises a `ConfigError` listing every unknown, missing or mistyped key (runs before JAX
+    starts, e.g. before `jax.distributed.initialize`)."""
+    problems = schema_problems(config)
+    if problems:
+        raise ConfigError(problems)
 
 
 def validate_config(config: ml_collections.ConfigDict, workdir: str | None = None) -> None:
-    """Checks everything that can be checked before compiling; raises a clear ValueError.
+    """Checks everything that can be checked before compiling, in one pass.
+
+    The config's keys and types are checked against the schema, then every value against the
+    rules of the shared sections and of the objective (choices, ranges), then each part is
+    asked for its own rules: the data source (`flowjax.data.parse_config` and the dataset's
+    metadata), the objective (its path, solver settings and combinations of settings, by
+    building it), the model (by building it abstractly), the mesh and the batch sizes, and the
+    work directory. Every problem found is reported in one `ConfigError` (a ValueError), one
+    line each; a part whose keys are already wrong is not built.
 
     Args:
       config: a training config.
       workdir: the run's work directory, created if needed; checked to be writable.
     """
-    check_schema(config)
+    problems = schema_problems(config)
+    if problems:
+        raise ConfigError(problems)
     kind = objectives.objective_class(config.objective)
     for key, allowed in {**_CHOICES, **kind.choices}.items():
-        _check_choice(config, key, allowed)
+        problems += _problem(config, key, lambda v, a=allowed: v in a, f"one of {list(allowed)}")
     for key in _POSITIVE + kind.positive:
-        _check(config, key, lambda v: v > 0, "> 0")
+        problems += _problem(config, key, lambda v: v > 0, "> 0")
     for key in _NON_NEGATIVE + kind.non_negative:
-        _check(config, key, lambda v: v >= 0, ">= 0")
+        problems += _problem(config, key, lambda v: v >= 0, ">= 0")
     for key in _UNIT_INTERVAL + kind.unit_interval:
-        _check(config, key, lambda v: 0 <= v <= 1, "in [0, 1]")
-    _check(config, "optim.ema_decay", lambda v: v < 1, "< 1")
+        problems += _problem(config, key, lambda v: 0 <= v <= 1, "in [0, 1]")
+    problems += _problem(config, "optim.ema_decay", lambda v: v < 1, "< 1")
     if config.optim.name == "adam" and config.optim.weight_decay > 0:
-        raise ValueError(
+        problems.append(
             "optim.weight_decay > 0 needs optim.name='adamw' (decoupled weight decay); "
             "plain Adam takes no weight decay."
         )
-    _check_sharding_config(config.sharding)
-    _check_components(config)
-    _check_batch_divisibility(config)
+    problems += _collect(_check_sharding_config, config.sharding)
+    if not problems:  # the parts read their values: build them only from valid ones
+        problems += _collect(_check_components, config)
+        problems += _collect(_check_batch_divisibility, config)
     if workdir is not None:
-        check_writable(workdir)
+        problems += _collect(check_writable, workdir)
+    if problems:
+        raise ConfigError(problems)
 
 
 def heldout_data_config(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
@@ -233,10 +273,10 @@ def check_writable(workdir: str) -> None:
         ) from error
 
 
-def _check_keys_and_types(config: Any, schema: ml_collections.ConfigDict, prefix: str) -> None:
+def _key_and_type_problems(config: Any, schema: ml_collections.ConfigDict, prefix: str):
     missing = sorted(set(schema.keys()) - set(config.keys()))
     if missing:
-        raise ValueError(
+        yield (
             f"Config keys {[prefix + k for k in missing]} are missing; start the config from "
             "flowjax.train.default_config(), which has every key with its default."
         )
@@ -247,18 +287,16 @@ def _check_keys_and_types(config: Any, schema: ml_collections.ConfigDict, prefix
         if key not in schema:
             close = difflib.get_close_matches(key, list(schema.keys()), n=1)
             hint = f" Did you mean {prefix + close[0]!r}?" if close else ""
-            raise ValueError(
-                f"Unknown config key {name!r}.{hint} Valid keys here: {sorted(schema.keys())}."
-            )
+            yield f"Unknown config key {name!r}.{hint} Valid keys here: {sorted(schema.keys())}."
+            continue
         value, default = config[key], schema[key]
         if isinstance(default, ml_collections.ConfigDict):
             if not isinstance(value, (ml_collections.ConfigDict, dict)):
-                raise ValueError(
-                    f"Config key {name!r} must be a section (ConfigDict), got {value!r}."
-                )
-            _check_keys_and_types(value, default, prefix=name + ".")
+                yield f"Config key {name!r} must be a section (ConfigDict), got {value!r}."
+            else:
+                yield from _key_and_type_problems(value, default, prefix=name + ".")
         elif not _same_type(value, default):
-            raise ValueError(
+            yield (
                 f"Config key {name!r} must be of type {type(default).__name__} "
                 f"(like its default {default!r}), got {value!r} of type {type(value).__name__}."
             )
@@ -274,22 +312,21 @@ def _same_type(value: Any, default: Any) -> bool:
     return isinstance(value, type(default))
 
 
-def _get(config: ml_collections.ConfigDict, key: str) -> Any:
+def _problem(config, key: str, predicate, expected: str) -> list[str]:
     section, name = key.split(".")
-    return config[section][name]
+    value = config[section][name]
+    return [] if predicate(value) else [f"Config key {key!r} must be {expected}, got {value!r}."]
 
 
-def _check(config, key: str, predicate, expected: str) -> None:
-    value = _get(config, key)
-    if not predicate(value):
-        raise ValueError(f"Config key {key!r} must be {expected}, got {value!r}.")
-
-
-def _check_choice(config, key: str, allowed: tuple | None = None) -> None:
-    allowed = _CHOICES[key] if allowed is None else allowed
-    value = _get(config, key)
-    if value not in allowed:
-        raise ValueError(f"Config key {key!r} must be one of {list(allowed)}, got {value!r}.")
+def _collect(check, *args) -> list[str]:
+    """The problems a part's check raises: its ConfigError's list, or its ValueError."""
+    try:
+        check(*args)
+    except ConfigError as error:
+        return error.problems
+    except (ValueError, FileNotFoundError) as error:
+        return [str(error)]
+    return []
 
 
 def _check_sharding_config(sharding: ml_collections.ConfigDict) -> None:
@@ -318,21 +355,27 @@ def _check_sharding_config(sharding: ml_collections.ConfigDict) -> None:
 
 
 def _check_components(config: ml_collections.ConfigDict) -> None:
-    """Describes the data and builds the objective and an abstract model, so that their own
-    checks (unknown dataset or data key, data of the wrong kind, bad path or model setting)
-    raise here."""
-    spec = objectives.DataSpec.from_config(config.data)
-    data.parse_config(heldout_data_config(config))
-    objective = objectives.build_objective(config, spec)
-    nnx.eval_shape(
-        lambda: registry.build_model(
-            config.model,
-            spec.event_shape,
-            spec.num_classes,
-            nnx.Rngs(0),
-            **objective.model_kwargs(),
+    """Asks each part for its rules by building it: the data (training and held-out settings:
+    an unknown dataset or data key), then the objective (data of the wrong kind, a bad path or
+    solver setting) and an abstract model (a bad model setting). Later parts need the earlier
+    ones, so the first part that fails ends the check."""
+    problems = _collect(data.parse_config, heldout_data_config(config))
+    try:
+        spec = objectives.DataSpec.from_config(config.data)
+        objective = objectives.build_objective(config, spec)
+        nnx.eval_shape(
+            lambda: registry.build_model(
+                config.model,
+                spec.event_shape,
+                spec.num_classes,
+                nnx.Rngs(0),
+                **objective.model_kwargs(),
+            )
         )
-    )
+    except (ValueError, FileNotFoundError) as error:
+        problems.append(str(error))
+    if problems:
+        raise ConfigError(problems)
 
 
 def _check_batch_divisibility(config: ml_collections.ConfigDict) -> None:

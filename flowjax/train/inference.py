@@ -41,7 +41,7 @@ from flowjax.train import plots
 from flowjax.train.checkpoint import Checkpointer, abstract_with_shardings
 from flowjax.train.config import heldout_data_config, validate_config
 from flowjax.train.setup import RunSetup, initialize_distributed, setup_run
-from flowjax.train.sharding import batch_sharding, global_batch, replicated
+from flowjax.parallel import batch_sharding, global_batch, replicated
 from flowjax.train.state import TrainState
 
 log = logging.getLogger(__name__)
@@ -57,6 +57,10 @@ IMAGE_GRID_SIZE = 64  # samples shown in the grid of an image model
 FID_KEY, DIGITS_KEY = 1, 2  # fold_in(jax.random.key(evaluate.seed), .) for the image metrics
 
 Batch = dict[str, Any]  # "x": (B, *event), optionally "label": (B,)
+
+
+class MissingCheckpointError(FileNotFoundError):
+    """Sampling or evaluation was asked of a work directory that holds no checkpoint."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -105,7 +109,7 @@ def load_trained_flow(config: ml_collections.ConfigDict, workdir: str) -> Traine
             abstract_with_shardings(run.abstract_state, run.shardings)
         )
         if restored is None:
-            raise FileNotFoundError(
+            raise MissingCheckpointError(
                 f"No checkpoint in {checkpointer.directory}: train first "
                 "(--mode=train with the same --workdir)."
             )

@@ -24,7 +24,7 @@ from flowjax.train.config import validate_config
 from flowjax.train.logs import MetricsLog
 from flowjax.train.preemption import StopSignals
 from flowjax.train.setup import initialize_distributed, setup_run
-from flowjax.train.sharding import batch_sharding, global_batch
+from flowjax.parallel import batch_sharding, global_batch
 from flowjax.train.state import TrainState, init_train_state
 from flowjax.train.step import Metrics, compile_train_step
 

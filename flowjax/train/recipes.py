@@ -1,5 +1,6 @@
-"""The Flow Matching Guide's image recipe as a training config (Lipman et al., 2024; PAPERS.md,
-section 1, the reference code's CIFAR-10 and ImageNet-32/64 settings).
+"""Config builders shared by the files of configs/: the Flow Matching Guide's image recipe
+(Lipman et al., 2024; PAPERS.md, section 1, the reference code's CIFAR-10 and ImageNet-32/64
+settings), the toy smoke settings, and the neural-ODE-on-paired-data settings.
 
 Common to its image results: the conditional-OT path x_t = t x_1 + (1 - t) x_0 with velocity
 prediction (eq. 4.23 / 4.64); skewed training times t = sigmoid(N(-1.2, 1.2^2))
@@ -14,16 +15,21 @@ classifier-free guidance for the class-conditional ImageNet models.
 `imagenet_config` the class-conditional ImageNet-32/64 setting;
 `shrink_to_smoke` turns any image config into a seconds-long CPU run of the same pipeline
 (a tiny network, a few steps, a few samples) for tests, and `shrink_toy_to_smoke` does the same
-for the 2-D toy configs (checkerboard, torus, generator matching).
+for the 2-D toy configs (checkerboard, torus, generator matching). `apply_variants` and
+`tfds_classification_config` build the settings of the objective "simfree_node" (Kim et al.,
+2024): its comma-separated variants and its MNIST / SVHN / CIFAR-10 configs.
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 import ml_collections
 
 from flowjax.data import IMAGE_DATASETS, image_data_config
 from flowjax.models.layers import DIT_SHARDING_RULES, UNET_SHARDING_RULES
 from flowjax.train.config import default_config
+from flowjax.train.objectives.simfree_node import METHODS as SIMFREE_NODE_METHODS
 from flowjax.train.registry import model_defaults
 
 SHARDING_RULES = {"unet": UNET_SHARDING_RULES, "dit": DIT_SHARDING_RULES}
@@ -164,8 +170,6 @@ def toy_generator_matching_config(
     2024): CondOT flow + jump model, a 4 x 256 `generator_mlp` with 128 jump bins on [-5, 5],
     Adam 2e-3 with cosine decay, batch 1024, 2k steps, sampled by the 50/50 superposition.
     `data_names` maps each data variant (None: the default) to its toy; "smoke" shrinks it."""
-    from flowjax.train import default_config  # flowjax.train imports this module
-
     variants = sorted([name for name in data_names if name is not None] + ["smoke"])
     if arg is not None and arg not in variants:
         raise ValueError(
@@ -208,3 +212,76 @@ def toy_generator_matching_config(
         config.path.num_bins = 16
         config.sample.step_size = 0.1
     return config
+
+
+# Neural ODEs on paired data (the objective "simfree_node") ------------------------------------
+
+
+def short_run(config: ml_collections.ConfigDict) -> None:
+    """The default "smoke" variant: 20 updates, logged every 10, one checkpoint at the end."""
+    config.train.num_steps = config.checkpoint.every_steps = 20
+    config.train.log_every = 10
+
+
+def apply_variants(
+    config: ml_collections.ConfigDict, arg: str | None, variants: dict | None = None
+):
+    """Applies the comma-separated variants of `arg` ("smoke", "backprop,smoke", ...) to a
+    simfree_node config: "embedding", "data_space" and "backprop" set loss.method,
+    "trigonometric" the cosine path, "smoke" shortens the run (`short_run`), and `variants`
+    maps the config's own names to functions that change the config in place (replacing a
+    built-in one of the same name). Unknown names raise a ValueError listing the valid ones."""
+    builtin = {
+        **{m: (lambda c, m=m: setattr(c.loss, "method", m)) for m in SIMFREE_NODE_METHODS},
+        "trigonometric": lambda c: setattr(c.path, "scheduler", "cosine"),
+        "smoke": short_run,
+    }
+    known = {**builtin, **(variants or {})}
+    for name in [] if not arg else arg.split(","):
+        if name not in known:
+            raise ValueError(
+                f"Unknown variant {name!r}; use a comma-separated subset of {sorted(known)}."
+            )
+        known[name](config)
+    return config
+
+
+def tfds_classification_config(
+    dataset: str, arg: str | None, *, num_test: int, eval_batch_size: int, **model: Any
+) -> ml_collections.ConfigDict:
+    """The paper's image-classification settings (MNIST, SVHN, CIFAR-10) on a TFDS dataset:
+    train on "train", evaluate on all `num_test` test images; 100k steps of batch 1024 with the
+    EMA of the weights. `model` sets `config.model` (and `label_noise`, `learning_rate`,
+    `schedule` the loss and the optimiser); the `smoke` variant shrinks everything to seconds."""
+    config = default_config("simfree_node")
+    config.data = dict(source="tfds", name=dataset, split="train", data_dir=None)
+    config.evaluate.data = dict(split="test")
+    config.loss.label_noise = model.pop("label_noise")
+    config.optim.learning_rate = model.pop("learning_rate")
+    config.optim.schedule = model.pop("schedule", config.optim.schedule)
+    config.model.update(model)
+    config.optim.ema_decay = 0.9999
+    config.train.num_steps = 100_000
+    config.train.global_batch_size = 1024
+    config.train.log_every = 500
+    config.checkpoint.every_steps = 10_000
+    config.sample.num_samples = 1_000
+    config.sample.batch_size = 1_000
+    config.sample.num_trajectories = 64
+    config.evaluate.num_points = num_test
+    config.evaluate.batch_size = eval_batch_size
+
+    def smoke(c: ml_collections.ConfigDict) -> None:
+        c.model.latent_dim = c.model.decoder_hidden_dim = c.model.hidden_dim = 32
+        if c.model.get("encoder") == "cnn":
+            c.model.cnn_channels = (8, 16)
+        else:
+            c.model.encoder_hidden_dim = 32
+        c.train.num_steps = c.checkpoint.every_steps = 10
+        c.train.global_batch_size = 32
+        c.train.log_every = 5
+        c.sample.num_samples = c.sample.batch_size = 32
+        c.sample.num_trajectories = 4
+        c.evaluate.num_points = c.evaluate.batch_size = 32
+
+    return apply_variants(config, arg, {"smoke": smoke})

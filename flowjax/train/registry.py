@@ -1,11 +1,20 @@
-"""Names in a config mapped to the library's objects: models and path schedulers.
+"""Names in a config mapped to the library's objects: models, schedulers and paths.
 
-A config names a model (`config.model.name`) and, for continuous flow matching, a scheduler
-(`config.path.scheduler`); this module turns those names and their settings into a Flax NNX module
-and an `AffineProbPath` (Flow Matching Guide, Lipman et al., 2024, section 4.8). A new network
-becomes trainable from a config by adding one entry to `MODELS`, with the defaults of its
-settings and the kind of data it reads (continuous points or discrete tokens); the objectives of
-`flowjax.train.objectives` check that the model fits the data.
+A config names a model (`config.model.name`) and describes its probability path
+(`config.path`); this module turns those names and settings into a Flax NNX module and into
+the path an objective trains on, and is the one place where paths are built from a config:
+
+  `build_path`           the affine path x_t = alpha_t x_1 + sigma_t x_0 of a scheduler (Flow
+                         Matching Guide, Lipman et al., 2024, section 4.8);
+  `build_discrete_path`  a mixture path (mask or uniform source; polynomial or kinetic-optimal
+                         scheduler) or a metric-induced path on tokens (Guide section 7; Shaul
+                         et al., 2024);
+  `build_geodesic_path`  the geodesic path on a manifold (`resolve_manifold`: the configured
+                         one, or the one a toy dataset lives on; Guide section 5).
+
+A new network becomes trainable from a config by adding one entry to `MODELS`, with the defaults
+of its settings and the kind of data it reads (continuous points or discrete tokens); the
+objectives of `flowjax.train.objectives` check that the model fits the data.
 """
 
 from __future__ import annotations
@@ -17,7 +26,7 @@ import jax.numpy as jnp
 import ml_collections
 from flax import nnx
 
-from flowjax import paths
+from flowjax import data, manifolds, paths
 from flowjax.models import MLP, DiscreteMLP, DiT, GeneratorMLP, ManifoldMLP, SimFreeNODE, UNet
 
 COMPUTE_DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
@@ -179,3 +188,57 @@ def build_model(
 def build_path(path_config: ml_collections.ConfigDict) -> paths.AffineProbPath:
     """The affine probability path x_t = alpha_t x_1 + sigma_t x_0 of the configured scheduler."""
     return paths.AffineProbPath(SCHEDULERS[path_config.scheduler](path_config))
+
+
+def build_discrete_path(
+    path_config: ml_collections.ConfigDict, data_vocab: int
+) -> paths.DiscretePath:
+    """The discrete path of `path_config` over a data vocabulary of `data_vocab` tokens (the
+    mask source adds one token, id `data_vocab`)."""
+    c = path_config
+    if c.kind == "metric":
+        if c.source != "uniform":
+            raise ValueError(
+                "The metric-induced path starts from the uniform distribution; set "
+                "path.source='uniform' with path.kind='metric'."
+            )
+        return paths.MetricInducedProbPath(
+            data_vocab,
+            paths.TokenDistance(scale=c.distance_scale, power=c.distance_power),
+            paths.PowerBeta(c=c.beta_c, a=c.beta_a),
+        )
+    source = paths.MaskSource(data_vocab + 1) if c.source == "mask" else paths.UniformSource(data_vocab)
+    if c.scheduler == "kinetic_optimal":
+        scheduler = paths.KineticOptimalScheduler.for_source(source)
+    else:
+        scheduler = paths.PolynomialScheduler(n=c.polynomial_n)
+    return paths.MixtureDiscreteProbPath(scheduler, source)
+
+
+def resolve_manifold(name: str, toy: str | None) -> manifolds.Manifold:
+    """The manifold named by path.manifold ("S2", "T2", "S2xT1xR3", ...), or, when `name` is "",
+    the one the toy dataset `toy` lives on."""
+    toy_manifold = data.toy_manifold(toy) if toy is not None else None
+    if not name:
+        if toy_manifold is None:
+            raise ValueError(
+                "Set path.manifold (e.g. 'S2', 'T2' or 'S2xT1xR3') to say where the data live; "
+                "only the manifold toys (torus_gaussians, sphere_vmf) imply it."
+            )
+        return toy_manifold
+    manifold = manifolds.parse_manifold(name)
+    if toy_manifold is not None and manifold != toy_manifold:
+        raise ValueError(
+            f"path.manifold={name!r} is {manifold}, but the toy {toy!r} lives on "
+            f"{toy_manifold}; set path.manifold='' to use the toy's."
+        )
+    return manifold
+
+
+def build_geodesic_path(
+    path_config: ml_collections.ConfigDict, manifold: manifolds.Manifold
+) -> paths.GeodesicProbPath:
+    """The geodesic path on `manifold` with kappa_t of path.scheduler ("cond_ot": t,
+    "polynomial": t^polynomial_n)."""
+    return paths.GeodesicProbPath(SCHEDULERS[path_config.scheduler](path_config), manifold)
+

@@ -22,7 +22,7 @@ from jax.sharding import Mesh
 from flowjax.train import optim, registry
 from flowjax.train.config import check_schema
 from flowjax.train.objectives import DataSpec, Objective, build_objective
-from flowjax.train.sharding import make_mesh, state_shardings
+from flowjax.parallel import make_mesh, state_shardings
 from flowjax.train.state import ModelFn, TrainState, abstract_train_state
 
 log = logging.getLogger(__name__)

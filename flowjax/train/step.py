@@ -34,7 +34,7 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from flowjax.train import optim
 from flowjax.train.objectives import Objective
-from flowjax.train.sharding import BATCH_AXES, batch_sharding, replicated
+from flowjax.parallel import BATCH_AXES, batch_sharding, replicated
 from flowjax.train.state import TrainState
 
 Batch = dict[str, jax.Array]  # "x": (B, *event); optionally "label": (B,) int32

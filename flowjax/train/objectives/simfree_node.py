@@ -42,7 +42,7 @@ from flowjax import data, losses, solvers
 from flowjax.data import tabular
 from flowjax.models.simfree_node import SimFreeNODE
 from flowjax.train import registry
-from flowjax.train.objectives import Batch, BatchFn, DataSpec, Objective
+from flowjax.train.objectives.base import Batch, BatchFn, DataSpec, Objective
 
 METHODS = ("embedding", "data_space", "backprop")
 ADAPTIVE = ("dopri5", "tsit5")
@@ -117,6 +117,10 @@ class SimFreeNODEObjective(Objective):
         self.scale = (
             tabular.target_scale(config.data.name) if config.data.source == "tabular" else 1.0
         )
+        self.train_solver = fixed_steps(
+            config.loss.backprop_method, config.loss.backprop_steps, config.loss
+        )
+        self.sample_solver = fixed_steps(config.sample.method, config.sample.steps, config.sample)
 
     def model_kwargs(self) -> dict[str, Any]:
         kwargs = {"embedding": "identity" if self.method == "data_space" else "learned"}
@@ -143,16 +147,8 @@ class SimFreeNODEObjective(Objective):
         c = self.config.loss
         y = self._targets(batch)
         if self.method == "backprop":
-            fixed = c.backprop_method in solvers.EVALS_PER_STEP
             loss, _ = losses.backprop_node_loss(
-                model,
-                batch["x"],
-                y,
-                num_classes=self.spec.num_classes,
-                method=c.backprop_method,
-                step_size=1.0 / c.backprop_steps if fixed else None,
-                atol=c.atol,
-                rtol=c.rtol,
+                model, batch["x"], y, num_classes=self.spec.num_classes, solver=self.train_solver
             )
             return loss
         return losses.simfree_node_loss(
@@ -170,27 +166,19 @@ class SimFreeNODEObjective(Objective):
         heldout = {**self.config.data.to_dict(), **self.config.evaluate.data.to_dict()}
         return dict(next(data.build_dataset(heldout, global_batch_size=num, seed=seed)))
 
-    def _solver(self, section: ml_collections.ConfigDict) -> dict[str, Any]:
-        fixed = section.method in solvers.EVALS_PER_STEP
-        return dict(
-            method=section.method,
-            step_size=1.0 / section.steps if fixed else None,
-            atol=section.atol,
-            rtol=section.rtol,
-        )
-
     def sampler(self, time_grid: tuple[float, ...] = (0.0, 1.0)) -> BatchFn:
-        solver = self._solver(self.config.sample)
-
         def predict(model, batch, key):
             del key  # the ODE is deterministic
-            y = model.predict(batch["x"], time_grid=time_grid, **solver)
+            y = solvers.ode_predict(
+                model, batch["x"], solver=self.sample_solver, time_grid=time_grid
+            )
             return y.swapaxes(0, 1) if len(time_grid) > 2 else y
 
         return predict
 
     def sample_settings(self) -> dict[str, Any]:
-        return self._solver(self.config.sample)
+        s = self.sample_solver
+        return dict(method=s.method, step_size=s.step_size, atol=s.atol, rtol=s.rtol)
 
     def _score(self, prediction: jax.Array, batch: Batch) -> jax.Array:
         """Per example: 1.0 if the class is right, or the squared error in original units."""
@@ -204,16 +192,15 @@ class SimFreeNODEObjective(Objective):
         number of Euler steps, with the adaptive solver, and that solve's NFE (see the module
         docstring; not a log-likelihood: this objective is scored by its predictions)."""
         ev = self.config.evaluate
+        adaptive = solvers.SolverSettings(method=ev.adaptive_method, atol=ev.atol, rtol=ev.rtol)
 
         def scores(model, batch, key):
             del key
             x, columns = batch["x"], []
             for n in ev.euler_steps:
-                prediction = model.predict(x, method="euler", step_size=1.0 / n)
+                prediction = solvers.ode_predict(model, x, method="euler", step_size=1.0 / n)
                 columns.append(self._score(prediction, batch))
-            prediction, nfe = model.predict(
-                x, method=ev.adaptive_method, atol=ev.atol, rtol=ev.rtol, return_nfe=True
-            )
+            prediction, nfe = solvers.ode_predict(model, x, solver=adaptive, return_nfe=True)
             columns.append(self._score(prediction, batch))
             columns.append(jnp.broadcast_to(nfe.astype(jnp.float32), (x.shape[0],)))
             return jnp.stack(columns, axis=1)
@@ -234,73 +221,13 @@ class SimFreeNODEObjective(Objective):
         return result
 
 
-def short_run(config: ml_collections.ConfigDict) -> None:
-    """The default "smoke" variant: 20 updates, logged every 10, one checkpoint at the end."""
-    config.train.num_steps = config.checkpoint.every_steps = 20
-    config.train.log_every = 10
-
-
-def apply_variants(
-    config: ml_collections.ConfigDict, arg: str | None, variants: dict | None = None
-):
-    """Applies the comma-separated variants of `arg` ("smoke", "backprop,smoke", ...) to a
-    simfree_node config: "embedding", "data_space" and "backprop" set loss.method,
-    "trigonometric" the cosine path, "smoke" shortens the run (`short_run`), and `variants`
-    maps the config's own names to functions that change the config in place (replacing a
-    built-in one of the same name). Unknown names raise a ValueError listing the valid ones."""
-    builtin = {
-        **{m: (lambda c, m=m: setattr(c.loss, "method", m)) for m in METHODS},
-        "trigonometric": lambda c: setattr(c.path, "scheduler", "cosine"),
-        "smoke": short_run,
-    }
-    known = {**builtin, **(variants or {})}
-    for name in [] if not arg else arg.split(","):
-        if name not in known:
-            raise ValueError(
-                f"Unknown variant {name!r}; use a comma-separated subset of {sorted(known)}."
-            )
-        known[name](config)
-    return config
-
-
-def tfds_classification_config(
-    dataset: str, arg: str | None, *, num_test: int, eval_batch_size: int, **model: Any
-) -> ml_collections.ConfigDict:
-    """The paper's image-classification settings (MNIST, SVHN, CIFAR-10) on a TFDS dataset:
-    train on "train", evaluate on all `num_test` test images; 100k steps of batch 1024 with the
-    EMA of the weights. `model` sets `config.model` (and `label_noise`, `learning_rate`,
-    `schedule` the loss and the optimiser); the `smoke` variant shrinks everything to seconds."""
-    from flowjax.train.config import default_config  # config imports this module's objective
-
-    config = default_config("simfree_node")
-    config.data = dict(source="tfds", name=dataset, split="train", data_dir=None)
-    config.evaluate.data = dict(split="test")
-    config.loss.label_noise = model.pop("label_noise")
-    config.optim.learning_rate = model.pop("learning_rate")
-    config.optim.schedule = model.pop("schedule", config.optim.schedule)
-    config.model.update(model)
-    config.optim.ema_decay = 0.9999
-    config.train.num_steps = 100_000
-    config.train.global_batch_size = 1024
-    config.train.log_every = 500
-    config.checkpoint.every_steps = 10_000
-    config.sample.num_samples = 1_000
-    config.sample.batch_size = 1_000
-    config.sample.num_trajectories = 64
-    config.evaluate.num_points = num_test
-    config.evaluate.batch_size = eval_batch_size
-
-    def smoke(c: ml_collections.ConfigDict) -> None:
-        c.model.latent_dim = c.model.decoder_hidden_dim = c.model.hidden_dim = 32
-        if c.model.get("encoder") == "cnn":
-            c.model.cnn_channels = (8, 16)
-        else:
-            c.model.encoder_hidden_dim = 32
-        c.train.num_steps = c.checkpoint.every_steps = 10
-        c.train.global_batch_size = 32
-        c.train.log_every = 5
-        c.sample.num_samples = c.sample.batch_size = 32
-        c.sample.num_trajectories = 4
-        c.evaluate.num_points = c.evaluate.batch_size = 32
-
-    return apply_variants(config, arg, {"smoke": smoke})
+def fixed_steps(method: str, steps: int, tolerances: ml_collections.ConfigDict):
+    """The solver settings of `steps` equal steps of a fixed-step `method`, or of the adaptive
+    `method` with the tolerances atol, rtol of the config section `tolerances`."""
+    fixed = method in solvers.EVALS_PER_STEP
+    return solvers.SolverSettings(
+        method=method,
+        step_size=1.0 / steps if fixed else None,
+        atol=tolerances.atol,
+        rtol=tolerances.rtol,
+    )

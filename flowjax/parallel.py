@@ -1,0 +1,146 @@
+"""The device mesh, and where batches and state live on it: the layer below models, metrics and
+the trainer, so that all of them place arrays the same way without importing one another.
+
+One mesh with the axes ("data", "fsdp", "tensor") is built from `config.sharding.mesh_shape`.
+The batch is split over ("data", "fsdp") and replicated over "tensor". Each leaf of the train
+state (parameters, their EMA, the optimiser moments) is placed by the first matching rule of
+`config.sharding.rules` (a regex on the leaf's path and a PartitionSpec-like tuple); leaves that
+no rule matches are FSDP-sharded when large (their largest dimension divisible by the "fsdp"
+size is split over "fsdp") and replicated otherwise. Adam's moments and the EMA have the paths
+and shapes of the parameters they follow, so they are sharded the same way.
+
+The mesh axes are `AxisType.Auto`: the jitted step fixes where its inputs and outputs live
+(`in_shardings` / `out_shardings`) and XLA's partitioner propagates the layout through the
+model, so networks need no sharding annotations of their own.
+
+Multi-host: every process calls the same functions; `global_batch` assembles the global batch
+from each process's local rows with `jax.make_array_from_process_local_data`.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Sequence
+from typing import Any
+
+import jax
+import ml_collections
+import numpy as np
+from jax.sharding import AxisType, Mesh, NamedSharding, PartitionSpec
+
+MESH_AXES = ("data", "fsdp", "tensor")
+BATCH_AXES = ("data", "fsdp")
+
+
+def mesh_axis_sizes(mesh_shape: Sequence[int], device_count: int) -> dict[str, int]:
+    """Sizes of the MESH_AXES, the one -1 (if any) resolved to the remaining devices."""
+    shape = list(mesh_shape)
+    known = math.prod(s for s in shape if s != -1)
+    if -1 in shape:
+        if device_count % known:
+            raise ValueError(
+                f"sharding.mesh_shape={tuple(mesh_shape)}: the fixed axes ({known} devices) do "
+                f"not divide the {device_count} available devices."
+            )
+        shape[shape.index(-1)] = device_count // known
+    if math.prod(shape) != device_count:
+        raise ValueError(
+            f"sharding.mesh_shape={tuple(mesh_shape)} needs {math.prod(shape)} devices, but "
+            f"{device_count} are available; use -1 for one axis to take the remaining devices."
+        )
+    return dict(zip(MESH_AXES, shape, strict=True))
+
+
+def data_parallel_size(mesh_shape: Sequence[int], device_count: int) -> int:
+    """Devices the batch is split over: the product of the "data" and "fsdp" axis sizes."""
+    sizes = mesh_axis_sizes(mesh_shape, device_count)
+    return sizes["data"] * sizes["fsdp"]
+
+
+def make_mesh(sharding_config: ml_collections.ConfigDict) -> Mesh:
+    """The ("data", "fsdp", "tensor") mesh over all devices of all processes."""
+    sizes = mesh_axis_sizes(sharding_config.mesh_shape, jax.device_count())
+    return jax.make_mesh(
+        tuple(sizes[a] for a in MESH_AXES), MESH_AXES, axis_types=(AxisType.Auto,) * len(MESH_AXES)
+    )
+
+
+def batch_sharding(mesh: Mesh) -> NamedSharding:
+    """Leading (batch) dimension split over ("data", "fsdp")."""
+    return NamedSharding(mesh, PartitionSpec(BATCH_AXES))
+
+
+def replicated(mesh: Mesh) -> NamedSharding:
+    return NamedSharding(mesh, PartitionSpec())
+
+
+def path_string(key_path: tuple) -> str:
+    """A pytree key path as "params/hidden/0/kernel" (nnx's trailing "/value" dropped)."""
+    return jax.tree_util.keystr(key_path, simple=True, separator="/").removesuffix("/value")
+
+
+def state_shardings(
+    abstract_state: Any, mesh: Mesh, sharding_config: ml_collections.ConfigDict
+) -> Any:
+    """A NamedSharding for every leaf of `abstract_state` (arrays or ShapeDtypeStructs)."""
+
+    def leaf_sharding(key_path, leaf):
+        spec = leaf_partition_spec(
+            path_string(key_path),
+            leaf.shape,
+            dict(mesh.shape),
+            sharding_config.rules,
+            sharding_config.fsdp_min_size,
+        )
+        return NamedSharding(mesh, spec)
+
+    return jax.tree_util.tree_map_with_path(leaf_sharding, abstract_state)
+
+
+def leaf_partition_spec(
+    path: str,
+    shape: tuple[int, ...],
+    axis_sizes: dict[str, int],
+    rules: Sequence[tuple[str, Sequence[Any]]],
+    fsdp_min_size: int,
+) -> PartitionSpec:
+    """The PartitionSpec of one state leaf: the first matching rule, else FSDP or replicated."""
+    for pattern, spec in rules:
+        if re.search(pattern, path):
+            return _checked_rule_spec(path, shape, axis_sizes, pattern, tuple(spec))
+    fsdp = axis_sizes["fsdp"]
+    if fsdp == 1 or math.prod(shape) < fsdp_min_size:
+        return PartitionSpec()
+    divisible = [d for d in range(len(shape)) if shape[d] % fsdp == 0]
+    if not divisible:
+        return PartitionSpec()
+    dim = max(divisible, key=lambda d: shape[d])
+    return PartitionSpec(*("fsdp" if d == dim else None for d in range(len(shape))))
+
+
+def _checked_rule_spec(path, shape, axis_sizes, pattern, spec) -> PartitionSpec:
+    if len(spec) > len(shape):
+        raise ValueError(
+            f"Sharding rule {pattern!r} gives {spec} ({len(spec)} dims) for {path!r} of shape "
+            f"{shape} ({len(shape)} dims)."
+        )
+    for dim, axes in enumerate(spec):
+        names = axes if isinstance(axes, (tuple, list)) else (axes,)
+        parts = math.prod(axis_sizes[name] for name in names if name is not None)
+        if shape[dim] % parts:
+            raise ValueError(
+                f"Sharding rule {pattern!r} splits dimension {dim} of {path!r} (shape {shape}) "
+                f"over {axes} ({parts} devices), which does not divide {shape[dim]}."
+            )
+    return PartitionSpec(*(tuple(a) if isinstance(a, list) else a for a in spec))
+
+
+def global_batch(
+    local_batch: dict[str, np.ndarray], sharding: NamedSharding
+) -> dict[str, jax.Array]:
+    """The global batch, sharded over the batch axes, from this process's rows of it."""
+    return {
+        name: jax.make_array_from_process_local_data(sharding, np.asarray(value))
+        for name, value in local_batch.items()
+    }

@@ -1,0 +1,50 @@
+"""Training objectives: what the trainer learns, how it samples and how it evaluates.
+
+`base` holds the contract (`Objective`, `DataSpec`) and the registry `OBJECTIVES`; each other
+module is one objective, with its paper and equations in its docstring:
+
+  flow_matching            continuous flow matching on affine paths (Lipman et al., 2024).
+  discrete_flow_matching   discrete flow matching: mixture and metric-induced paths (Guide
+                           section 7; Shaul et al., 2024).
+  riemannian_flow_matching flow matching on manifolds (Chen & Lipman, 2024).
+  generator_matching       flows, jumps and their superposition (Holderrieth et al., 2024).
+  simfree_node             neural ODEs on paired data (Kim et al., 2024).
+
+Importing this package imports every objective module, which registers its class.
+"""
+
+from flowjax.train.objectives.base import (
+    OBJECTIVES,
+    Batch,
+    BatchFn,
+    DataSpec,
+    Objective,
+    build_objective,
+    conditioning,
+    drop_labels,
+    dropout_seeds,
+    objective_class,
+)
+from flowjax.train.objectives.discrete import DiscreteFlowMatching
+from flowjax.train.objectives.flow_matching import FlowMatching
+from flowjax.train.objectives.generator_matching import GeneratorMatching
+from flowjax.train.objectives.riemannian import RiemannianFlowMatching
+from flowjax.train.objectives.simfree_node import SimFreeNODEObjective
+
+__all__ = [
+    "OBJECTIVES",
+    "Batch",
+    "BatchFn",
+    "DataSpec",
+    "DiscreteFlowMatching",
+    "FlowMatching",
+    "GeneratorMatching",
+    "Objective",
+    "RiemannianFlowMatching",
+    "SimFreeNODEObjective",
+    "build_objective",
+    "conditioning",
+    "drop_labels",
+    "dropout_seeds",
+    "objective_class",
+]

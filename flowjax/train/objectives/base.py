@@ -1,0 +1,214 @@
+"""The contract between the trainer and what it trains: `Objective`, `DataSpec`, the registry.
+
+The trainer (`flowjax.train`) is one loop for every kind of flow; the objective named by
+`config.objective` supplies what differs between them. An objective is a subclass of
+`Objective` with a `name`, built once per run from the config and a description of the data
+(`DataSpec`); defining the subclass registers it in `OBJECTIVES`:
+
+  config       class attributes: the defaults of its `path` and `loss` sections and of its own
+               keys in the shared `sample` and `evaluate` sections (merged into
+               `default_config(objective)`), the allowed values of its keys (`choices`,
+               `positive`, `non_negative`, `unit_interval`, checked by
+               `flowjax.train.config.validate_config`), the model it trains by default and the
+               kind of data it needs ("continuous" points or "discrete" tokens). `__init__`
+               builds its path (`flowjax.train.registry`) and its solver settings
+               (`flowjax.solvers.SolverSettings.from_config` of `config.sample` and
+               `config.evaluate`), and raises a ValueError for a bad combination of settings
+               (it runs during config validation, before anything is compiled).
+  model        `model_kwargs()`: extra constructor arguments of the network (a vocabulary size).
+  training     `draw_step_noise(key, batch)`: all the randomness of one update, drawn for the
+               whole global batch, so that accumulating gradients over micro-batches computes
+               exactly the per-example terms of one large batch; `loss(model, batch)`: the
+               scalar loss of one (micro-)batch of that output.
+  sampling     `source_batch(num, seed)`: host arrays of source samples (and class labels);
+               `sampler(time_grid)`: a function (model, batch, key) -> samples at the last time,
+               or (B, len(time_grid), *event) for a longer grid; `sample_settings()`: the
+               solver settings, for the record.
+  evaluation   `log_likelihood()`: a function (model, batch, key) -> per-example log-likelihood
+               in nats, or a lower bound on it; `likelihood_metrics(log_p, points)`: the named
+               metrics of metrics.json; `points(x)`: samples as points of the plane (plots,
+               distances).
+
+The functions returned by `sampler` and `log_likelihood` are compiled over the device mesh by
+`flowjax.train.inference`; `key` is a PRNG key (unused by deterministic solvers).
+
+Adding an objective: a module in this package with a subclass of `Objective` (its paper and
+equations in the docstring), imported by the package's `__init__`; configs then select it
+with `default_config("<name>")`.
+"""
+
+from __future__ import annotations
+
+import abc
+import dataclasses
+from collections.abc import Callable
+from typing import Any, ClassVar
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+from flax import nnx
+
+from flowjax import data, losses
+from flowjax.train import registry
+
+Batch = dict[str, jax.Array]  # "x": (B, *event); optionally "label": (B,)
+BatchFn = Callable[[nnx.Module, Batch, jax.Array], jax.Array]  # (model, batch, key) -> array
+
+
+@dataclasses.dataclass(frozen=True)
+class DataSpec:
+    """What an objective needs to know about the data, read from its config without iterating.
+
+    Attributes:
+      event_shape: the shape of one example x.
+      num_classes: the number of class labels, or None for unlabelled data.
+      vocab_size: the number of token values of discrete data, or None for continuous data.
+      toy: the name of a toy distribution, or None for other sources.
+    """
+
+    event_shape: tuple[int, ...]
+    num_classes: int | None
+    vocab_size: int | None
+    toy: str | None
+
+    @classmethod
+    def from_config(cls, data_config: ml_collections.ConfigDict) -> DataSpec:
+        return cls(
+            event_shape=tuple(data.event_shape(data_config)),
+            num_classes=data.num_classes(data_config),
+            vocab_size=data.vocab_size(data_config),
+            toy=data_config.name if data_config.source == "toy" else None,
+        )
+
+
+def drop_labels(key: jax.Array, batch: Batch, probability: float, null_label: int | None) -> Batch:
+    """The batch with each label replaced by `null_label` with `probability` (for guidance)."""
+    if null_label is None or probability <= 0:
+        return batch
+    drop = jax.random.bernoulli(key, probability, batch["label"].shape)
+    return {**batch, "label": jnp.where(drop, null_label, batch["label"])}
+
+
+def conditioning(batch: Batch) -> dict[str, jax.Array]:
+    """The model's keyword arguments from a batch: its labels, if it has any."""
+    return {"label": batch["label"]} if "label" in batch else {}
+
+
+def dropout_seeds(key: jax.Array, batch_size: int) -> jax.Array:
+    """One uint32 seed per example (B,) for the dropout masks of a network trained with dropout
+    (`flowjax.models.UNet`): drawn with the step's noise, so micro-batches see the masks of the
+    global batch; networks called without seeds (sampling, likelihoods) apply no dropout."""
+    return jax.random.bits(key, (batch_size,), jnp.uint32)
+
+
+OBJECTIVES: dict[str, type[Objective]] = {}
+"""The objectives by `config.objective`, filled in as their classes are defined."""
+
+
+class Objective(abc.ABC):
+    """One kind of flow for the shared trainer; see the module docstring for the contract."""
+
+    name: ClassVar[str]
+    default_model: ClassVar[str]
+    data_kind: ClassVar[str]  # "continuous" or "discrete"
+    path_defaults: ClassVar[dict[str, Any]]
+    loss_defaults: ClassVar[dict[str, Any]]
+    sample_defaults: ClassVar[dict[str, Any]]
+    evaluate_defaults: ClassVar[dict[str, Any]]
+    choices: ClassVar[dict[str, tuple]] = {}
+    positive: ClassVar[tuple[str, ...]] = ()
+    non_negative: ClassVar[tuple[str, ...]] = ()
+    unit_interval: ClassVar[tuple[str, ...]] = ()
+    plot_density: ClassVar[bool] = False  # whether `log_likelihood` is cheap enough for a grid
+    # Whether evaluation scores image samples (FID / Inception Score with the evaluate.fid_*
+    # settings, the digits distance): the samples are draws of the data, not predictions.
+    scores_images: ClassVar[bool] = False
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        if "name" in cls.__dict__:
+            OBJECTIVES[cls.name] = cls
+
+    def __init__(self, config: ml_collections.ConfigDict, spec: DataSpec):
+        self.config = config
+        self.spec = spec
+        kind = "discrete" if spec.vocab_size is not None else "continuous"
+        if kind != self.data_kind:
+            raise ValueError(
+                f"The objective {self.name!r} trains on {self.data_kind} data, but "
+                f"config.data={config.data.to_dict()} is {kind}."
+            )
+        model_kind = registry.MODELS[config.model.name].data_kind
+        if model_kind != self.data_kind:
+            raise ValueError(
+                f"The model {config.model.name!r} reads {model_kind} data; the objective "
+                f"{self.name!r} needs a {self.data_kind} model such as {self.default_model!r}."
+            )
+        if config.loss.get("label_dropout", 0.0) > 0 and spec.num_classes is None:
+            raise ValueError(
+                "loss.label_dropout > 0 needs class labels, but the dataset has none "
+                f"(config.data={config.data.to_dict()})."
+            )
+
+    def model_kwargs(self) -> dict[str, Any]:
+        """Extra constructor arguments of the model."""
+        return {}
+
+    def _time(self, key: jax.Array, batch_size: int, dtype=jnp.float32) -> jax.Array:
+        """Training times (B,) from the `loss` section's time distribution."""
+        c = self.config.loss
+        return losses.sample_time(
+            key,
+            batch_size,
+            distribution=c.time_distribution,
+            mean=c.time_mean,
+            std=c.time_std,
+            t_max=c.t_max,
+            dtype=dtype,
+        )
+
+    @abc.abstractmethod
+    def draw_step_noise(self, key: jax.Array, batch: Batch) -> Batch:
+        """The global batch with all the randomness of one update added."""
+
+    @abc.abstractmethod
+    def loss(self, model: nnx.Module, batch: Batch) -> jax.Array:
+        """The scalar loss of a (micro-)batch of `draw_step_noise`'s output."""
+
+    @abc.abstractmethod
+    def source_batch(self, num: int, seed: int) -> dict[str, np.ndarray]:
+        """`num` source samples "x" (and uniform class labels for a conditional model)."""
+
+    @abc.abstractmethod
+    def sampler(self, time_grid: tuple[float, ...] = (0.0, 1.0)) -> BatchFn:
+        """(model, batch, key) -> samples from batch["x"] (see the module docstring)."""
+
+    @abc.abstractmethod
+    def sample_settings(self) -> dict[str, Any]:
+        """The sampler's settings, recorded with its results."""
+
+    @abc.abstractmethod
+    def log_likelihood(self) -> BatchFn:
+        """(model, batch, key) -> log p(batch["x"]) in nats (or a lower bound), shape (B,)."""
+
+    @abc.abstractmethod
+    def likelihood_metrics(self, log_p: np.ndarray, points: np.ndarray) -> dict[str, float]:
+        """Named metrics of the per-example log-likelihoods of the held-out `points`."""
+
+    def points(self, x: np.ndarray) -> np.ndarray:
+        """Examples as float points (for plots and sample distances)."""
+        return np.asarray(x, np.float32)
+
+
+def objective_class(name: str) -> type[Objective]:
+    if name not in OBJECTIVES:
+        raise ValueError(f"Unknown objective {name!r}; expected one of {sorted(OBJECTIVES)}.")
+    return OBJECTIVES[name]
+
+
+def build_objective(config: ml_collections.ConfigDict, spec: DataSpec | None = None) -> Objective:
+    """The objective of `config` for its data (read from config.data when `spec` is None)."""
+    spec = DataSpec.from_config(config.data) if spec is None else spec
+    return objective_class(config.objective)(config, spec)

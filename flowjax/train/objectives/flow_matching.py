@@ -1,0 +1,230 @@
+"""The trainer objective "flow_matching": continuous flow matching on affine paths.
+
+Flow Matching Guide and Code (Lipman et al., 2024), section 4: the conditional flow matching
+loss (eq. 4.23) on the affine path x_t = alpha_t x_1 + sigma_t x_0 (eq. 4.64) with velocity,
+x_1- or x_0-prediction (eqs. 4.65-4.67), samples by solving dx/dt = u_t(x) (eq. 3.5, with
+classifier-free guidance for class-conditional models) and the exact-divergence likelihood
+log p_1(x_1) = log p_0(x_0) - int_0^1 div u_t(x_t) dt (eq. 3.31); for images, FID and Inception
+Score of the samples (`scores_images`).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import jax
+import ml_collections
+import numpy as np
+from flax import nnx
+
+from flowjax import guidance, losses, metrics, solvers
+from flowjax.train import registry
+from flowjax.train.objectives.base import (
+    Batch,
+    BatchFn,
+    DataSpec,
+    Objective,
+    conditioning,
+    drop_labels,
+    dropout_seeds,
+)
+
+
+class FlowMatching(Objective):
+    """Flow Matching Guide and Code (Lipman et al., 2024), section 4.5, eq. 4.23 with the affine
+    path of eq. 4.64: E_{t, x_0 ~ N(0, I), x_1} || u_t^theta(x_t) - dx_t ||^2 (or the x_1- /
+    x_0-prediction of eqs. 4.65-4.67), sampled by solving dx/dt = u_t(x) (eq. 3.5) and evaluated
+    by the exact-divergence likelihood log p_1(x_1) = log p_0(x_0) - int div u_t dt (eq. 3.31)."""
+
+    name = "flow_matching"
+    default_model = "mlp"
+    data_kind = "continuous"
+    plot_density = True
+    scores_images = True
+    path_defaults = dict(
+        scheduler="cond_ot",  # one of registry.SCHEDULERS
+        polynomial_n=1.0,  # exponent of the "polynomial" scheduler
+        vp_beta_min=0.1,  # range of the "vp" scheduler
+        vp_beta_max=20.0,
+    )
+    loss_defaults = dict(
+        prediction="velocity",  # regression target: "velocity", "target" (x_1) or "epsilon" (x_0)
+        time_distribution="uniform",  # or "logit_normal": t = sigmoid(N(time_mean, time_std^2))
+        time_mean=-1.2,
+        time_std=1.2,
+        t_max=1.0,  # times are drawn in [0, t_max)
+        label_dropout=0.0,  # probability of replacing a class label by the null label (CFG)
+    )
+    sample_defaults = dict(
+        method="midpoint",  # one of flowjax.solvers.METHODS
+        step_size=0.05,  # fixed step of a "uniform" grid; the initial step of dopri5 / tsit5
+        time_grid="uniform",  # or "edm": solvers.edm_time_grid(edm_steps, rho=edm_rho)
+        edm_steps=25,  # intervals of the EDM grid (Heun: 2 evaluations each)
+        edm_rho=7.0,
+        atol=1e-5,  # tolerances of the adaptive methods
+        rtol=1e-5,
+        guidance_scale=0.0,  # classifier-free guidance w of a class-conditional model
+        label=-1,  # class of every sample of a conditional model; -1: uniformly random classes
+        density_grid_size=100,  # points per side of the grid of the density plot (2D data)
+    )
+    evaluate_defaults = dict(
+        method="midpoint",
+        step_size=0.05,
+        # "exact" (D Jacobian-vector products per evaluation) or "hutchinson" (one Rademacher
+        # probe: an unbiased estimate of the divergence, for high-dimensional data like images)
+        divergence="exact",
+        # Images: FID and Inception Score of fid_num_samples samples (drawn with the sampling
+        # settings, scored in streamed batches of sample.batch_size) against the reference
+        # statistics in this .npz ("mu", "sigma" of real images' pool_3 features); "": no FID.
+        fid_reference="",
+        fid_num_samples=50_000,
+        inception_weights="",  # the converted FID Inception weights; "": the default path
+    )
+    choices = {
+        "path.scheduler": tuple(registry.SCHEDULERS),
+        "evaluate.divergence": ("exact", "hutchinson"),
+        "loss.prediction": tuple(losses.REGRESSION_TARGETS),
+        "loss.time_distribution": losses.TIME_DISTRIBUTIONS,
+        "sample.method": solvers.METHODS,
+        "sample.time_grid": ("uniform", "edm"),
+        "evaluate.method": solvers.METHODS,
+    }
+    positive = (
+        "path.polynomial_n",
+        "loss.time_std",
+        "loss.t_max",
+        "sample.step_size",
+        "sample.edm_steps",
+        "sample.edm_rho",
+        "sample.atol",
+        "sample.rtol",
+        "sample.density_grid_size",
+        "evaluate.step_size",
+        "evaluate.fid_num_samples",
+    )
+    non_negative = ("sample.guidance_scale",)
+    unit_interval = ("loss.t_max", "loss.label_dropout")
+
+    def __init__(self, config: ml_collections.ConfigDict, spec: DataSpec):
+        super().__init__(config, spec)
+        self.path = registry.build_path(config.path)
+        self.sample_solver = solvers.SolverSettings.from_config(config.sample)
+        self.evaluate_solver = solvers.SolverSettings.from_config(config.evaluate)
+        sc = config.sample
+        if sc.guidance_scale > 0 and spec.num_classes is None:
+            raise ValueError("sample.guidance_scale > 0 needs a class-conditional model (labels).")
+        if sc.label != -1 and (spec.num_classes is None or not 0 <= sc.label < spec.num_classes):
+            classes = "none" if spec.num_classes is None else f"0..{spec.num_classes - 1}"
+            raise ValueError(
+                f"sample.label={sc.label} is out of range: the data's class labels are "
+                f"{classes}; use -1 for uniformly random classes."
+            )
+        if sc.time_grid == "edm" and sc.method not in solvers.EVALS_PER_STEP:
+            raise ValueError(
+                f"sample.time_grid='edm' is a grid for a fixed-step method (e.g. 'heun'), got "
+                f"sample.method={sc.method!r}."
+            )
+        if config.evaluate.fid_reference:
+            if len(spec.event_shape) != 3:
+                raise ValueError(
+                    "evaluate.fid_reference is set, but FID scores images (H, W, C); the data "
+                    f"have event shape {spec.event_shape}."
+                )
+            metrics.inception.require_weights(config.evaluate.inception_weights or None)
+            metrics.inception.check_reference(config.evaluate.fid_reference)
+
+    def draw_step_noise(self, key: jax.Array, batch: Batch) -> Batch:
+        """x_0 ~ N(0, I) of the shape of batch["x"], t (B,), dropped labels and, for a model
+        with dropout, per-example dropout seeds."""
+        x_1 = batch["x"]
+        noise_key, time_key, drop_key, dropout_key = jax.random.split(key, 4)
+        out = dict(batch)
+        out["x_0"] = jax.random.normal(noise_key, x_1.shape, x_1.dtype)
+        out["t"] = self._time(time_key, x_1.shape[0], x_1.dtype)
+        if self.config.model.get("dropout", 0.0) > 0:
+            out["dropout_seed"] = dropout_seeds(dropout_key, x_1.shape[0])
+        return drop_labels(drop_key, out, self.config.loss.label_dropout, self.spec.num_classes)
+
+    def loss(self, model: nnx.Module, batch: Batch) -> jax.Array:
+        dropout = {"dropout_seed": batch["dropout_seed"]} if "dropout_seed" in batch else {}
+        return losses.cfm_loss(
+            model,
+            self.path,
+            batch["x_0"],
+            batch["x"],
+            batch["t"],
+            prediction=self.config.loss.prediction,
+            **conditioning(batch),
+            **dropout,
+        )
+
+    def source_batch(self, num: int, seed: int) -> dict[str, np.ndarray]:
+        rng = np.random.default_rng(seed)
+        inputs = {"x": rng.standard_normal((num, *self.spec.event_shape), dtype=np.float32)}
+        if self.spec.num_classes is not None:
+            inputs["label"] = rng.integers(self.spec.num_classes, size=num).astype(np.int32)
+            if self.config.sample.label >= 0:
+                inputs["label"] = np.full(num, self.config.sample.label, np.int32)
+        return inputs
+
+    def sampler(self, time_grid: tuple[float, ...] = (0.0, 1.0)) -> BatchFn:
+        """With sample.time_grid="edm" the solver steps on the EDM grid, to which the times of a
+        longer `time_grid` (trajectories) are added; the states at `time_grid` are returned."""
+        solver, guidance_scale = self.sample_solver, self.config.sample.guidance_scale
+        intermediates = len(time_grid) > 2
+        grid = tuple(time_grid)
+        if solver.time_grid is not None:  # the EDM grid
+            grid = tuple(sorted(set(solver.time_grid) | set(grid))) if intermediates else None
+        keep = np.asarray([grid.index(t) for t in time_grid]) if intermediates else None
+
+        def sample(model, batch, key):
+            del key  # the ODE is deterministic
+            velocity = model
+            if guidance_scale > 0:
+                velocity = guidance.guided_velocity(
+                    model, guidance_scale, null_label=self.spec.num_classes
+                )
+            x = solvers.ode_sample(
+                velocity,
+                batch["x"],
+                solver=solver if grid is None else solver.replace(time_grid=grid),
+                return_intermediates=intermediates,
+                **conditioning(batch),
+            )
+            return x[keep].swapaxes(0, 1) if intermediates else x
+
+        return sample
+
+    def sample_settings(self) -> dict[str, Any]:
+        sc = self.config.sample
+        settings = {"method": sc.method, "time_grid": sc.time_grid}
+        if sc.time_grid == "edm":
+            settings.update(edm_steps=sc.edm_steps, edm_rho=sc.edm_rho)
+        else:
+            settings["step_size"] = sc.step_size
+        if sc.method not in solvers.EVALS_PER_STEP:
+            settings.update(atol=sc.atol, rtol=sc.rtol)
+        if sc.guidance_scale > 0:
+            settings["guidance_scale"] = sc.guidance_scale
+        return settings
+
+    def log_likelihood(self) -> BatchFn:
+        def log_p(model, batch, key):
+            _, log_p1 = solvers.ode_log_likelihood(
+                model,
+                batch["x"],
+                solvers.standard_normal_log_density,
+                solver=self.evaluate_solver,
+                key=key,
+                **conditioning(batch),
+            )
+            return log_p1
+
+        return log_p
+
+    def likelihood_metrics(self, log_p: np.ndarray, points: np.ndarray) -> dict[str, float]:
+        result = metrics.negative_log_likelihood(log_p)
+        dims = math.prod(self.spec.event_shape)
+        result["nll_bits_per_dim"] = result["nll_nats"] / (math.log(2.0) * dims)
+        return result
