@@ -11,9 +11,9 @@ and DiT-B/2 (Peebles & Xie, 2023) on 32x32x3 images:
 FLOPs are XLA's count of the compiled programs (`compiled.cost_analysis()["flops"]`: the whole
 update; for sampling one network evaluation times the number of evaluations); model FLOPs
 utilisation (MFU) is achieved FLOP/s over the measured peak of a large matmul in the same dtype
-(the helper of experiments/benchmarks/vs_flow_matching.py for float32). `--bf16` computes the
-networks in bfloat16 (parameters stay float32). While timing, /tmp/benchmark_running exists so
-that other jobs on the machine can pause. Results: experiments/benchmarks/results/
+(the yardstick of experiments/benchmarks/harness.py). `--bf16` computes the networks in
+bfloat16 (parameters stay float32). While timing, /tmp/benchmark_running exists so that other
+jobs on the machine can pause. Results: experiments/benchmarks/results/
 image_models_<device>[_bf16].json. No peer comparison: the reference PyTorch code's image
 example cannot be installed offline.
 
@@ -28,21 +28,18 @@ import json
 import os
 import platform
 import sys
+from pathlib import Path
 from typing import Any
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-REPO = os.path.dirname(os.path.dirname(HERE))
-FLAG_FILE = "/tmp/benchmark_running"
+HERE = Path(__file__).resolve().parent
+if str(HERE) not in sys.path:  # also when loaded by path (tests)
+    sys.path.insert(0, str(HERE))
+import harness  # noqa: E402  (timing, matmul yardstick, MFU, flag file, results)
+
 MODELS = ("unet_cifar10", "dit_b2")
-
-
-if HERE not in sys.path:  # also when loaded by path (tests)
-    sys.path.insert(0, HERE)
-import vs_flow_matching as VS  # noqa: E402  (shared helpers: timing, matmul peak)
 
 
 def model_config(name: str, bf16: bool, quick: bool):
@@ -50,7 +47,7 @@ def model_config(name: str, bf16: bool, quick: bool):
     from flowjax.train import load_config_file
 
     variant = {"unet_cifar10": None, "dit_b2": "dit_b2"}[name]
-    config = load_config_file(os.path.join(REPO, "configs", "fm_guide", "cifar10.py"), variant)
+    config = load_config_file(harness.REPO_ROOT / "configs" / "fm_guide" / "cifar10.py", variant)
     if quick:
         from flowjax.train.recipes import shrink_to_smoke
 
@@ -91,16 +88,6 @@ def flops_of(compiled) -> float:
     return float(analysis.get("flops", 0.0))
 
 
-def bf16_matmul(size: int, reps: int) -> dict[str, Any]:
-    """The bfloat16 counterpart of vs_flow_matching.flowjax_matmul (float32 accumulation)."""
-    a = jnp.ones((size, size), jnp.bfloat16)
-    matmul = jax.jit(lambda a, b: jnp.matmul(a, b, preferred_element_type=jnp.float32))
-    times, _ = VS.time_calls(lambda: matmul(a, a), jax.block_until_ready, reps, VS.WARMUP)
-    result = VS.median_and_times(times)
-    result["gflops"] = VS.matmul_flops(size) / result["median_s"] / 1e9
-    return result
-
-
 def measure(name: str, args) -> dict[str, Any]:
     from flax import nnx
 
@@ -119,7 +106,7 @@ def measure(name: str, args) -> dict[str, Any]:
         holder["state"], metrics = compiled_train(holder["state"], batch)
         return metrics["loss"]
 
-    train_times, _ = VS.time_calls(one_update, jax.block_until_ready, args.reps, 1)
+    train_times, _ = harness.time_calls(one_update, jax.block_until_ready, args.reps, 1)
 
     sampler = objective.sampler()
     sample_fn = jax.jit(
@@ -130,11 +117,11 @@ def measure(name: str, args) -> dict[str, Any]:
     compiled_sample = sample_fn.lower(ema, rest, sample_batch).compile()
     forward = jax.jit(lambda ema, rest, x: nnx.merge(graphdef, ema, rest)(x, 0.5))
     forward_flops = flops_of(forward.lower(ema, rest, sample_batch["x"]).compile())
-    sample_times, _ = VS.time_calls(
+    sample_times, _ = harness.time_calls(
         lambda: compiled_sample(ema, rest, sample_batch), jax.block_until_ready, args.reps, 1
     )
-    train = VS.median_and_times(train_times)
-    sample = VS.median_and_times(sample_times)
+    train = harness.median_and_times(train_times)
+    sample = harness.median_and_times(sample_times)
     nfe = 2 * args.sample_steps
     # One network evaluation's count times the evaluations (XLA's count of the scanned solver
     # would see its loop body once).
@@ -147,7 +134,7 @@ def measure(name: str, args) -> dict[str, Any]:
             "batch": args.train_batch,
             "images_per_s": args.train_batch / train["median_s"],
             "flops_per_step": train_flops,
-            "achieved_gflops": train_flops / train["median_s"] / 1e9,
+            "achieved_gflops": harness.gflops(train_flops, train["median_s"]),
             **train,
         },
         "sample": {
@@ -157,7 +144,7 @@ def measure(name: str, args) -> dict[str, Any]:
             "images_per_s": args.sample_batch / sample["median_s"],
             "images_per_s_at_50_nfe": args.sample_batch / sample["median_s"] * nfe / 50,
             "flops_per_call": sample_flops_total,
-            "achieved_gflops": sample_flops_total / sample["median_s"] / 1e9,
+            "achieved_gflops": harness.gflops(sample_flops_total, sample["median_s"]),
             **sample,
         },
     }
@@ -190,31 +177,21 @@ def main(argv=None) -> dict[str, Any]:
         "jax": jax.__version__,
         "quick": args.quick,
     }
-    with open(FLAG_FILE, "w") as f:
-        f.write(f"{os.getpid()}\n")
-    try:
-        peak = (bf16_matmul if args.bf16 else VS.flowjax_matmul)(args.matmul_size, args.reps)
+    with harness.benchmark_running_flag():
+        dtype = "bfloat16" if args.bf16 else "float32"
+        peak = harness.jax_matmul(args.matmul_size, args.reps, dtype)
         results["matmul_peak"] = {"size": args.matmul_size, **peak}
         results["models"] = []
         for name in models:
             print(f"measuring {name} ...", flush=True)
             record = measure(name, args)
             for part in ("train", "sample"):
-                record[part]["mfu"] = record[part]["achieved_gflops"] / peak["gflops"]
+                record[part]["mfu"] = harness.mfu(record[part]["achieved_gflops"], peak["gflops"])
             results["models"].append(record)
             print(json.dumps({name: {p: {k: record[p][k] for k in ("images_per_s", "mfu")}
                                      for p in ("train", "sample")}}), flush=True)
-    finally:
-        os.remove(FLAG_FILE)
-    out = args.out or os.path.join(
-        HERE, "results",
-        f"image_models_{device.platform}{'_bf16' if args.bf16 else ''}.json",
-    )
-    os.makedirs(os.path.dirname(out), exist_ok=True)
-    with open(out, "w") as f:
-        json.dump(results, f, indent=2)
-        f.write("\n")
-    print(f"wrote {out}")
+    tag = f"{device.platform}{'_bf16' if args.bf16 else ''}"
+    harness.write_results(args.out or harness.results_file("image_models", tag), results)
     return results
 
 

@@ -45,12 +45,13 @@ with other work the wall times of single repetitions scatter by tens of percent,
 per step much less, and on a CPU every extra host cycle of the trainer is taken from XLA's
 threads, so the CPU overhead is the steadier estimate of what the trainer adds.
 
-The peer runs first, in its own virtual environment and process (helpers, machine description
-and peer set-up are those of `vs_flow_matching.py`), so that no idle JAX thread pool competes
-with it. JAX is pinned to the CPU. torch's OpenMP threads suffer far more than XLA's from other
-processes on the same cores (on this project's shared 2-core VM the peer's demo step took 15x
-its quiet time at a load of 5, flowjax's 2x), so the flowjax / peer ratio is only meaningful
-from a quiet machine: check the load averages in the results.
+The peer runs first, in its own virtual environment and process (machine description and peer
+set-up are those of `harness.py`; the network and the minimal step those of
+`vs_flow_matching.py`), so that no idle JAX thread pool competes with it. JAX is pinned to the
+CPU. torch's OpenMP threads suffer far more than XLA's from other processes on the same cores
+(on this project's shared 2-core VM the peer's demo step took 15x its quiet time at a load of
+5, flowjax's 2x), so the flowjax / peer ratio is only meaningful from a quiet machine: check the
+load averages in the results.
 
 Run, from the repository root:
 
@@ -59,17 +60,14 @@ Run, from the repository root:
     .venv/bin/python experiments/benchmarks/trainer_overhead.py --quick      # smoke check
 
 The table is printed and written as JSON to
-`experiments/benchmarks/results/trainer_overhead_<tag>.json` (tag as in vs_flow_matching.py).
+`experiments/benchmarks/results/trainer_overhead_<tag>.json` (tag as in `harness.py`).
 """
 
 from __future__ import annotations
 
 import argparse
-import datetime
 import json
-import os
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -81,9 +79,10 @@ import numpy as np
 HERE = Path(__file__).resolve().parent
 if str(HERE) not in sys.path:  # also when loaded by path (tests)
     sys.path.insert(0, str(HERE))
-import vs_flow_matching as vs  # noqa: E402  (shared helpers: machine, peer venv, timing, MLP)
+import harness  # noqa: E402  (timing, machine, peer environment, results)
+import vs_flow_matching as vs  # noqa: E402  (the 2D example: MLP, FLOP count, minimal step)
 
-CONFIG_FILE = vs.REPO_ROOT / "configs" / "fm_guide" / "checkerboard.py"
+CONFIG_FILE = harness.REPO_ROOT / "configs" / "fm_guide" / "checkerboard.py"
 VARIANTS = {"paper": None, "demo": "demo"}  # name -> the config file's variant argument
 TIMED_STEPS = {"paper": 200, "demo": 500}  # default timed window per variant
 UNTIMED_STEPS = 3  # bare step and peer: untimed steps before timing (compilation, allocator)
@@ -137,10 +136,6 @@ def describe_case(variant: str, config, timed_steps: int) -> dict[str, Any]:
 def step_flops(case: dict[str, Any]) -> int:
     """Matmul FLOPs of one training step (the count of vs_flow_matching.py)."""
     return vs.workload_flops(vs.Workload("train", case["batch"], case["hidden"]), None, "flowjax")
-
-
-def load_average() -> float | None:
-    return os.getloadavg()[0] if hasattr(os, "getloadavg") else None
 
 
 # ----------------------------------------------------------------------------------------------
@@ -268,20 +263,20 @@ def run_flowjax_case(variant: str, config, case, reps: int, minimal_steps: int) 
     """The trainer and its bare step (alternating, `reps` each), then the minimal step."""
     import jax
 
-    vs.log(f"flowjax {variant}: compiling the bare step ...")
+    harness.log(f"flowjax {variant}: compiling the bare step ...")
     bare = BareStep(config, case["timed_steps"])
     trainer_runs, bare_times = [], []
     for rep in range(reps):
-        load = load_average()
-        vs.log(f"flowjax {variant}: trainer run {rep + 1}/{reps} (load {load:.2f}) ...")
+        load = harness.load_average()
+        harness.log(f"flowjax {variant}: trainer run {rep + 1}/{reps} (load {load:.2f}) ...")
         trainer_runs.append({**run_trainer(config), "load_before": load})
-        load = load_average()
-        vs.log(f"flowjax {variant}: bare step {rep + 1}/{reps} (load {load:.2f}) ...")
+        load = harness.load_average()
+        harness.log(f"flowjax {variant}: bare step {rep + 1}/{reps} (load {load:.2f}) ...")
         bare_times.append({**bare.time(), "load_before": load})
     final_loss = float(jax.device_get(bare.metrics["loss"]))
 
-    load = load_average()
-    vs.log(f"flowjax {variant}: minimal step of vs_flow_matching.py (load {load:.2f}) ...")
+    load = harness.load_average()
+    harness.log(f"flowjax {variant}: minimal step of vs_flow_matching.py (load {load:.2f}) ...")
     workload = vs.Workload("train", case["batch"], case["hidden"])
     minimal, _ = vs.flowjax_run_workload(
         workload, vs.make_inputs([workload]), reps, minimal_steps
@@ -344,7 +339,10 @@ def peer_run_case(case: dict[str, Any], reps: int) -> dict[str, Any]:
     from flow_matching.path.scheduler import CondOTScheduler
 
     torch.manual_seed(vs.SEED)
-    model = vs.torch_mlp(vs.init_weights(np.random.default_rng(vs.SEED), case["hidden"]))
+    weights = harness.torch_default_init(
+        np.random.default_rng(vs.SEED), vs.layer_shapes(case["hidden"])
+    )
+    model = vs.torch_mlp(weights)
     path = AffineProbPath(scheduler=CondOTScheduler())
     optimizer = torch.optim.Adam(model.parameters(), lr=case["learning_rate"])
     scheduled = case["schedule"] != "constant" or case["warmup_steps"] > 0
@@ -378,8 +376,8 @@ def peer_run_case(case: dict[str, Any], reps: int) -> dict[str, Any]:
         step()
     runs = []
     for _ in range(reps):
-        load = load_average()
-        times, final_loss = vs.time_calls(block, lambda out: out, 1, 0)
+        load = harness.load_average()
+        times, final_loss = harness.time_calls(block, lambda out: out, 1, 0)
         runs.append({"s_per_step": times[0] / case["timed_steps"], "load_before": load})
     return {
         "s_per_step": statistics.median(r["s_per_step"] for r in runs),
@@ -389,20 +387,13 @@ def peer_run_case(case: dict[str, Any], reps: int) -> dict[str, Any]:
 
 
 def peer_main(exchange: Path) -> None:
-    spec = json.loads((exchange / "spec.json").read_text())
-    env = vs.peer_environment()
+    spec, _ = harness.read_exchange(exchange)
+    env = harness.peer_environment()
     env["cases"] = {}
     for case in spec["cases"]:
-        vs.log(f"peer {case['variant']}: {spec['reps']} x {case['timed_steps']} steps ...")
+        harness.log(f"peer {case['variant']}: {spec['reps']} x {case['timed_steps']} steps ...")
         env["cases"][case["variant"]] = peer_run_case(case, spec["reps"])
-    (exchange / "peer.json").write_text(json.dumps(env, indent=1))
-
-
-def run_peer(python: Path, cases: list[dict], reps: int, exchange: Path) -> dict[str, Any]:
-    (exchange / "spec.json").write_text(json.dumps({"cases": cases, "reps": reps}))
-    command = [str(python), str(Path(__file__).resolve()), "--peer", "--exchange", str(exchange)]
-    subprocess.run(command, check=True)
-    return json.loads((exchange / "peer.json").read_text())
+    harness.write_exchange(exchange, env)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -426,7 +417,7 @@ def summarise(cases: list[dict], flowjax_results: dict, peer_env: dict | None) -
             "minimal_steps_per_s": 1.0 / r["minimal_step"]["median_s"],
             "overhead": r["overhead"],
             "cpu_overhead": r["cpu_overhead"],
-            "trainer_gflops": step_flops(case) / r["trainer"]["s_per_step"] / 1e9,
+            "trainer_gflops": harness.gflops(step_flops(case), r["trainer"]["s_per_step"]),
         }
         if peer_env:
             peer_s = peer_env["cases"][name]["s_per_step"]
@@ -482,23 +473,17 @@ def parse_args(argv=None) -> argparse.Namespace:
     add("--reps", type=int, default=None, help="repetitions of every measurement (3; quick 1)")
     add("--timed-steps", type=int, default=None, help=f"timed steps (default {TIMED_STEPS})")
     add("--minimal-steps", type=int, default=20, help="steps per block of the minimal step")
-    add("--peer-venv", type=Path, default=vs.REPO_ROOT / ".peer-venv", help="the peer's venv")
-    add("--torch-index-url", default=None, help="extra pip index for torch (e.g. CPU builds)")
-    add("--no-peer", action="store_true", help="run the flowjax side only")
-    add("--tag", default=None, help="suffix of the results file (default: CPU model, cores)")
-    add("--out", type=Path, default=None, help="results JSON path (overrides --tag)")
-    add("--peer", action="store_true", help=argparse.SUPPRESS)  # run the peer side, internal
-    add("--exchange", type=Path, default=None, help=argparse.SUPPRESS)
+    harness.add_peer_arguments(parser)
+    harness.add_results_arguments(parser)
     args = parser.parse_args(argv)
     args.variants = [v.strip() for v in args.variants.split(",") if v.strip()]
     if args.quick:
         args.variants = ["smoke"]
-        args.reps = args.reps or 1
         args.minimal_steps = 2
     unknown = sorted(set(args.variants) - set(VARIANTS) - {"smoke"})
     if unknown:
         parser.error(f"unknown variant(s) {unknown}; choose among {list(VARIANTS)}")
-    args.reps = args.reps or 3
+    harness.fill_defaults(args, {"reps": (3, 1)})
     return args
 
 
@@ -519,21 +504,16 @@ def main(argv=None) -> None:
     if args.peer:
         peer_main(args.exchange)
         return
-    machine = vs.describe_machine()
-    os.environ["JAX_PLATFORMS"] = "cpu"  # the same processor as the peer
+    machine = harness.start_on_cpu()
     cases = build_cases(args)
     descriptions = [case for _, _, case in cases]
 
-    peer_env = None
-    if not args.no_peer:
-        python = vs.ensure_peer_venv(args.peer_venv, args.torch_index_url)
-        with tempfile.TemporaryDirectory(prefix="trainer_overhead_") as tmp:
-            peer_env = run_peer(python, descriptions, args.reps, Path(tmp))
+    peer_env, _ = harness.run_peer(args, __file__, {"cases": descriptions, "reps": args.reps})
     results = {
         variant: run_flowjax_case(variant, config, case, args.reps, args.minimal_steps)
         for variant, config, case in cases
     }
-    machine["load_average_at_end"] = os.getloadavg() if hasattr(os, "getloadavg") else None
+    machine["load_average_at_end"] = harness.load_averages()
 
     rows = summarise(descriptions, results, peer_env)
     loads = measurement_loads(results, peer_env)
@@ -548,16 +528,10 @@ def main(argv=None) -> None:
         )
     if args.quick:
         table += "\n--quick: the smoke config, tiny windows: a smoke check, not a measurement"
-    print(table)
-
-    tag = args.tag or vs.machine_tag(machine)
-    suffix = ("_quick" if args.quick else "") + ("_flowjax_only" if args.no_peer else "")
-    out = args.out or vs.RESULTS_DIR / f"trainer_overhead_{tag}{suffix}.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
     report = {
-        "benchmark": "flowjax trainer vs its bare step vs the PyTorch reference loop, CPU, float32",
-        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        "command": " ".join([Path(sys.executable).name, *sys.argv]),
+        **harness.report_header(
+            "flowjax trainer vs its bare step vs the PyTorch reference loop, CPU, float32"
+        ),
         "settings": {
             "reps": args.reps,
             "untimed_steps": UNTIMED_STEPS,
@@ -573,12 +547,10 @@ def main(argv=None) -> None:
         "machine": machine,
         "cases": descriptions,
         "rows": rows,
-        "flowjax": {"environment": vs.flowjax_environment(), "cases": results},
+        "flowjax": {"environment": harness.flowjax_environment(), "cases": results},
         "peer": peer_env,
-        "table": table.splitlines(),
     }
-    out.write_text(json.dumps(report, indent=1))
-    vs.log(f"Wrote {out}")
+    harness.write_results(harness.results_path("trainer_overhead", args, machine), report, table)
 
 
 if __name__ == "__main__":

@@ -56,11 +56,12 @@ Achieved FLOP/s are reported as GFLOP/s, as a fraction of the best matmul FLOP/s
 this run (either library), and of the library's own matmul FLOP/s.
 
 The peer runs in its own virtual environment (default `.peer-venv` at the repository root, set
-up here if missing with `pip install torch==2.13.0 flow-matching==1.0.10 tqdm numpy`); this
-script invokes itself there with `--peer` and exchanges inputs and results through a temporary
-directory. The peer side imports neither jax nor flowjax. JAX is pinned to the CPU so that
-both libraries use the same processor. On a machine where pip would fetch a CUDA build of
-torch, pass `--torch-index-url https://download.pytorch.org/whl/cpu`.
+up if missing with `pip install torch==2.13.0 flow-matching==1.0.10 tqdm numpy`); this script
+invokes itself there with `--peer` and exchanges inputs and results through a temporary
+directory (the machinery of `harness.py`, shared by the benchmarks here, which describes it).
+The peer side imports neither jax nor flowjax. JAX is pinned to the CPU so that both libraries
+use the same processor. On a machine where pip would fetch a CUDA build of torch, pass
+`--torch-index-url https://download.pytorch.org/whl/cpu`.
 
 Run, from the repository root, on a quiet machine:
 
@@ -79,27 +80,17 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import datetime
-import json
 import math
-import os
-import platform
-import re
-import socket
-import statistics
-import subprocess
 import sys
-import tempfile
-import time
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-RESULTS_DIR = Path(__file__).resolve().parent / "results"
-PEER_PACKAGES = ("torch==2.13.0", "flow-matching==1.0.10", "tqdm", "numpy")
-PEER_VERSIONS = {"torch": "2.13.0", "flow_matching": "1.0.10"}
+HERE = Path(__file__).resolve().parent
+if str(HERE) not in sys.path:  # also when loaded by path (tests)
+    sys.path.insert(0, str(HERE))
+import harness  # noqa: E402  (timing, yardstick, machine, peer environment, results)
 
 DATA_DIM = 2  # the 2D example
 IN_DIM = DATA_DIM + 1  # cat[x, t]
@@ -165,7 +156,7 @@ def layer_shapes(hidden: int) -> list[tuple[int, int]]:
 
 def forward_flops(n: int, hidden: int) -> int:
     """Matmul FLOPs of one MLP evaluation on n points: 2 n sum(in * out)."""
-    return 2 * n * sum(a * b for a, b in layer_shapes(hidden))
+    return harness.linear_flops(n, layer_shapes(hidden))
 
 
 EVALS_PER_STEP = {"euler": 1, "midpoint": 2}
@@ -187,41 +178,17 @@ def workload_flops(w: Workload, nfe: int | None, side: str) -> int:
     return nfe * f
 
 
-def matmul_flops(size: int) -> int:
-    return 2 * size**3
-
-
-def median_and_times(times: list[float]) -> dict[str, Any]:
-    return {"median_s": statistics.median(times), "min_s": min(times), "times_s": times}
-
-
-def time_calls(fn: Callable[[], Any], sync: Callable[[Any], Any], reps: int, warmup: int):
-    """Runs fn `warmup` times untimed, then `reps` times timed; returns (times, last output)."""
-    out = None
-    for _ in range(warmup):
-        out = sync(fn())
-    times = []
-    for _ in range(reps):
-        start = time.perf_counter()
-        out = sync(fn())
-        times.append(time.perf_counter() - start)
-    return times, out
+def workload_result(w: Workload, side: str, times: list[float], nfe, extra) -> dict[str, Any]:
+    """The timings of one workload on `side`, its NFE, FLOPs per timed unit and GFLOP/s."""
+    result = {**harness.median_and_times(times), **extra, "nfe": nfe}
+    result["flops"] = workload_flops(w, nfe, side)
+    result["gflops"] = harness.gflops(result["flops"], result["median_s"])
+    return result
 
 
 # ----------------------------------------------------------------------------------------------
 # Shared inputs: weights and points drawn once with NumPy, loaded by both sides
 # ----------------------------------------------------------------------------------------------
-
-
-def init_weights(rng: np.random.Generator, hidden: int) -> list[tuple[np.ndarray, np.ndarray]]:
-    """(W of shape (in, out), b) per layer, uniform(+-1/sqrt(in)) like torch's nn.Linear."""
-    weights = []
-    for fan_in, fan_out in layer_shapes(hidden):
-        bound = 1.0 / math.sqrt(fan_in)
-        w = rng.uniform(-bound, bound, size=(fan_in, fan_out)).astype(np.float32)
-        b = rng.uniform(-bound, bound, size=(fan_out,)).astype(np.float32)
-        weights.append((w, b))
-    return weights
 
 
 def checkerboard_numpy(rng: np.random.Generator, n: int) -> np.ndarray:
@@ -241,8 +208,8 @@ def make_inputs(workloads: list[Workload], seed: int = SEED) -> dict[str, np.nda
     rng = np.random.default_rng(seed)
     arrays: dict[str, np.ndarray] = {}
     for hidden in sorted({w.hidden for w in workloads}):
-        for k, (w, b) in enumerate(init_weights(rng, hidden)):
-            arrays[f"w{hidden}_{k}"], arrays[f"b{hidden}_{k}"] = w, b
+        layers = harness.torch_default_init(rng, layer_shapes(hidden))
+        harness.store_linear_layers(arrays, hidden, layers)
     for w in workloads:
         if w.group in ("sample", "small"):
             arrays[f"x_{w.name}"] = rng.standard_normal((w.n, DATA_DIM)).astype(np.float32)
@@ -252,8 +219,7 @@ def make_inputs(workloads: list[Workload], seed: int = SEED) -> dict[str, np.nda
 
 
 def weights_for(inputs: dict[str, np.ndarray], hidden: int) -> list[tuple[np.ndarray, np.ndarray]]:
-    num = NUM_LAYERS + 1
-    return [(inputs[f"w{hidden}_{k}"], inputs[f"b{hidden}_{k}"]) for k in range(num)]
+    return harness.stored_linear_layers(inputs, hidden, NUM_LAYERS + 1)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -263,7 +229,6 @@ def weights_for(inputs: dict[str, np.ndarray], hidden: int) -> list[tuple[np.nda
 
 def flowjax_mlp(weights: list[tuple[np.ndarray, np.ndarray]], hidden: int):
     """flowjax's MLP with the given weights."""
-    import jax.numpy as jnp
     from flax import nnx
 
     from flowjax.models import MLP
@@ -276,9 +241,7 @@ def flowjax_mlp(weights: list[tuple[np.ndarray, np.ndarray]], hidden: int):
         time_embedding="raw",
         rngs=nnx.Rngs(0),
     )
-    for layer, (w, b) in zip(list(model.hidden) + [model.out], weights):
-        layer.kernel[...] = jnp.asarray(w)
-        layer.bias[...] = jnp.asarray(b)
+    harness.set_flax_linear_weights(list(model.hidden) + [model.out], weights)
     return model
 
 
@@ -299,19 +262,6 @@ def flowjax_nfe(w: Workload, time_grid=(0.0, 1.0)) -> int:
 
     nodes, _ = step_nodes(static_time_grid(time_grid), w.step_size)
     return (len(nodes) - 1) * EVALS_PER_STEP[w.method]
-
-
-def flowjax_matmul(size: int, reps: int) -> dict[str, Any]:
-    import jax
-
-    ka, kb = jax.random.split(jax.random.key(SEED))
-    a = jax.random.normal(ka, (size, size), jax.numpy.float32)
-    b = jax.random.normal(kb, (size, size), jax.numpy.float32)
-    matmul = jax.jit(jax.numpy.matmul)
-    times, _ = time_calls(lambda: matmul(a, b), jax.block_until_ready, reps, WARMUP)
-    result = median_and_times(times)
-    result["gflops"] = matmul_flops(size) / result["median_s"] / 1e9
-    return result
 
 
 def flowjax_run_workload(
@@ -357,7 +307,7 @@ def flowjax_run_workload(
             state[:] = [p, o, k]
             return p, o, k, loss
 
-        times, out = time_calls(run_block, jax.block_until_ready, reps, warmup)
+        times, out = harness.time_calls(run_block, jax.block_until_ready, reps, warmup)
         times = [s / train_steps for s in times]
         jitted, nfe = step, None
         extra["final_loss"] = float(out[-1])
@@ -371,7 +321,9 @@ def flowjax_run_workload(
 
         jitted = jax.jit(sample)
         x_0 = jax.device_put(inputs[f"x_{w.name}"])
-        times, out = time_calls(lambda: jitted(params, x_0), jax.block_until_ready, reps, warmup)
+        times, out = harness.time_calls(
+            lambda: jitted(params, x_0), jax.block_until_ready, reps, warmup
+        )
         outputs["x_1"] = np.asarray(out)
         nfe = flowjax_nfe(w)
 
@@ -390,51 +342,18 @@ def flowjax_run_workload(
 
         jitted = jax.jit(log_likelihood)
         x_1 = jax.device_put(inputs[f"x_{w.name}"])
-        times, out = time_calls(lambda: jitted(params, x_1), jax.block_until_ready, reps, warmup)
+        times, out = harness.time_calls(
+            lambda: jitted(params, x_1), jax.block_until_ready, reps, warmup
+        )
         outputs["x_0"], outputs["log_p1"] = np.asarray(out[0]), np.asarray(out[1])
         nfe = flowjax_nfe(w, (1.0, 0.0))
     else:
         raise ValueError(f"Unknown workload group {w.group!r}; expected one of {GROUPS}.")
 
-    result = median_and_times(times)
-    result.update(extra)
-    result["nfe"] = nfe
-    result["flops"] = workload_flops(w, nfe, "flowjax")
-    result["gflops"] = result["flops"] / result["median_s"] / 1e9
+    result = workload_result(w, "flowjax", times, nfe, extra)
     # More than one entry in the jit cache would mean a recompilation between repetitions.
     result["compilations"] = jitted._cache_size()
     return result, outputs
-
-
-def flowjax_environment() -> dict[str, Any]:
-    import importlib.metadata as md
-
-    import jax
-
-    return {
-        "versions": {
-            name: md.version(name)
-            for name in ("flowjax", "jax", "jaxlib", "flax", "optax", "diffrax", "numpy")
-        },
-        "devices": [str(d) for d in jax.devices()],
-        "threads": {
-            "note": "XLA's CPU client runs one thread pool sized to the cores it may use",
-            "xla_flags": os.environ.get("XLA_FLAGS"),
-        },
-    }
-
-
-def run_flowjax(workloads, inputs, args) -> tuple[dict[str, Any], dict[str, dict]]:
-    env = flowjax_environment()
-    log(f"flowjax: matmul {args.matmul_size}^3 ...")
-    env["matmul"] = flowjax_matmul(args.matmul_size, args.matmul_reps)
-    env["workloads"], outputs = {}, {}
-    for w in workloads:
-        log(f"flowjax: {w.name} ({w.size}) ...")
-        env["workloads"][w.name], outputs[w.name] = flowjax_run_workload(
-            w, inputs, args.reps, args.train_steps
-        )
-    return env, outputs
 
 
 # ----------------------------------------------------------------------------------------------
@@ -450,16 +369,7 @@ def torch_mlp(weights: list[tuple[np.ndarray, np.ndarray]]):
     class VelocityMLP(nn.Module):
         def __init__(self):
             super().__init__()
-            layers: list[nn.Module] = []
-            for k, (w, b) in enumerate(weights):
-                linear = nn.Linear(*w.shape)
-                with torch.no_grad():
-                    linear.weight.copy_(torch.from_numpy(w.T.copy()))
-                    linear.bias.copy_(torch.from_numpy(b))
-                layers.append(linear)
-                if k < len(weights) - 1:
-                    layers.append(nn.SiLU())
-            self.net = nn.Sequential(*layers)
+            self.net = harness.torch_swish_mlp(weights)
             self.calls = 0  # network evaluations, to check the solvers' step counts
 
         def forward(self, x, t):
@@ -477,19 +387,6 @@ def torch_checkerboard(n: int):
     row = 2 * torch.randint(0, 2, (n,)) + col % 2
     offset = torch.rand(n, 2)
     return torch.stack([col, row], dim=1).float() + offset - 2.0
-
-
-def peer_matmul(size: int, reps: int) -> dict[str, Any]:
-    import torch
-
-    gen = torch.Generator().manual_seed(SEED)
-    a = torch.randn(size, size, generator=gen)
-    b = torch.randn(size, size, generator=gen)
-    with torch.no_grad():
-        times, _ = time_calls(lambda: a @ b, lambda out: out, reps, WARMUP)
-    result = median_and_times(times)
-    result["gflops"] = matmul_flops(size) / result["median_s"] / 1e9
-    return result
 
 
 def peer_run_workload(
@@ -524,7 +421,7 @@ def peer_run_workload(
                 optimizer.step()
             return loss.item()
 
-        times, loss = time_calls(run_block, lambda out: out, reps, warmup)
+        times, loss = harness.time_calls(run_block, lambda out: out, reps, warmup)
         times = [s / train_steps for s in times]
         extra["final_loss"] = loss
 
@@ -536,7 +433,7 @@ def peer_run_workload(
         def sample():
             return solver.sample(x_init=x_0, step_size=w.step_size, method=w.method, time_grid=grid)
 
-        times, out = time_calls(sample, lambda out: out, reps, warmup)
+        times, out = harness.time_calls(sample, lambda out: out, reps, warmup)
         model.calls = 0
         sample()
         nfe = model.calls
@@ -560,7 +457,7 @@ def peer_run_workload(
                 exact_divergence=True,
             )
 
-        times, out = time_calls(log_likelihood, lambda out: out, reps, warmup)
+        times, out = harness.time_calls(log_likelihood, lambda out: out, reps, warmup)
         model.calls = 0
         log_likelihood()
         nfe = model.calls
@@ -568,163 +465,12 @@ def peer_run_workload(
     else:
         raise ValueError(f"Unknown workload group {w.group!r}; expected one of {GROUPS}.")
 
-    result = median_and_times(times)
-    result.update(extra)
-    result["nfe"] = nfe
-    result["flops"] = workload_flops(w, nfe, "peer")
-    result["gflops"] = result["flops"] / result["median_s"] / 1e9
-    return result, outputs
-
-
-def peer_environment() -> dict[str, Any]:
-    import importlib.metadata as md
-
-    import torch
-
-    return {
-        "versions": {
-            name: md.version(name) for name in ("torch", "flow_matching", "torchdiffeq", "numpy")
-        },
-        "devices": ["cpu"],
-        "threads": {
-            "torch_num_threads": torch.get_num_threads(),
-            "torch_num_interop_threads": torch.get_num_interop_threads(),
-            "mkldnn": torch.backends.mkldnn.is_available(),
-            "mkl": torch.backends.mkl.is_available(),
-            "cuda_build": torch.version.cuda,
-            "cpu_capability": torch.backends.cpu.get_cpu_capability(),
-            "parallel_info": torch.__config__.parallel_info().strip().splitlines(),
-        },
-    }
-
-
-def peer_main(exchange: Path) -> None:
-    """Entry point in the peer environment: reads the cases and inputs, writes the results."""
-    spec = json.loads((exchange / "spec.json").read_text())
-    workloads = [Workload(**w) for w in spec["workloads"]]
-    with np.load(exchange / "inputs.npz") as data:
-        inputs = dict(data)
-    env = peer_environment()
-    log(f"peer: matmul {spec['matmul_size']}^3 ...")
-    env["matmul"] = peer_matmul(spec["matmul_size"], spec["matmul_reps"])
-    env["workloads"], arrays = {}, {}
-    for w in workloads:
-        log(f"peer: {w.name} ({w.size}) ...")
-        env["workloads"][w.name], outputs = peer_run_workload(
-            w, inputs, spec["reps"], spec["train_steps"]
-        )
-        arrays.update({f"{w.name}/{k}": v for k, v in outputs.items()})
-    np.savez(exchange / "peer_outputs.npz", **arrays)
-    (exchange / "peer.json").write_text(json.dumps(env, indent=1))
+    return workload_result(w, "peer", times, nfe, extra), outputs
 
 
 # ----------------------------------------------------------------------------------------------
-# Orchestration: the peer environment, the machine, the table
+# Orchestration: the table and the two sides in turn
 # ----------------------------------------------------------------------------------------------
-
-
-def log(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
-
-
-def peer_python(venv: Path) -> Path:
-    return venv / "bin" / "python"
-
-
-def peer_is_ready(python: Path) -> bool:
-    check = (
-        "import importlib.metadata as md, numpy, torch, flow_matching; "
-        f"v = {PEER_VERSIONS!r}; "
-        "assert torch.__version__.split('+')[0] == v['torch'], torch.__version__; "
-        "assert md.version('flow_matching') == v['flow_matching']"
-    )
-    if not python.exists():
-        return False
-    return subprocess.run([str(python), "-c", check], capture_output=True).returncode == 0
-
-
-def ensure_peer_venv(venv: Path, torch_index_url: str | None) -> Path:
-    """The peer's interpreter, creating the virtual environment and installing it if needed."""
-    python = peer_python(venv)
-    if peer_is_ready(python):
-        return python
-    if not python.exists():
-        log(f"Creating the peer environment in {venv} ...")
-        subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
-    command = [str(python), "-m", "pip", "install", *PEER_PACKAGES]
-    if torch_index_url:
-        command += ["--extra-index-url", torch_index_url]
-    log("Installing the peer: " + " ".join(command[3:]))
-    subprocess.run(command, check=True)
-    if not peer_is_ready(python):
-        raise RuntimeError(
-            f"The peer environment {venv} still lacks {PEER_PACKAGES} after installing; "
-            "delete it and rerun, or pass --peer-venv to another path."
-        )
-    return python
-
-
-def run_peer(
-    python: Path, workloads, inputs, args, exchange: Path, script: Path = Path(__file__)
-) -> tuple[dict, dict]:
-    """Runs `script --peer` in the peer environment on `workloads` (a dataclass each) and
-    `inputs`; returns its environment record and outputs by workload name."""
-    spec = {
-        "workloads": [dataclasses.asdict(w) for w in workloads],
-        "reps": args.reps,
-        "train_steps": args.train_steps,
-        "matmul_size": args.matmul_size,
-        "matmul_reps": args.matmul_reps,
-    }
-    (exchange / "spec.json").write_text(json.dumps(spec))
-    np.savez(exchange / "inputs.npz", **inputs)
-    command = [str(python), str(script.resolve()), "--peer", "--exchange", str(exchange)]
-    subprocess.run(command, check=True)
-    env = json.loads((exchange / "peer.json").read_text())
-    outputs: dict[str, dict[str, np.ndarray]] = {w.name: {} for w in workloads}
-    with np.load(exchange / "peer_outputs.npz") as data:
-        for key in data.files:
-            name, field = key.split("/")
-            outputs[name][field] = data[key]
-    return env, outputs
-
-
-def describe_machine() -> dict[str, Any]:
-    """CPU model, core counts, host, thread-related environment variables, load average."""
-    cpuinfo = Path("/proc/cpuinfo")
-    model, cores = platform.processor() or platform.machine(), set()
-    if cpuinfo.exists():
-        physical_id = core_id = None
-        for line in cpuinfo.read_text().splitlines():
-            key, _, value = (part.strip() for part in line.partition(":"))
-            if key == "model name":
-                model = value
-            elif key == "physical id":
-                physical_id = value
-            elif key == "core id":
-                core_id = value
-                cores.add((physical_id, core_id))
-    affinity = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None
-    env_vars = (
-        "OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "XLA_FLAGS", "JAX_PLATFORMS"
-    )
-    return {
-        "cpu_model": model,
-        "logical_cpus": os.cpu_count(),
-        "physical_cores": len(cores) or None,
-        "cpus_available_to_process": affinity,
-        "hostname": socket.gethostname(),
-        "platform": platform.platform(),
-        "python": platform.python_version(),
-        "thread_env": {name: os.environ.get(name) for name in env_vars},
-        "load_average_at_start": os.getloadavg() if hasattr(os, "getloadavg") else None,
-    }
-
-
-def machine_tag(machine: dict[str, Any]) -> str:
-    model = re.sub(r"\((r|tm)\)|cpu|processor|@.*$", "", machine["cpu_model"], flags=re.I)
-    slug = re.sub(r"[^a-z0-9]+", "-", model.lower()).strip("-") or "cpu"
-    return f"{slug}-{machine['cpus_available_to_process'] or machine['logical_cpus']}c"
 
 
 def max_abs_diff(a: dict[str, np.ndarray], b: dict[str, np.ndarray]) -> float | None:
@@ -749,11 +495,11 @@ def summarise(workloads, flowjax_env, peer_env, flowjax_out, peer_out) -> tuple[
             row[f"{side}_s"] = r["median_s"]
             row[f"{side}_nfe"] = r["nfe"]
             row[f"{side}_gflops"] = r["gflops"]
-            row[f"{side}_of_best_matmul"] = r["gflops"] / best
-            row[f"{side}_of_own_matmul"] = r["gflops"] / own[side]
+            row[f"{side}_of_best_matmul"] = harness.mfu(r["gflops"], best)
+            row[f"{side}_of_own_matmul"] = harness.mfu(r["gflops"], own[side])
         if peer_env:
             row["speedup"] = row["peer_s"] / row["flowjax_s"]
-            row["max_abs_diff"] = max_abs_diff(flowjax_out[w.name], peer_out[w.name])
+            row["max_abs_diff"] = max_abs_diff(flowjax_out[w.name], peer_out.get(w.name, {}))
         rows.append(row)
     return best, rows
 
@@ -787,9 +533,7 @@ def format_table(rows: list[dict], flowjax_env, peer_env, best: float) -> str:
             f"{fmt_pct(r.get('peer_of_own_matmul'))} | "
             f"{format(diff, '8.1e') if diff is not None else '-':>8}"
         )
-    matmul = f"matmul GFLOP/s: flowjax/JAX {flowjax_env['matmul']['gflops']:.1f}"
-    if peer_env:
-        matmul += f", peer/torch {peer_env['matmul']['gflops']:.1f}"
+    matmul = harness.matmul_summary(flowjax_env, peer_env)
     lines += ["", matmul + f" (best {best:.1f}); train times are per step"]
     return "\n".join(lines)
 
@@ -801,22 +545,13 @@ def parse_args(argv=None) -> argparse.Namespace:
     add("--only", default=None, help=f"comma-separated workload groups among {', '.join(GROUPS)}")
     add("--reps", type=int, default=None, help="timed repetitions (default 7; quick 2)")
     add("--train-steps", type=int, default=None, help="steps per timed repetition (10; quick 2)")
-    add("--matmul-size", type=int, default=None, help="default 2048; quick 256")
-    add("--matmul-reps", type=int, default=None, help="default 10; quick 3")
-    add("--peer-venv", type=Path, default=REPO_ROOT / ".peer-venv", help="the peer's venv")
-    add("--torch-index-url", default=None, help="extra pip index for torch (e.g. CPU builds)")
-    add("--no-peer", action="store_true", help="run the flowjax side only")
-    add("--tag", default=None, help="suffix of the results file (default: CPU model, cores)")
-    add("--out", type=Path, default=None, help="results JSON path (overrides --tag)")
-    add("--peer", action="store_true", help=argparse.SUPPRESS)  # run the peer side, internal
-    add("--exchange", type=Path, default=None, help=argparse.SUPPRESS)
+    harness.add_matmul_arguments(parser)
+    harness.add_peer_arguments(parser)
+    harness.add_results_arguments(parser)
     args = parser.parse_args(argv)
-    defaults = {
-        "reps": (7, 2), "train_steps": (10, 2), "matmul_size": (2048, 256), "matmul_reps": (10, 3)
-    }
-    for name, (full, quick) in defaults.items():
-        if getattr(args, name) is None:
-            setattr(args, name, quick if args.quick else full)
+    harness.fill_defaults(
+        args, {"reps": (7, 2), "train_steps": (10, 2), **harness.MATMUL_DEFAULTS}
+    )
     if args.only:
         args.only = [g.strip() for g in args.only.split(",") if g.strip()]
         unknown = sorted(set(args.only) - set(GROUPS))
@@ -828,37 +563,34 @@ def parse_args(argv=None) -> argparse.Namespace:
 def main(argv=None) -> None:
     args = parse_args(argv)
     if args.peer:
-        peer_main(args.exchange)
+        harness.peer_workloads_main(
+            args.exchange,
+            Workload,
+            lambda w, inputs, spec: peer_run_workload(w, inputs, spec["reps"], spec["train_steps"]),
+        )
         return
-    machine = describe_machine()
-    # Both libraries on the same processor: keep JAX off any accelerator.
-    os.environ["JAX_PLATFORMS"] = "cpu"
+    machine = harness.start_on_cpu()
     workloads = build_workloads(args.quick, args.only)
     inputs = make_inputs(workloads)
 
-    peer_env, peer_out = None, {}
-    if not args.no_peer:
-        python = ensure_peer_venv(args.peer_venv, args.torch_index_url)
-        with tempfile.TemporaryDirectory(prefix="vs_flow_matching_") as tmp:
-            peer_env, peer_out = run_peer(python, workloads, inputs, args, Path(tmp))
-    # The peer ran first, in its own process, so no idle JAX thread pool competes with it.
-    flowjax_env, flowjax_out = run_flowjax(workloads, inputs, args)
-    machine["load_average_at_end"] = os.getloadavg() if hasattr(os, "getloadavg") else None
+    peer_env, peer_out = harness.run_peer_workloads(
+        args, __file__, workloads, inputs, reps=args.reps, train_steps=args.train_steps
+    )
+    flowjax_env, flowjax_out = harness.measure_workloads(
+        "flowjax",
+        workloads,
+        lambda w: flowjax_run_workload(w, inputs, args.reps, args.train_steps),
+        args.matmul_size,
+        args.matmul_reps,
+    )
+    machine["load_average_at_end"] = harness.load_averages()
 
     best, rows = summarise(workloads, flowjax_env, peer_env, flowjax_out, peer_out)
     table = format_table(rows, flowjax_env, peer_env, best)
     if args.quick:
         table += "\n--quick: tiny sizes, tiny matmul yardstick: a smoke check, not a measurement"
-    print(table)
-
-    tag = args.tag or machine_tag(machine)
-    suffix = ("_quick" if args.quick else "") + ("_flowjax_only" if args.no_peer else "")
-    out = args.out or RESULTS_DIR / f"vs_flow_matching_{tag}{suffix}.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
     report = {
-        "benchmark": "flowjax vs flow_matching (PyTorch), same machine, float32, CPU",
-        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        "command": " ".join([Path(sys.executable).name, *sys.argv]),
+        **harness.report_header("flowjax vs flow_matching (PyTorch), same machine, float32, CPU"),
         "settings": {
             "quick": args.quick,
             "reps": args.reps,
@@ -877,10 +609,8 @@ def main(argv=None) -> None:
         "rows": rows,
         "flowjax": flowjax_env,
         "peer": peer_env,
-        "table": table.splitlines(),
     }
-    out.write_text(json.dumps(report, indent=1))
-    log(f"Wrote {out}")
+    harness.write_results(harness.results_path("vs_flow_matching", args, machine), report, table)
 
 
 if __name__ == "__main__":

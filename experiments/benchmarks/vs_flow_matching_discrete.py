@@ -1,9 +1,9 @@
 """Speed of flowjax's discrete sampler next to the PyTorch reference's MixtureDiscreteEulerSolver.
 
-A sibling of `vs_flow_matching.py`, sharing its machinery (timing, machine description, the
-peer's virtual environment and the exchange with it, the matmul yardstick); see its docstring for
-the conventions. Both libraries run, one after the other on the same CPU in float32, the same
-workload with the same network weights:
+A sibling of `vs_flow_matching.py`, on the same machinery (`harness.py`: timing, machine
+description, the peer's virtual environment and the exchange with it, the matmul yardstick); see
+their docstrings for the conventions. Both libraries run, one after the other on the same CPU in
+float32, the same workload with the same network weights:
 
   discrete   sampling the posterior network of the Flow Matching Guide's 2D discrete checkerboard
              example (tokens in a vocabulary of 128 plus a mask token, 2 tokens per point) with
@@ -50,19 +50,16 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import datetime
-import json
-import math
-import os
 import sys
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import vs_flow_matching as common  # noqa: E402 (the sibling script's helpers)
+HERE = Path(__file__).resolve().parent
+if str(HERE) not in sys.path:  # also when loaded by path (tests)
+    sys.path.insert(0, str(HERE))
+import harness  # noqa: E402  (timing, yardstick, machine, peer environment, results)
 
 DATA_VOCAB = 128
 VOCAB = DATA_VOCAB + 1  # with the mask token
@@ -108,7 +105,7 @@ def layer_shapes(hidden: int) -> list[tuple[int, int]]:
 
 
 def forward_flops(n: int, hidden: int) -> int:
-    return 2 * n * sum(a * b for a, b in layer_shapes(hidden))
+    return harness.linear_flops(n, layer_shapes(hidden))
 
 
 def make_inputs(workloads: list[DiscreteWorkload], seed: int = SEED) -> dict[str, np.ndarray]:
@@ -117,12 +114,8 @@ def make_inputs(workloads: list[DiscreteWorkload], seed: int = SEED) -> dict[str
     arrays: dict[str, np.ndarray] = {}
     for hidden in sorted({w.hidden for w in workloads}):
         arrays[f"e{hidden}"] = rng.standard_normal((VOCAB, hidden)).astype(np.float32)
-        for k, (fan_in, fan_out) in enumerate(layer_shapes(hidden)):
-            bound = 1.0 / math.sqrt(fan_in)
-            arrays[f"w{hidden}_{k}"] = rng.uniform(-bound, bound, (fan_in, fan_out)).astype(
-                np.float32
-            )
-            arrays[f"b{hidden}_{k}"] = rng.uniform(-bound, bound, fan_out).astype(np.float32)
+        layers = harness.torch_default_init(rng, layer_shapes(hidden))
+        harness.store_linear_layers(arrays, hidden, layers)
     return arrays
 
 
@@ -131,20 +124,22 @@ def checkpoint_inputs(workdir: Path) -> dict[str, np.ndarray]:
     `make_inputs` lays them out (hidden width 128)."""
     from flowjax.train import inference, load_config_file
 
-    file = common.REPO_ROOT / "configs" / "fm_guide" / "discrete_checkerboard.py"
+    file = harness.REPO_ROOT / "configs" / "fm_guide" / "discrete_checkerboard.py"
     flow = inference.load_trained_flow(load_config_file(file, "mask,demo"), str(workdir))
     params = flow.state.ema_params
     hidden = 128
     arrays = {f"e{hidden}": np.asarray(params["token_embed"]["embedding"][...])}
     layers = [params["net"]["hidden"][k] for k in range(NUM_LAYERS)] + [params["net"]["out"]]
-    for k, layer in enumerate(layers):
-        arrays[f"w{hidden}_{k}"] = np.asarray(layer["kernel"][...])
-        arrays[f"b{hidden}_{k}"] = np.asarray(layer["bias"][...])
+    harness.store_linear_layers(
+        arrays,
+        hidden,
+        [(np.asarray(layer["kernel"][...]), np.asarray(layer["bias"][...])) for layer in layers],
+    )
     return arrays
 
 
 def layers_of(inputs: dict[str, np.ndarray], hidden: int) -> list[tuple[np.ndarray, np.ndarray]]:
-    return [(inputs[f"w{hidden}_{k}"], inputs[f"b{hidden}_{k}"]) for k in range(NUM_LAYERS + 1)]
+    return harness.stored_linear_layers(inputs, hidden, NUM_LAYERS + 1)
 
 
 def fraction_in_support(x: np.ndarray) -> float:
@@ -162,10 +157,10 @@ def total_variation(p: np.ndarray, q: np.ndarray) -> float:
 
 
 def finish(w: DiscreteWorkload, times: list[float], samples: list[np.ndarray]) -> dict[str, Any]:
-    result = common.median_and_times(times)
+    result = harness.median_and_times(times)
     result["nfe"] = w.steps
     result["flops"] = w.steps * forward_flops(w.n, w.hidden)
-    result["gflops"] = result["flops"] / result["median_s"] / 1e9
+    result["gflops"] = harness.gflops(result["flops"], result["median_s"])
     result["ms_per_step"] = 1e3 * result["median_s"] / w.steps
     result["fraction_masked"] = float(np.mean(samples[-1] == MASK))
     result["fraction_in_support"] = fraction_in_support(samples[-1])
@@ -183,9 +178,7 @@ def load_weights(model, inputs: dict[str, np.ndarray], hidden: int) -> None:
 
     model.token_embed.embedding[...] = jnp.asarray(inputs[f"e{hidden}"])
     layers = list(model.net.hidden) + [model.net.out]
-    for layer, (weight, bias) in zip(layers, layers_of(inputs, hidden), strict=True):
-        layer.kernel[...] = jnp.asarray(weight)
-        layer.bias[...] = jnp.asarray(bias)
+    harness.set_flax_linear_weights(layers, layers_of(inputs, hidden))
 
 
 def flowjax_run_workload(w: DiscreteWorkload, inputs, reps: int, warmup: int = WARMUP):
@@ -222,24 +215,13 @@ def flowjax_run_workload(w: DiscreteWorkload, inputs, reps: int, warmup: int = W
         return discrete_sample(key, posterior, x_init, path, step_size=1.0 / w.steps)
 
     keys = iter(jax.random.split(jax.random.key(SEED), reps + warmup))
-    times, _ = common.time_calls(
+    times, _ = harness.time_calls(
         lambda: sample(params, next(keys)), jax.block_until_ready, reps, warmup
     )
     samples = [np.asarray(sample(params, jax.random.key(SEED + s))) for s in (1, 2)]
     result = finish(w, times, samples)
     result["compilations"] = sample._cache_size()
     return result, {"samples": samples[0], "samples_other_key": samples[1]}
-
-
-def run_flowjax(workloads, inputs, args) -> tuple[dict[str, Any], dict[str, dict]]:
-    env = common.flowjax_environment()
-    common.log(f"flowjax: matmul {args.matmul_size}^3 ...")
-    env["matmul"] = common.flowjax_matmul(args.matmul_size, args.matmul_reps)
-    env["workloads"], outputs = {}, {}
-    for w in workloads:
-        common.log(f"flowjax: {w.name} ...")
-        env["workloads"][w.name], outputs[w.name] = flowjax_run_workload(w, inputs, args.reps)
-    return env, outputs
 
 
 # ----------------------------------------------------------------------------------------------
@@ -256,18 +238,9 @@ def torch_posterior(embedding: np.ndarray, layers):
         def __init__(self):
             super().__init__()
             self.embed = nn.Embedding(VOCAB, embedding.shape[1])
-            linears: list[nn.Module] = []
-            for k, (weight, bias) in enumerate(layers):
-                linear = nn.Linear(*weight.shape)
-                with torch.no_grad():
-                    linear.weight.copy_(torch.from_numpy(weight.T.copy()))
-                    linear.bias.copy_(torch.from_numpy(bias))
-                linears.append(linear)
-                if k < len(layers) - 1:
-                    linears.append(nn.SiLU())
+            self.net = harness.torch_swish_mlp(layers)
             with torch.no_grad():
                 self.embed.weight.copy_(torch.from_numpy(embedding))
-            self.net = nn.Sequential(*linears)
 
         def forward(self, x, t):
             h = self.embed(x).reshape(x.shape[0], -1)
@@ -302,26 +275,9 @@ def peer_run_workload(w: DiscreteWorkload, inputs, reps: int, warmup: int = WARM
             x_init=x_init, step_size=1.0 / w.steps, time_grid=torch.tensor([0.0, 1.0])
         )
 
-    times, out = common.time_calls(sample, lambda out: out, reps, warmup)
+    times, out = harness.time_calls(sample, lambda out: out, reps, warmup)
     samples = [out.numpy()]
     return finish(w, times, samples), {"samples": samples[0]}
-
-
-def peer_main(exchange: Path) -> None:
-    spec = json.loads((exchange / "spec.json").read_text())
-    workloads = [DiscreteWorkload(**w) for w in spec["workloads"]]
-    with np.load(exchange / "inputs.npz") as data:
-        inputs = dict(data)
-    env = common.peer_environment()
-    common.log(f"peer: matmul {spec['matmul_size']}^3 ...")
-    env["matmul"] = common.peer_matmul(spec["matmul_size"], spec["matmul_reps"])
-    env["workloads"], arrays = {}, {}
-    for w in workloads:
-        common.log(f"peer: {w.name} ...")
-        env["workloads"][w.name], outputs = peer_run_workload(w, inputs, spec["reps"])
-        arrays.update({f"{w.name}/{k}": v for k, v in outputs.items()})
-    np.savez(exchange / "peer_outputs.npz", **arrays)
-    (exchange / "peer.json").write_text(json.dumps(env, indent=1))
 
 
 # ----------------------------------------------------------------------------------------------
@@ -385,9 +341,7 @@ def format_table(rows: list[dict], flowjax_env, peer_env) -> str:
             f"{r['flowjax_gflops']:>8.1f} {get('peer_gflops', '9.1f'):>9} | {support:>19} | "
             f"{get('tv_flowjax_vs_peer', '11.3f'):>11} {r['tv_noise_floor']:>8.3f}"
         )
-    matmul = f"matmul GFLOP/s: flowjax/JAX {flowjax_env['matmul']['gflops']:.1f}"
-    if peer_env:
-        matmul += f", peer/torch {peer_env['matmul']['gflops']:.1f}"
+    matmul = harness.matmul_summary(flowjax_env, peer_env)
     lines += ["", matmul + "; TV: first token's histograms (129 bins); floor: two flowjax keys"]
     return "\n".join(lines)
 
@@ -397,67 +351,50 @@ def parse_args(argv=None) -> argparse.Namespace:
     add = parser.add_argument
     add("--quick", action="store_true", help="tiny sizes and 2 reps: a smoke check")
     add("--reps", type=int, default=None, help="timed repetitions (default 5; quick 2)")
-    add("--matmul-size", type=int, default=None, help="default 2048; quick 256")
-    add("--matmul-reps", type=int, default=None, help="default 10; quick 3")
-    add("--peer-venv", type=Path, default=common.REPO_ROOT / ".peer-venv", help="the peer's venv")
-    add("--torch-index-url", default=None, help="extra pip index for torch (e.g. CPU builds)")
-    add("--no-peer", action="store_true", help="run the flowjax side only")
+    harness.add_matmul_arguments(parser)
+    harness.add_peer_arguments(parser)
     add("--checkpoint", type=Path, default=None, help="workdir of a trained mask,demo run")
-    add("--tag", default=None, help="suffix of the results file (default: CPU model, cores)")
-    add("--out", type=Path, default=None, help="results JSON path (overrides --tag)")
-    add("--peer", action="store_true", help=argparse.SUPPRESS)
-    add("--exchange", type=Path, default=None, help=argparse.SUPPRESS)
+    harness.add_results_arguments(parser)
     args = parser.parse_args(argv)
-    for name, (full, quick) in {
-        "reps": (5, 2),
-        "matmul_size": (2048, 256),
-        "matmul_reps": (10, 3),
-    }.items():
-        if getattr(args, name) is None:
-            setattr(args, name, quick if args.quick else full)
-    args.train_steps = 0  # the shared exchange records it; no training here
+    harness.fill_defaults(args, {"reps": (5, 2), **harness.MATMUL_DEFAULTS})
     return args
 
 
 def main(argv=None) -> None:
     args = parse_args(argv)
     if args.peer:
-        peer_main(args.exchange)
+        harness.peer_workloads_main(
+            args.exchange,
+            DiscreteWorkload,
+            lambda w, inputs, spec: peer_run_workload(w, inputs, spec["reps"]),
+        )
         return
-    machine = common.describe_machine()
-    os.environ["JAX_PLATFORMS"] = "cpu"
+    machine = harness.start_on_cpu()
     workloads = build_workloads(args.quick)
     inputs = (
         make_inputs(workloads) if args.checkpoint is None else checkpoint_inputs(args.checkpoint)
     )
 
-    peer_env, peer_out = None, {}
-    if not args.no_peer:
-        python = common.ensure_peer_venv(args.peer_venv, args.torch_index_url)
-        with tempfile.TemporaryDirectory(prefix="vs_flow_matching_discrete_") as tmp:
-            exchange = Path(tmp)
-            peer_env, peer_out = common.run_peer(
-                python, workloads, inputs, args, exchange, script=Path(__file__)
-            )
-    flowjax_env, flowjax_out = run_flowjax(workloads, inputs, args)
-    machine["load_average_at_end"] = os.getloadavg()
+    peer_env, peer_out = harness.run_peer_workloads(
+        args, __file__, workloads, inputs, reps=args.reps
+    )
+    flowjax_env, flowjax_out = harness.measure_workloads(
+        "flowjax",
+        workloads,
+        lambda w: flowjax_run_workload(w, inputs, args.reps),
+        args.matmul_size,
+        args.matmul_reps,
+    )
+    machine["load_average_at_end"] = harness.load_averages()
 
     rows = summarise(workloads, flowjax_env, peer_env, flowjax_out, peer_out)
     table = format_table(rows, flowjax_env, peer_env)
     if args.quick:
         table += "\n--quick: tiny sizes: a smoke check, not a measurement"
-    print(table)
-
-    tag = args.tag or common.machine_tag(machine)
-    suffix = ("_quick" if args.quick else "") + ("_flowjax_only" if args.no_peer else "")
-    out = args.out or common.RESULTS_DIR / f"vs_flow_matching_discrete_{tag}{suffix}.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
     report = {
-        "benchmark": (
+        **harness.report_header(
             "flowjax discrete_sample vs MixtureDiscreteEulerSolver, same machine, float32, CPU"
         ),
-        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        "command": " ".join([Path(sys.executable).name, *sys.argv]),
         "settings": {
             "quick": args.quick,
             "reps": args.reps,
@@ -468,10 +405,9 @@ def main(argv=None) -> None:
         "rows": rows,
         "flowjax": flowjax_env,
         "peer": peer_env,
-        "table": table.splitlines(),
     }
-    out.write_text(json.dumps(report, indent=1))
-    common.log(f"Wrote {out}")
+    path = harness.results_path("vs_flow_matching_discrete", args, machine)
+    harness.write_results(path, report, table)
 
 
 if __name__ == "__main__":
