@@ -42,6 +42,11 @@ def restore_state(config, workdir, step=None):
     return restored.state
 
 
+def logged_steps(workdir) -> list[int]:
+    with open(os.path.join(workdir, "metrics.jsonl")) as f:
+        return [json.loads(line)["step"] for line in f]
+
+
 def data_position(workdir, step) -> dict:
     with open(os.path.join(workdir, "checkpoints", str(step), "data", "process_0-of-1.json")) as f:
         return json.load(f)
@@ -166,12 +171,18 @@ def test_resume_after_sigkill_is_exact(tmp_path):
     n = 4
     straight, resumed = tmp_path / "straight", tmp_path / "resumed"
     config = tiny_config(**{"train.num_steps": 2 * n, "checkpoint.every_steps": n})
+    # The worker runs two steps past its checkpoint at n (logged, not saved), then hangs.
     worker = start_worker(
-        f"--workdir={resumed}", f"--steps={2 * n}", f"--every={n}", f"--hang-at={n}"
+        f"--workdir={resumed}", f"--steps={2 * n}", f"--every={n}", f"--hang-at={n + 2}"
     )
     try:
         expected = flat_state(train(config, str(straight)))  # while the worker starts
-        wait_for(lambda: os.path.isdir(resumed / "checkpoints" / str(n)), what="checkpoint n")
+        wait_for(
+            lambda: os.path.isdir(resumed / "checkpoints" / str(n))
+            and os.path.exists(resumed / "metrics.jsonl")
+            and len(logged_steps(resumed)) == n + 2,
+            what="checkpoint n and the lines of steps n+1, n+2",
+        )
     finally:
         worker.send_signal(signal.SIGKILL)
         worker.communicate()
@@ -183,8 +194,10 @@ def test_resume_after_sigkill_is_exact(tmp_path):
     for key in expected:
         np.testing.assert_array_equal(expected[key], got[key], err_msg=key)
     assert data_position(straight, 2 * n) == data_position(resumed, 2 * n) == {"next_index": 2 * n}
-    # The resumed run logged the same losses for steps n+1..2n.
-    np.testing.assert_array_equal(losses(straight)[n:], losses(resumed)[-n:])
+    # The resumed run logged the same losses for steps n+1..2n, and the lines the killed run
+    # wrote after its checkpoint were dropped: every step once.
+    np.testing.assert_array_equal(losses(straight), losses(resumed))
+    assert logged_steps(resumed) == list(range(1, 2 * n + 1))
 
 
 def test_sigterm_saves_the_current_step_and_stops(tmp_path, monkeypatch):
@@ -208,6 +221,7 @@ def test_damaged_latest_checkpoint_falls_back_to_the_previous(tmp_path, caplog):
     config = tiny_config(**{"train.num_steps": 10, "checkpoint.every_steps": 5})
     train(config, str(tmp_path))
     assert checkpoint_steps(tmp_path) == [5, 10]
+    first_run_losses = losses(tmp_path)
     state_dir = tmp_path / "checkpoints" / "10" / "state"
     for root, _, files in os.walk(state_dir):
         for name in files:
@@ -221,9 +235,10 @@ def test_damaged_latest_checkpoint_falls_back_to_the_previous(tmp_path, caplog):
     assert int(state.step) == 10  # resumed at 5, trained 5 more, saved 10 again
     assert checkpoint_steps(tmp_path) == [5, 10]
     assert [d.split("-")[0] for d in os.listdir(tmp_path / "unreadable_checkpoints")] == ["10"]
-    # Retrained from step 5 exactly as the first time.
-    first_run_losses = losses(tmp_path)[:10]
-    np.testing.assert_array_equal(first_run_losses[5:], losses(tmp_path)[10:])
+    # Retrained from step 5 exactly as the first time; metrics.jsonl dropped the first run's
+    # lines after step 5 on resume, so it holds steps 1..10 once each.
+    np.testing.assert_array_equal(first_run_losses, losses(tmp_path))
+    assert logged_steps(tmp_path) == list(range(1, 11))
 
 
 def test_non_finite_loss_stops_without_saving_it(tmp_path, monkeypatch):

@@ -12,13 +12,15 @@ newest cannot be read (a damaged or truncated file), the previous one is tried, 
 that names the step and the error; once an older step has been restored, the unreadable ones are
 moved to `<workdir>/unreadable_checkpoints/` (never deleted) so that the run can save those step
 numbers again. If no checkpoint can be read, nothing is moved and the error is raised.
+
+Paths are `etils.epath.Path`s, so the work directory may be local or on a bucket (gs://...);
+step directories are found through Orbax's own step naming (`ocp.step.standard_name_format`),
+never by formatting the step number by hand.
 """
 
 from __future__ import annotations
 
 import logging
-import os
-import shutil
 import time
 from typing import Any, NamedTuple
 
@@ -26,6 +28,7 @@ import grain
 import jax
 import ml_collections
 import orbax.checkpoint as ocp
+from etils import epath
 from jax.experimental import multihost_utils
 
 from flowjax.train.state import TrainState
@@ -52,12 +55,16 @@ class Checkpointer:
     """Saves and restores (state, data position, config) under `<workdir>/checkpoints`."""
 
     def __init__(self, workdir: str, *, max_to_keep: int | None = None, async_save: bool = False):
-        self.workdir = os.path.abspath(workdir)
-        self.directory = os.path.join(self.workdir, CHECKPOINT_DIR)
+        self.workdir = epath.Path(workdir)
+        self.directory = self.workdir / CHECKPOINT_DIR
+        self._name_format = ocp.step.standard_name_format()
         self._manager = ocp.CheckpointManager(
             self.directory,
             options=ocp.CheckpointManagerOptions(
-                max_to_keep=max_to_keep, enable_async_checkpointing=async_save, create=True
+                max_to_keep=max_to_keep,
+                enable_async_checkpointing=async_save,
+                create=True,
+                step_name_format=self._name_format,
             ),
         )
 
@@ -128,12 +135,13 @@ class Checkpointer:
     def _set_aside(self, steps: list[int]) -> None:
         """Moves unreadable step directories to <workdir>/unreadable_checkpoints/."""
         if jax.process_index() == 0:
-            target_root = os.path.join(self.workdir, UNREADABLE_DIR)
-            os.makedirs(target_root, exist_ok=True)
+            target_root = self.workdir / UNREADABLE_DIR
+            target_root.mkdir(parents=True, exist_ok=True)
             stamp = time.strftime("%Y%m%d-%H%M%S")
             for step in steps:
-                target = os.path.join(target_root, f"{step}-{stamp}")
-                shutil.move(os.path.join(self.directory, str(step)), target)
+                source = ocp.step.find_step_path(self.directory, self._name_format, step=step)
+                target = target_root / f"{source.name}-{stamp}"
+                source.rename(target)
                 log.warning("Moved the unreadable checkpoint of step %d to %s.", step, target)
         multihost_utils.sync_global_devices("flowjax_set_aside_unreadable_checkpoints")
         self._manager.reload()

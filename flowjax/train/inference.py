@@ -23,6 +23,7 @@ Every process takes part in the sharded computations; process 0 writes the files
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import logging
 import math
@@ -38,6 +39,7 @@ from jax.experimental import multihost_utils
 
 from flowjax import data, metrics
 from flowjax.train import plots
+from flowjax.train.logs import Progress, write_images
 from flowjax.train.checkpoint import Checkpointer, abstract_with_shardings
 from flowjax.train.config import heldout_data_config, validate_config
 from flowjax.train.setup import RunSetup, initialize_distributed, setup_run
@@ -130,22 +132,27 @@ def map_batches(
     batch_size: int,
     run: RunSetup,
     key: jax.Array,
+    desc: str | None = None,
 ) -> np.ndarray:
     """fn over `inputs` (the same NumPy arrays on every process) in global batches of
     `batch_size` rows (the last one padded), concatenated on the host; batch axis first.
-    Batch b gets the key fold_in(key, b)."""
+    Batch b gets the key fold_in(key, b). Progress is reported per batch under `desc` (none
+    when None)."""
     n = len(inputs["x"])
     num_batches = math.ceil(n / batch_size)
     sharding = batch_sharding(run.mesh)
     padded = {k: np.resize(v, (num_batches * batch_size, *v.shape[1:])) for k, v in inputs.items()}
     outputs = []
-    for b in range(num_batches):
-        chunk = {k: v[b * batch_size : (b + 1) * batch_size] for k, v in padded.items()}
-        batch = {
-            k: jax.make_array_from_callback(v.shape, sharding, lambda index, v=v: v[index])
-            for k, v in chunk.items()
-        }
-        outputs.append(to_host(fn(batch, jax.random.fold_in(key, b))))
+    enabled = desc is not None and jax.process_index() == 0
+    with Progress(num_batches, desc, "batch", enabled=enabled) as progress:
+        for b in range(num_batches):
+            chunk = {k: v[b * batch_size : (b + 1) * batch_size] for k, v in padded.items()}
+            batch = {
+                k: jax.make_array_from_callback(v.shape, sharding, lambda index, v=v: v[index])
+                for k, v in chunk.items()
+            }
+            outputs.append(to_host(fn(batch, jax.random.fold_in(key, b))))
+            progress.update()
     return np.concatenate(outputs)[:n]
 
 
@@ -178,7 +185,9 @@ def sample(
     sc, run = config.sample, flow.run
     objective, key = run.objective, jax.random.key(sc.seed)
     inputs = objective.source_batch(sc.num_samples, sc.seed)
-    samples = map_batches(flow.compile(objective.sampler()), inputs, sc.batch_size, run, key)
+    samples = map_batches(
+        flow.compile(objective.sampler()), inputs, sc.batch_size, run, key, desc="sample"
+    )
     num_paths = min(sc.num_trajectories, sc.num_samples)
     parallel = run.mesh.shape["data"] * run.mesh.shape["fsdp"]
     trajectories = map_batches(
@@ -187,6 +196,7 @@ def sample(
         parallel * math.ceil(num_paths / parallel),  # one batch, padded to split evenly
         run,
         key,
+        desc="trajectories",
     ).swapaxes(0, 1)
     result = {"step": flow.step, "num_samples": len(samples), **objective.sample_settings()}
     name = _toy_name(config)
@@ -210,6 +220,12 @@ def sample(
         np.save(files["samples"], samples)
         np.save(files["trajectories"], trajectories)
         _write_json(files["sample metrics"], result)
+        if "plots" in files:
+            write_images(
+                workdir,
+                flow.step,
+                {f"samples/{os.path.splitext(os.path.basename(f))[0]}": f for f in files["plots"]},
+            )
     log.info(
         "Sampled %d points from the checkpoint of step %d: %s", len(samples), flow.step, result
     )
@@ -237,10 +253,13 @@ def evaluate(
     log_p_fn = flow.compile(objective.log_likelihood())
     iterator, sharding = heldout_iterator(config), batch_sharding(run.mesh)
     log_p, points = [], []
-    for b in range(math.ceil(ev.num_points / ev.batch_size)):
-        batch = global_batch(next(iterator), sharding)
-        log_p.append(to_host(log_p_fn(batch, jax.random.fold_in(key, b))))
-        points.append(to_host(batch["x"]))
+    num_batches = math.ceil(ev.num_points / ev.batch_size)
+    with Progress(num_batches, "evaluate", "batch", enabled=jax.process_index() == 0) as progress:
+        for b in range(num_batches):
+            batch = global_batch(next(iterator), sharding)
+            log_p.append(to_host(log_p_fn(batch, jax.random.fold_in(key, b))))
+            points.append(to_host(batch["x"]))
+            progress.update()
     log_p, points = np.concatenate(log_p)[: ev.num_points], np.concatenate(points)[: ev.num_points]
     result = {
         "step": flow.step,
@@ -256,6 +275,7 @@ def evaluate(
                 config.sample.batch_size,
                 run,
                 key,
+                desc="sample",
             )
         if name in metrics.BOUNDED_SUPPORT:
             result["fraction_in_support"] = metrics.fraction_in_support(name, samples)
@@ -276,17 +296,21 @@ def evaluate(
 
 def image_sampler(
     config: ml_collections.ConfigDict, flow: TrainedFlow
-) -> Callable[[jax.Array, int], np.ndarray]:
-    """`draw(key, size)`: `size` samples (on the host) from source draws seeded by `key`, in
-    sharded batches of `sample.batch_size`, clipped to the pixel range [-1, 1] as when images
-    are saved; the image source of `flowjax.metrics.image_batches`."""
+) -> Callable[..., np.ndarray]:
+    """`draw(key, size, progress=None)`: `size` samples (on the host) from source draws seeded
+    by `key`, in sharded batches of `sample.batch_size`, clipped to the pixel range [-1, 1] as
+    when images are saved; the image source of `flowjax.metrics.image_batches`. Each draw
+    advances `progress` (a `Progress` of samples) by its size."""
     run = flow.run
     sampler = flow.compile(run.objective.sampler())
 
-    def draw(key: jax.Array, size: int) -> np.ndarray:
+    def draw(key: jax.Array, size: int, progress: Progress | None = None) -> np.ndarray:
         seed = int(jax.random.randint(key, (), 0, np.iinfo(np.int32).max))
         inputs = run.objective.source_batch(size, seed)
-        return np.clip(map_batches(sampler, inputs, config.sample.batch_size, run, key), -1, 1)
+        images = map_batches(sampler, inputs, config.sample.batch_size, run, key)
+        if progress is not None:
+            progress.update(size)
+        return np.clip(images, -1, 1)
 
     return draw
 
@@ -310,14 +334,17 @@ def image_metrics(
     draw = image_sampler(config, flow)
     result = {}
     if ev.fid_reference:
-        scores = metrics.inception_metrics(
-            draw,
-            ev.fid_num_samples,
-            reference=ev.fid_reference,
-            batch_size=config.sample.batch_size,
-            key=jax.random.fold_in(key, FID_KEY),
-            weights=ev.inception_weights or None,
-        )
+        with Progress(
+            ev.fid_num_samples, "FID samples", "sample", enabled=jax.process_index() == 0
+        ) as progress:
+            scores = metrics.inception_metrics(
+                functools.partial(draw, progress=progress),
+                ev.fid_num_samples,
+                reference=ev.fid_reference,
+                batch_size=config.sample.batch_size,
+                key=jax.random.fold_in(key, FID_KEY),
+                weights=ev.inception_weights or None,
+            )
         result.update(fid_num_samples=ev.fid_num_samples, **scores)
     if config.data.source == "digits":
         if samples is None:

@@ -29,7 +29,7 @@ def plot_samples(
         ax.hist2d(points[:, 0], points[:, 1], bins=bins, range=box, cmap="viridis")
         ax.set_title(f"{title} ({len(points)})")
         ax.set_aspect("equal")
-    fig.savefig(filename, dpi=100)
+    fig.savefig(filename, dpi=100, bbox_inches="tight", pad_inches=0.15)
     plt.close(fig)
 
 
@@ -52,7 +52,7 @@ def plot_trajectories(
         ax.set_xlim(-extent, extent)
         ax.set_ylim(-extent, extent)
         ax.set_aspect("equal")
-    fig.savefig(filename, dpi=100)
+    fig.savefig(filename, dpi=100, bbox_inches="tight", pad_inches=0.15)
     plt.close(fig)
 
 
@@ -67,5 +67,5 @@ def plot_density(filename: str, log_density: np.ndarray, extent: float, title: s
     )
     fig.colorbar(image, ax=ax, label="model density")
     ax.set_title(title)
-    fig.savefig(filename, dpi=100)
+    fig.savefig(filename, dpi=100, bbox_inches="tight", pad_inches=0.15)
     plt.close(fig)
