@@ -58,7 +58,8 @@ def model_config(name: str, bf16: bool, quick: bool):
 
 def build(config, train_batch: int, sample_steps: int):
     """(train_step, state, batch, sampler, run pieces) for 32x32x3 images, one device."""
-    from flowjax.train import optim, registry, sharding, state as state_lib, step
+    from flowjax import parallel
+    from flowjax.train import optim, registry, state as state_lib, step
     from flowjax.train.objectives import DataSpec, build_objective
 
     spec = DataSpec(event_shape=(32, 32, 3), num_classes=None, vocab_size=None, toy=None)
@@ -69,9 +70,9 @@ def build(config, train_batch: int, sample_steps: int):
     optimizer = optim.make_optimizer(config.optim, schedule)
     graphdef, abstract = state_lib.abstract_train_state(model_fn, optimizer, 0)
     config.sharding.mesh_shape = (1, 1, 1)
-    mesh = jax.make_mesh((1, 1, 1), sharding.MESH_AXES,
+    mesh = jax.make_mesh((1, 1, 1), parallel.MESH_AXES,
                          axis_types=(jax.sharding.AxisType.Auto,) * 3, devices=jax.devices()[:1])
-    shardings = sharding.state_shardings(abstract, mesh, config.sharding)
+    shardings = parallel.state_shardings(abstract, mesh, config.sharding)
     train_state = state_lib.init_train_state(model_fn, optimizer, 0, shardings)
     train_step = step.compile_train_step(
         shardings, graphdef=graphdef, objective=objective, optimizer=optimizer,

@@ -211,7 +211,7 @@ class BareStep:
 
         from flowjax import data
         from flowjax.train.setup import setup_run
-        from flowjax.train.sharding import batch_sharding, global_batch
+        from flowjax.parallel import batch_sharding, global_batch
         from flowjax.train.state import init_train_state
         from flowjax.train.step import compile_train_step
 
