@@ -1,4 +1,4 @@
-"""Flax NNX networks for velocity, posterior and generator fields."""
+"""Flax NNX networks for velocity, posterior and generator fields, and text transformers."""
 
 from flowjax.models.discrete_mlp import DiscreteMLP
 from flowjax.models.dit import DIT_SIZES, DiT
@@ -7,6 +7,11 @@ from flowjax.models.generator_mlp import BinnedJumpHead, GeneratorMLP, Generator
 from flowjax.models.manifold_mlp import ManifoldMLP, manifold_features
 from flowjax.models.mlp import MLP
 from flowjax.models.simfree_node import SimFreeNODE
+from flowjax.models.transformer import (
+    TEXT_TRANSFORMER_SHARDING_RULES,
+    TEXT_TRANSFORMER_SIZES,
+    TextTransformer,
+)
 from flowjax.models.unet import UNet
 
 __all__ = [
@@ -19,6 +24,9 @@ __all__ = [
     "MLP",
     "ManifoldMLP",
     "SimFreeNODE",
+    "TEXT_TRANSFORMER_SHARDING_RULES",
+    "TEXT_TRANSFORMER_SIZES",
+    "TextTransformer",
     "UNet",
     "batch_time",
     "manifold_features",

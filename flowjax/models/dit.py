@@ -34,6 +34,7 @@ from flowjax.models.layers import (
     check_image_input,
     check_image_shape,
     check_labels,
+    modulate,
 )
 
 DIT_SIZES: dict[str, tuple[int, int, int]] = {
@@ -65,10 +66,6 @@ def position_embedding_2d(grid: int, dim: int) -> np.ndarray:
     return np.concatenate([features(rows), features(cols)], axis=1).astype(np.float32)
 
 
-def _modulate(x, shift, scale):
-    return x * (1 + scale[:, None, :]) + shift[:, None, :]
-
-
 class DiTBlock(nnx.Module):
     """One adaLN-Zero transformer block; tokens (B, N, hidden), c (B, hidden) -> (B, N, hidden)."""
 
@@ -89,8 +86,8 @@ class DiTBlock(nnx.Module):
         shift1, scale1, gate1, shift2, scale2, gate2 = jnp.split(
             self.modulation(nnx.silu(c)), 6, axis=-1
         )
-        x = x + gate1[:, None, :] * self.attention(_modulate(self.norm1(x), shift1, scale1))
-        h = self.fc2(nnx.gelu(self.fc1(_modulate(self.norm2(x), shift2, scale2)), approximate=True))
+        x = x + gate1[:, None, :] * self.attention(modulate(self.norm1(x), shift1, scale1))
+        h = self.fc2(nnx.gelu(self.fc1(modulate(self.norm2(x), shift2, scale2)), approximate=True))
         return x + gate2[:, None, :] * h
 
 
@@ -158,6 +155,6 @@ class DiT(nnx.Module):
         for block in self.blocks:
             tokens = block(tokens, c)
         shift, scale = jnp.split(self.modulation_out(nnx.silu(c)), 2, axis=-1)
-        out = self.out(_modulate(self.norm_out(tokens), shift, scale))
+        out = self.out(modulate(self.norm_out(tokens), shift, scale))
         out = out.reshape(b, g, g, p, p, channels).transpose(0, 1, 3, 2, 4, 5)
         return out.reshape(x.shape).astype(x.dtype)

@@ -7,6 +7,8 @@
   classifier-free guidance (Flow Matching Guide, Lipman et al., 2024, eq. 6.19).
 - `MultiHeadSelfAttention`: softmax(Q K^T / sqrt(d)) V over a (B, N, C) token sequence
   (Vaswani et al., 2017, eq. 1), the softmax taken in float32.
+- `modulate`: the adaLN shift and scale of tokens by a conditioning vector (DiT, the text
+  transformer).
 - `dropout`: inverted dropout (Srivastava et al., 2014) with one mask per example, drawn from
   that example's seed (`flowjax.train.objectives.dropout_seeds`) and the layer's index, so that
   training with gradient accumulation sees the same masks as one large batch.
@@ -97,6 +99,12 @@ class MultiHeadSelfAttention(nnx.Module):
         weights = jax.nn.softmax(logits.astype(jnp.float32), axis=-1).astype(v.dtype)
         out = jnp.einsum("bhqk,bkhd->bqhd", weights, v)
         return self.proj(out.reshape(b, n, dim))
+
+
+def modulate(x: jax.Array, shift: jax.Array, scale: jax.Array) -> jax.Array:
+    """adaLN modulation of tokens x (B, N, D) by per-example shift and scale (B, D): x (1 + scale)
+    + shift (Peebles & Xie, 2023, section 3.2)."""
+    return x * (1 + scale[:, None, :]) + shift[:, None, :]
 
 
 def dropout(x: jax.Array, rate: float, seeds: jax.Array | None, layer: int) -> jax.Array:

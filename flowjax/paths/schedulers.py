@@ -159,3 +159,55 @@ class CosineScheduler(Scheduler):
 
     def snr_inverse(self, snr: Array) -> Array:
         return 2.0 * jnp.arctan(jnp.asarray(snr)) / jnp.pi
+
+
+MASKING_SCHEDULES = ("linear", "cosine")
+
+
+@dataclasses.dataclass(frozen=True)
+class MaskedDiffusionScheduler(ConvexScheduler):
+    """The unmasking schedule of masked diffusion language models in flowjax time:
+    kappa_t = eps_start + (1 - eps_start - eps_end) k(t), the probability that a token is
+    already unmasked at time t, with k(t) = t ("linear") or 1 - cos(pi t / 2) ("cosine").
+
+    MDLM (Sahoo et al., 2024) uses alpha_s = 1 - (1 - 1e-3) s in its own time s = 1 - t, i.e.
+    "linear" with eps_start = 1e-3, eps_end = 0; MD4 (Shi et al., 2024, eq. 3 / appendix) clips
+    both ends, alpha = (1 - 2e) alpha~ + e with e = 1e-4 (eps_start = eps_end = 1e-4), with its
+    linear alpha~(s) = 1 - s or cosine alpha~(s) = 1 - cos(pi (1 - s) / 2), i.e. k(t) above.
+    """
+
+    kind: str = "linear"
+    eps_start: float = 1e-3
+    eps_end: float = 0.0
+
+    def __post_init__(self):
+        if self.kind not in MASKING_SCHEDULES:
+            raise ValueError(
+                f"Unknown masking schedule {self.kind!r}; expected one of {MASKING_SCHEDULES}."
+            )
+        if not (0.0 <= self.eps_start and 0.0 <= self.eps_end and self.eps_start + self.eps_end < 1):
+            raise ValueError(
+                "MaskedDiffusionScheduler needs eps_start, eps_end >= 0 with eps_start + eps_end "
+                f"< 1, got eps_start={self.eps_start!r}, eps_end={self.eps_end!r}."
+            )
+
+    @property
+    def _span(self) -> float:
+        return 1.0 - self.eps_start - self.eps_end
+
+    def __call__(self, t: Array) -> SchedulerOutput:
+        t = jnp.asarray(t)
+        if self.kind == "linear":
+            k, d_k = t, jnp.ones_like(t)
+        else:
+            half_pi = 0.5 * jnp.pi
+            k, d_k = 1.0 - jnp.cos(half_pi * t), half_pi * jnp.sin(half_pi * t)
+        kappa = self.eps_start + self._span * k
+        return SchedulerOutput(kappa, 1.0 - kappa, self._span * d_k, -self._span * d_k)
+
+    def kappa_inverse(self, kappa: Array) -> Array:
+        k = (jnp.asarray(kappa) - self.eps_start) / self._span
+        if self.kind == "linear":
+            return k
+        return 2.0 * jnp.arccos(1.0 - k) / jnp.pi
+

@@ -4,6 +4,7 @@ processes. Every solver takes its settings as one `SolverSettings` (`solver=`) o
 arguments (see `flowjax.solvers.settings`); a random solver takes its PRNG key first, a
 deterministic one that can estimate with randomness (Hutchinson probes, a refiner) as `key=`."""
 
+from flowjax.solvers.autoregressive import autoregressive_sample, nucleus_weights
 from flowjax.solvers.discrete import discrete_sample, sample_categorical
 from flowjax.solvers.divergence import (
     divergence_estimator,
@@ -42,6 +43,7 @@ from flowjax.solvers.likelihood import (
     ode_sample_with_log_likelihood,
     standard_normal_log_density,
 )
+from flowjax.solvers.masked import masked_diffusion_sample
 from flowjax.solvers.ode import PairedFlow, ode_predict, ode_sample
 from flowjax.solvers.settings import DIVERGENCES, SolverSettings
 from flowjax.solvers.time_grids import edm_time_grid
@@ -73,6 +75,7 @@ __all__ = [
     "PairedFlow",
     "Refinement",
     "SolverSettings",
+    "autoregressive_sample",
     "discrete_sample",
     "divergence_estimator",
     "divergence_passes",
@@ -81,6 +84,8 @@ __all__ = [
     "hutchinson_divergence",
     "hutchinson_probes",
     "integrate",
+    "masked_diffusion_sample",
+    "nucleus_weights",
     "ode_log_likelihood",
     "ode_predict",
     "ode_sample",

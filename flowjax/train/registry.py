@@ -9,6 +9,9 @@ the path an objective trains on, and is the one place where paths are built from
   `build_discrete_path`  a mixture path (mask or uniform source; polynomial or kinetic-optimal
                          scheduler) or a metric-induced path on tokens (Guide section 7; Shaul
                          et al., 2024);
+  `build_masking_path`   the mask path of masked diffusion language models with a linear or
+                         cosine unmasking schedule (MDLM, Sahoo et al., 2024; MD4, Shi et al.,
+                         2024);
   `build_geodesic_path`  the geodesic path on a manifold (`resolve_manifold`: the configured
                          one, or the one a toy dataset lives on; Guide section 5).
 
@@ -27,7 +30,16 @@ import ml_collections
 from flax import nnx
 
 from flowjax import data, manifolds, paths
-from flowjax.models import MLP, DiscreteMLP, DiT, GeneratorMLP, ManifoldMLP, SimFreeNODE, UNet
+from flowjax.models import (
+    MLP,
+    DiscreteMLP,
+    DiT,
+    GeneratorMLP,
+    ManifoldMLP,
+    SimFreeNODE,
+    TextTransformer,
+    UNet,
+)
 
 COMPUTE_DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
 
@@ -130,6 +142,23 @@ MODELS: dict[str, ModelEntry] = {
             mlp_ratio=4.0,
         ),
     ),
+    # The text transformer of discrete diffusion / flow language models ("DDiT"): token
+    # sequences (L,); `causal=True` for the autoregressive baseline.
+    "text_transformer": ModelEntry(
+        TextTransformer,
+        dict(
+            size="tiny",
+            hidden_dim=0,  # 0: the size's width, depth and heads
+            depth=0,
+            num_heads=0,
+            cond_dim=128,
+            mlp_ratio=4.0,
+            dropout=0.0,
+            time_conditioning=True,
+            causal=False,
+        ),
+        data_kind="discrete",
+    ),
     # Generator matching: velocity and binned jump heads.
     "generator_mlp": ModelEntry(
         GeneratorMLP,
@@ -213,6 +242,17 @@ def build_discrete_path(
     else:
         scheduler = paths.PolynomialScheduler(n=c.polynomial_n)
     return paths.MixtureDiscreteProbPath(scheduler, source)
+
+
+def build_masking_path(
+    path_config: ml_collections.ConfigDict, data_vocab: int
+) -> paths.MixtureDiscreteProbPath:
+    """The mask path p_t(x^i | x_1) = (1 - kappa_t) delta_mask + kappa_t delta_{x_1^i} with kappa_t
+    of `paths.MaskedDiffusionScheduler(path.schedule, path.eps_start, path.eps_end)`; the mask
+    is token `data_vocab`."""
+    c = path_config
+    scheduler = paths.MaskedDiffusionScheduler(c.schedule, c.eps_start, c.eps_end)
+    return paths.MixtureDiscreteProbPath(scheduler, paths.MaskSource(data_vocab + 1))
 
 
 def resolve_manifold(name: str, toy: str | None) -> manifolds.Manifold:

@@ -9,6 +9,10 @@ module is one objective, with its paper and equations in its docstring:
   riemannian_flow_matching flow matching on manifolds (Chen & Lipman, 2024).
   generator_matching       flows, jumps and their superposition (Holderrieth et al., 2024).
   simfree_node             neural ODEs on paired data (Kim et al., 2024).
+  masked_diffusion         masked diffusion language models (MDLM, Sahoo et al., 2024; MD4,
+                           Shi et al., 2024).
+  autoregressive           the left-to-right language model baseline (teacher forcing, KV-cache
+                           sampling).
 
 Importing this package imports every objective module, which registers its class.
 """
@@ -25,20 +29,24 @@ from flowjax.train.objectives.base import (
     dropout_seeds,
     objective_class,
 )
+from flowjax.train.objectives.autoregressive import Autoregressive
 from flowjax.train.objectives.discrete import DiscreteFlowMatching
 from flowjax.train.objectives.flow_matching import FlowMatching
 from flowjax.train.objectives.generator_matching import GeneratorMatching
+from flowjax.train.objectives.masked_diffusion import MaskedDiffusion
 from flowjax.train.objectives.riemannian import RiemannianFlowMatching
 from flowjax.train.objectives.simfree_node import SimFreeNODEObjective
 
 __all__ = [
     "OBJECTIVES",
+    "Autoregressive",
     "Batch",
     "BatchFn",
     "DataSpec",
     "DiscreteFlowMatching",
     "FlowMatching",
     "GeneratorMatching",
+    "MaskedDiffusion",
     "Objective",
     "RiemannianFlowMatching",
     "SimFreeNODEObjective",

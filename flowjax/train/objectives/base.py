@@ -55,6 +55,7 @@ from flowjax.train import registry
 
 Batch = dict[str, jax.Array]  # "x": (B, *event); optionally "label": (B,)
 BatchFn = Callable[[nnx.Module, Batch, jax.Array], jax.Array]  # (model, batch, key) -> array
+DROPOUT_STREAM = 0x44524F50  # fold_in tag of the dropout seeds' key
 
 
 @dataclasses.dataclass(frozen=True)
@@ -92,8 +93,9 @@ def drop_labels(key: jax.Array, batch: Batch, probability: float, null_label: in
 
 
 def conditioning(batch: Batch) -> dict[str, jax.Array]:
-    """The model's keyword arguments from a batch: its labels, if it has any."""
-    return {"label": batch["label"]} if "label" in batch else {}
+    """The model's keyword arguments from a batch: its labels and, in training batches of a
+    network with dropout, the per-example dropout seeds."""
+    return {k: batch[k] for k in ("label", "dropout_seed") if k in batch}
 
 
 def dropout_seeds(key: jax.Array, batch_size: int) -> jax.Array:
@@ -155,6 +157,14 @@ class Objective(abc.ABC):
     def model_kwargs(self) -> dict[str, Any]:
         """Extra constructor arguments of the model."""
         return {}
+
+    def _with_dropout_seeds(self, key: jax.Array, batch: Batch) -> Batch:
+        """`batch` with per-example dropout seeds (from its own stream of `key`, so the other
+        draws of the step do not change) when the model trains with dropout."""
+        if self.config.model.get("dropout", 0.0) <= 0:
+            return batch
+        seeds = dropout_seeds(jax.random.fold_in(key, DROPOUT_STREAM), batch["x"].shape[0])
+        return {**batch, "dropout_seed": seeds}
 
     def _time(self, key: jax.Array, batch_size: int, dtype=jnp.float32) -> jax.Array:
         """Training times (B,) from the `loss` section's time distribution."""

@@ -20,7 +20,7 @@ import ml_collections
 import numpy as np
 from flax import nnx
 
-from flowjax import data, guidance, losses, metrics, solvers
+from flowjax import data, guidance, losses, metrics, paths, solvers
 from flowjax.train import registry
 from flowjax.train.objectives.base import (
     Batch,
@@ -102,7 +102,7 @@ class DiscreteFlowMatching(Objective):
 
     def __init__(self, config: ml_collections.ConfigDict, spec: DataSpec):
         super().__init__(config, spec)
-        self.path = registry.build_discrete_path(config.path, spec.vocab_size)
+        self.path = self.build_path()
         self.sample_solver = solvers.SolverSettings.from_config(config.sample)
         if config.sample.categorical_dtype == "float64" and not jax.config.read("jax_enable_x64"):
             raise ValueError(
@@ -110,6 +110,20 @@ class DiscreteFlowMatching(Objective):
             )
         if config.sample.guidance_scale > 0 and spec.num_classes is None:
             raise ValueError("sample.guidance_scale > 0 needs a class-conditional model (labels).")
+
+    def build_path(self) -> paths.DiscretePath:
+        """The path of `config.path` over the data vocabulary (`registry`)."""
+        return registry.build_discrete_path(self.config.path, self.spec.vocab_size)
+
+    @property
+    def loss_name(self) -> str:
+        """"generalized_kl" (an ELBO) or "cross_entropy" (`flowjax.losses.discrete_loss`)."""
+        return self.config.loss.name
+
+    @property
+    def posterior(self) -> str:
+        """"bayes" or "network" (see the class docstring)."""
+        return self.config.path.posterior
 
     def model_kwargs(self) -> dict[str, Any]:
         return {"vocab_size": self.path.vocab_size}
@@ -121,6 +135,7 @@ class DiscreteFlowMatching(Objective):
         t = self._time(time_key, x_1.shape[0])
         x_0 = self.path.source.sample(source_key, x_1.shape)
         out = {**batch, "t": t, "x_t": self.path.sample(path_key, x_0, x_1, t).x_t}
+        out = self._with_dropout_seeds(key, out)
         return drop_labels(drop_key, out, self.config.loss.label_dropout, self.spec.num_classes)
 
     def loss(self, model: nnx.Module, batch: Batch) -> jax.Array:
@@ -130,7 +145,7 @@ class DiscreteFlowMatching(Objective):
             batch["x"],
             batch["x_t"],
             batch["t"],
-            loss=self.config.loss.name,
+            loss=self.loss_name,
             **conditioning(batch),
         )
 
@@ -148,7 +163,7 @@ class DiscreteFlowMatching(Objective):
         logits_fn, null_label = network, self.spec.num_classes
         if guidance_scale > 0:
             logits_fn = guidance.guided_logits(network, guidance_scale, null_label=null_label)
-        if self.config.path.posterior == "network":
+        if self.posterior == "network":
             return logits_fn
         return lambda x, t, **cond: self.path.posterior_logits(logits_fn(x, t, **cond), x, t)
 
@@ -204,6 +219,7 @@ class DiscreteFlowMatching(Objective):
             "nelbo_nats": nll["nll_nats"],
             "nelbo_nats_stderr": nll["nll_nats_stderr"],
             "nelbo_bits_per_token": nll["nll_nats"] / (math.log(2.0) * tokens),
+            "elbo_perplexity": math.exp(nll["nll_nats"] / tokens),
         }
         if self.spec.toy in metrics.CLOSED_FORM_DENSITY:
             true_nll = metrics.true_negative_log_likelihood(self.spec.toy, points)

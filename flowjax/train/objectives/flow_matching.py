@@ -147,7 +147,6 @@ class FlowMatching(Objective):
         return drop_labels(drop_key, out, self.config.loss.label_dropout, self.spec.num_classes)
 
     def loss(self, model: nnx.Module, batch: Batch) -> jax.Array:
-        dropout = {"dropout_seed": batch["dropout_seed"]} if "dropout_seed" in batch else {}
         return losses.cfm_loss(
             model,
             self.path,
@@ -156,7 +155,6 @@ class FlowMatching(Objective):
             batch["t"],
             prediction=self.config.loss.prediction,
             **conditioning(batch),
-            **dropout,
         )
 
     def source_batch(self, num: int, seed: int) -> dict[str, np.ndarray]:
