@@ -217,3 +217,32 @@ def test_nucleus_keeps_the_smallest_set_reaching_top_p():
     np.testing.assert_allclose(solvers.nucleus_weights(logits, 0.75), [[0, 0.3, 0, 0.5]], 1e-6)
     np.testing.assert_allclose(solvers.nucleus_weights(logits, 0.9), [[0, 0.3, 0.15, 0.5]], 1e-6)
     np.testing.assert_allclose(solvers.nucleus_weights(logits, 1.0), jnp.exp(logits), 1e-6)
+
+
+# Metrics ---------------------------------------------------------------------------------------
+
+
+def test_perplexities_and_unigram_entropy():
+    from flowjax import metrics
+
+    log_p = np.log([0.5, 0.125])  # two sequences of 3 tokens
+    result = metrics.perplexity_metrics(log_p, 3)
+    np.testing.assert_allclose(result["nll_nats"], -np.mean(log_p))
+    np.testing.assert_allclose(result["perplexity"], np.exp(-np.mean(log_p) / 3))
+    np.testing.assert_allclose(result["nll_bits_per_token"], -np.mean(np.log2([0.5, 0.125])) / 3)
+    assert "elbo_perplexity" in metrics.perplexity_metrics(log_p, 3, prefix="nelbo")
+    np.testing.assert_allclose(metrics.bits_per_byte(np.log([0.25, 0.25]), [1, 1]), 2.0)
+    np.testing.assert_allclose(
+        metrics.unigram_entropy(np.array([[0, 0, 1, 1], [2, 2, 2, 2], [0, 1, 2, 3]])),
+        [np.log(2), 0.0, np.log(4)],
+        atol=1e-12,
+    )
+    # The exact judge of the enumerated language scores samples of it at its entropy.
+    index = lambda x: (x * V ** np.arange(L)[::-1]).sum(axis=1)  # noqa: E731
+    rng = np.random.default_rng(0)
+    samples = SEQUENCES[rng.choice(len(SEQUENCES), size=20_000, p=Q)]
+    gen = metrics.generative_perplexity(lambda x: np.log(Q[index(x)]), samples, batch_size=4096)
+    entropy_per_token = -(Q * np.log(Q)).sum() / L
+    assert abs(gen["gen_nll_nats_per_token"] - entropy_per_token) < 0.02
+    with pytest.raises(ValueError, match="outside the judge's vocabulary of 2"):
+        metrics.generative_perplexity(lambda x: np.zeros(len(x)), samples, judge_vocab_size=2)

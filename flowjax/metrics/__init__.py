@@ -1,4 +1,4 @@
-"""Sample-quality and likelihood metrics."""
+"""Sample-quality and likelihood metrics: images, toys and language models."""
 
 from flowjax.metrics.digits_classifier import (
     DigitsClassifier,
@@ -27,6 +27,12 @@ from flowjax.metrics.inception_score import (
     inception_score_from_probs,
 )
 from flowjax.metrics.mixture import fraction_near_components
+from flowjax.metrics.text import (
+    bits_per_byte,
+    generative_perplexity,
+    perplexity_metrics,
+    unigram_entropy,
+)
 from flowjax.metrics.toy import (
     BOUNDED_SUPPORT,
     CLOSED_FORM_DENSITY,
@@ -40,6 +46,10 @@ __all__ = [
     "BOUNDED_SUPPORT",
     "CLOSED_FORM_DENSITY",
     "DigitsClassifier",
+    "bits_per_byte",
+    "generative_perplexity",
+    "perplexity_metrics",
+    "unigram_entropy",
     "FeatureStatistics",
     "InceptionV3",
     "ScoreStatistics",

@@ -117,7 +117,8 @@ class TransformerBlock(nnx.Module):
         x = x + gate1[:, None, :] * dropout(out, self.dropout_rate, seeds, 2 * layer)
         h = modulate(self.norm2(x), shift2, scale2).astype(self.fc1.dtype or x.dtype)
         h = self.fc2(nnx.gelu(self.fc1(h), approximate=True)).astype(jnp.float32)
-        return x + gate2[:, None, :] * dropout(h, self.dropout_rate, seeds, 2 * layer + 1), new_cache
+        h = dropout(h, self.dropout_rate, seeds, 2 * layer + 1)
+        return x + gate2[:, None, :] * h, new_cache
 
 
 class TextTransformer(nnx.Module):

@@ -185,7 +185,8 @@ class MaskedDiffusionScheduler(ConvexScheduler):
             raise ValueError(
                 f"Unknown masking schedule {self.kind!r}; expected one of {MASKING_SCHEDULES}."
             )
-        if not (0.0 <= self.eps_start and 0.0 <= self.eps_end and self.eps_start + self.eps_end < 1):
+        eps = (self.eps_start, self.eps_end)
+        if not (min(eps) >= 0.0 and sum(eps) < 1.0):
             raise ValueError(
                 "MaskedDiffusionScheduler needs eps_start, eps_end >= 0 with eps_start + eps_end "
                 f"< 1, got eps_start={self.eps_start!r}, eps_end={self.eps_end!r}."
