@@ -23,6 +23,7 @@ from typing import Callable
 
 import jax
 import jax.numpy as jnp
+from jaxtyping import Array, Float
 
 PROBES = ("rademacher", "gaussian")
 EXACT_CHUNK_SIZE = 64
@@ -38,8 +39,11 @@ def _per_sample_sum(a: jax.Array) -> jax.Array:
 
 
 def exact_divergence(
-    field: Callable[[jax.Array], jax.Array], x: jax.Array, *, chunk_size: int = EXACT_CHUNK_SIZE
-) -> tuple[jax.Array, jax.Array]:
+    field: Callable[[jax.Array], jax.Array],
+    x: Float[Array, "B *event"],
+    *,
+    chunk_size: int = EXACT_CHUNK_SIZE,
+) -> tuple[Float[Array, "B *event"], Float[Array, "B"]]:
     """(field(x), div field(x)) with the divergence of shape (B,), for x of shape (B, *event).
 
     The D one-hot tangents are processed `chunk_size` at a time (vectorised within a chunk).
@@ -66,7 +70,7 @@ def exact_divergence(
 
 def hutchinson_probes(
     key: jax.Array, shape: tuple[int, ...], num_probes: int, kind: str, dtype
-) -> jax.Array:
+) -> Float[Array, "K *shape"]:
     """Probe vectors z of shape (num_probes, *shape) with E[z z^T] = I."""
     if kind not in PROBES:
         raise ValueError(f"Unknown Hutchinson probe {kind!r}; expected one of {PROBES}.")
@@ -79,8 +83,10 @@ def hutchinson_probes(
 
 
 def hutchinson_divergence(
-    field: Callable[[jax.Array], jax.Array], x: jax.Array, probes: jax.Array
-) -> tuple[jax.Array, jax.Array]:
+    field: Callable[[jax.Array], jax.Array],
+    x: Float[Array, "B *event"],
+    probes: Float[Array, "K B *event"],
+) -> tuple[Float[Array, "B *event"], Float[Array, "B"]]:
     """(field(x), estimate of div field(x) of shape (B,)) with probes of shape (K, *x.shape)."""
     if probes.shape[1:] != x.shape:
         raise ValueError(

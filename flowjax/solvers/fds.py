@@ -53,6 +53,7 @@ from typing import Any, Callable, NamedTuple
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jaxtyping import Array, Float
 
 from flowjax._checks import concrete_value
 from flowjax.solvers.divergence import PROBES, divergence_estimator, divergence_passes
@@ -71,7 +72,7 @@ SCHEDULES = ("linear", "cosine")
 DIVERGENCE_OF = ("velocity", "step")
 
 
-def x_prediction_floor(t: jax.Array) -> jax.Array:
+def x_prediction_floor(t: Float[Array, "*shape"]) -> Float[Array, "*shape"]:
     """-1/(1 - t): the per-dimension divergence of (x1_hat - x)/(1 - t) for a constant x1_hat."""
     return -1.0 / (1.0 - t)
 
@@ -125,7 +126,7 @@ class FlowDivergenceSampler:
         if self.num_probes < 1:
             raise ValueError(f"num_probes must be >= 1, got {self.num_probes!r}.")
 
-    def perturbation_scale(self, t: jax.Array) -> jax.Array:
+    def perturbation_scale(self, t: Float[Array, "*shape"]) -> Float[Array, "*shape"]:
         """sigma(t) = scale * sched(t)."""
         sched = 1.0 - t if self.schedule == "linear" else jnp.cos(0.5 * jnp.pi * t)
         return self.scale * sched
@@ -133,7 +134,7 @@ class FlowDivergenceSampler:
     def refinement(
         self,
         dynamics: Dynamics,
-        x_init: jax.Array,
+        x_init: Float[Array, "B *event"],
         *,
         method: str,
         time_grid: Any,
@@ -203,7 +204,7 @@ class FlowDivergenceSampler:
 
 
 def step_velocity(
-    dynamics: Dynamics, method: str, t: jax.Array, h: jax.Array
+    dynamics: Dynamics, method: str, t: Float[Array, ""], h: Float[Array, ""]
 ) -> Callable[[jax.Array], jax.Array]:
     """z -> (step(z) - z) / h: the averaged velocity of one fixed step from t to t + h.
 

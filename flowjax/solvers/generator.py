@@ -68,7 +68,7 @@ class BinnedJump:
       low, high: the range covered by the bins.
     """
 
-    logits: jax.Array
+    logits: Float[Array, "*shape num_bins"]
     low: float
     high: float
 
@@ -76,10 +76,10 @@ class BinnedJump:
         if not self.high > self.low:
             raise ValueError(f"BinnedJump needs high > low, got low={self.low}, high={self.high}.")
 
-    def probs(self) -> jax.Array:
+    def probs(self) -> Float[Array, "*shape num_bins"]:
         return jax.nn.softmax(self.logits, axis=-1)
 
-    def __call__(self, key: jax.Array) -> jax.Array:
+    def __call__(self, key: jax.Array) -> Float[Array, "*shape"]:
         """One destination per coordinate, shape logits.shape[:-1]."""
         bin_key, offset_key = jax.random.split(key)
         num_bins = self.logits.shape[-1]
@@ -101,9 +101,9 @@ class Generator:
         jump rate.
     """
 
-    velocity: jax.Array | None = None
-    diffusion: jax.Array | None = None
-    jump_rate: jax.Array | None = None
+    velocity: Float[Array, "B *event"] | None = None
+    diffusion: Float[Array, "B *event"] | None = None
+    jump_rate: Float[Array, "B *event"] | None = None
     jump_target: JumpTarget | None = None
 
     def __post_init__(self):

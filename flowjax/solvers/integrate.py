@@ -34,6 +34,7 @@ import diffrax
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jaxtyping import Array, Float, Int
 
 if TYPE_CHECKING:
     from flowjax.solvers.settings import SolverSettings
@@ -51,7 +52,10 @@ class Refinement(NamedTuple):
     the field `memory` holds the memory's value before the first step.
     """
 
-    apply: Callable[[jax.Array, jax.Array, jax.Array, PyTree, PyTree], tuple[PyTree, PyTree]]
+    apply: Callable[
+        [Int[Array, ""], Float[Array, ""], Float[Array, ""], PyTree, PyTree],
+        tuple[PyTree, PyTree],
+    ]
     memory: PyTree = None
 
 
@@ -103,7 +107,7 @@ def check_method(method: str) -> None:
         raise ValueError(f"Unknown ODE method {method!r}; expected one of {', '.join(METHODS)}.")
 
 
-def static_time_grid(time_grid: Any) -> np.ndarray:
+def static_time_grid(time_grid: Any) -> Float[np.ndarray, "T"]:
     """The time grid as a float64 NumPy vector of >= 2 strictly monotone points in [0, 1]."""
     try:
         grid = np.asarray(time_grid, dtype=np.float64)
@@ -124,7 +128,9 @@ def static_time_grid(time_grid: Any) -> np.ndarray:
     return grid
 
 
-def step_nodes(grid: np.ndarray, step_size: float | None) -> tuple[np.ndarray, np.ndarray]:
+def step_nodes(
+    grid: Float[np.ndarray, "T"], step_size: float | None
+) -> tuple[Float[np.ndarray, "N"], Int[np.ndarray, "T"]]:
     """All solver nodes covering `grid`, and the index in them of each grid point.
 
     Returns (nodes, grid_index) with nodes[grid_index] == grid.
@@ -162,7 +168,7 @@ def integrate(
     refine: Refinement | None = None,
     update: Update | None = None,
     return_nfe: bool = False,
-) -> PyTree:
+) -> PyTree | tuple[PyTree, Int[Array, ""]]:
     """Solves dy/dt = f(t, y) from settings.time_grid[0] to settings.time_grid[-1].
 
     Args:

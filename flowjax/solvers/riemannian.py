@@ -146,7 +146,7 @@ def riemannian_log_likelihood(
     return_intermediates: bool = False,
     key: jax.Array | None = None,
     **kwargs: Any,
-) -> tuple[Array, Float[Array, "B"]]:
+) -> tuple[Float[Array, "B *points d"] | Float[Array, "T B *points d"], Float[Array, "B"]]:
     """log p_1(x_1) of the flow of `velocity_fn` on `manifold` from its base distribution.
 
     The density is w.r.t. the Riemannian volume (uniform on the sphere and the torus: 1/(4 pi)
