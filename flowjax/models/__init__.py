@@ -1,9 +1,11 @@
-"""Flax NNX networks for velocity, posterior and generator fields, and text transformers."""
+"""Flax NNX networks for velocity, posterior and generator fields, text transformers and GPT-2."""
 
+from flowjax.models.convert_gpt2 import load_gpt2
 from flowjax.models.discrete_mlp import DiscreteMLP
 from flowjax.models.dit import DIT_SIZES, DiT
 from flowjax.models.embeddings import batch_time, sinusoidal_embedding
 from flowjax.models.generator_mlp import BinnedJumpHead, GeneratorMLP, GeneratorOutput
+from flowjax.models.gpt2 import GPT2, GPT2Config
 from flowjax.models.manifold_mlp import ManifoldMLP, manifold_features
 from flowjax.models.mlp import MLP
 from flowjax.models.simfree_node import SimFreeNODE
@@ -19,6 +21,8 @@ __all__ = [
     "DiT",
     "BinnedJumpHead",
     "DiscreteMLP",
+    "GPT2",
+    "GPT2Config",
     "GeneratorMLP",
     "GeneratorOutput",
     "MLP",
@@ -29,6 +33,7 @@ __all__ = [
     "TextTransformer",
     "UNet",
     "batch_time",
+    "load_gpt2",
     "manifold_features",
     "sinusoidal_embedding",
 ]
