@@ -40,6 +40,7 @@ from ml_collections import config_flags
 
 from flowjax.train import ConfigError, NonFiniteLossError, inference, load_config_file, train
 from flowjax.train.setup import setup_run
+from flowjax.train.trained import MissingCheckpointError
 
 _CONFIG = config_flags.DEFINE_config_file(
     "config", None, "Config file (configs/<paper>/<experiment>.py[:variant]).", lock_config=True
@@ -80,7 +81,7 @@ def _paths(path: str | list[str]) -> str:
     return ", ".join(path) if isinstance(path, list) else path
 
 
-USER_ERRORS = (ConfigError, inference.MissingCheckpointError, NonFiniteLossError)
+USER_ERRORS = (ConfigError, MissingCheckpointError, NonFiniteLossError)
 """Errors that are the user's to fix: printed plainly, without a traceback."""
 
 

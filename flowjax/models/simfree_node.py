@@ -20,7 +20,7 @@ or K = target_dim (regression); z (B, L) with L = latent_dim.
 from __future__ import annotations
 
 import math
-from typing import Any, Sequence
+from typing import Sequence
 
 import jax
 import jax.numpy as jnp

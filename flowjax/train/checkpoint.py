@@ -132,6 +132,14 @@ class Checkpointer:
             ) from error
         return None
 
+    def restore_config(self) -> ml_collections.ConfigDict | None:
+        """The config saved with the newest checkpoint, or None if there is no checkpoint."""
+        steps = self.all_steps()
+        if not steps:
+            return None
+        args = ocp.args.Composite(config=ocp.args.JsonRestore())
+        return ml_collections.ConfigDict(self._manager.restore(steps[-1], args=args).config)
+
     def _set_aside(self, steps: list[int]) -> None:
         """Moves unreadable step directories to <workdir>/unreadable_checkpoints/."""
         if jax.process_index() == 0:
