@@ -27,10 +27,12 @@ from flowjax.data.pipeline import (
     build_map_dataset,
     dataset_from_arrays,
     event_shape,
+    language,
     num_classes,
     parse_config,
     vocab_size,
 )
+from flowjax.data import languages
 from flowjax.data.discrete_toy import DISCRETE_CHECKERBOARD_NLL, DISCRETE_TOYS
 from flowjax.data.images import (
     IMAGE_DATASETS,
@@ -73,6 +75,8 @@ __all__ = [
     "image_data_config",
     "image_grid",
     "in_support",
+    "language",
+    "languages",
     "load_digits",
     "log_density",
     "num_classes",

@@ -41,6 +41,10 @@ Config keys (a `ml_collections.ConfigDict` or a dict; unknown keys raise):
                    shuffle=True, random_flip=False, num_epochs=None
     "digits":      split="train" (or "test"), shuffle=True, random_flip=False, num_epochs=None
                    (scikit-learn's 8x8 digits in [-1, 1], labels 0-9; `flowjax.data.images`)
+    "synthetic_text": name ("markov" or "noisy_copy"), vocab_size, seq_len, language_seed=0,
+                   concentration=None, order=1 (markov), noise=0.05 (noisy_copy): tokens (L,)
+                   of a synthetic language of `flowjax.data.languages` (exact likelihood and
+                   entropy), global batch i drawn from numpy.random.default_rng([seed, i])
     "tabular":     name (one of flowjax.data.tabular.TABULAR_SETS), split="train" or "test",
                    shuffle=True, num_epochs=None; regression sets give float32 "target"
                    (local, k) instead of "label"
@@ -69,6 +73,7 @@ import grain
 import numpy as np
 
 from flowjax.data import images as _images
+from flowjax.data import languages
 from flowjax.data import sources as _src
 from flowjax.data import tabular as _tabular
 from flowjax.data.toy import (
@@ -79,7 +84,15 @@ from flowjax.data.toy import (
     toy_vocab_size,
 )
 
-SOURCES: tuple[str, ...] = ("toy", "arrays", "array_record", "tfds", "digits", "tabular")
+SOURCES: tuple[str, ...] = (
+    "toy",
+    "arrays",
+    "array_record",
+    "tfds",
+    "digits",
+    "tabular",
+    "synthetic_text",
+)
 """Values accepted for `config.source`."""
 
 _REQUIRED = object()
@@ -119,7 +132,21 @@ _SOURCE_KEYS: dict[str, dict[str, Any]] = {
     },
     "digits": {"split": "train", "shuffle": True, "random_flip": False, "num_epochs": None},
     "tabular": {"name": _REQUIRED, "split": "train", "shuffle": True, "num_epochs": None},
+    # A synthetic language of flowjax.data.languages: order applies to "markov", noise to
+    # "noisy_copy"; concentration None takes the language's default.
+    "synthetic_text": {
+        "name": _REQUIRED,
+        "vocab_size": _REQUIRED,
+        "seq_len": _REQUIRED,
+        "language_seed": 0,
+        "concentration": None,
+        "order": 1,
+        "noise": 0.05,
+    },
 }
+
+GENERATED = ("toy", "synthetic_text")
+"""Sources whose batches are drawn from a distribution, not read from records."""
 
 # Domain tags keeping the NumPy streams of permutations and flips apart from the toy stream.
 _PERMUTATION_TAG = 0x5045524D
@@ -163,6 +190,8 @@ def parse_config(config: Any) -> dict[str, Any]:
         spec[key] = value
     if source == "toy":
         check_toy_name(spec["name"])
+    if source == "synthetic_text":
+        _language_of(spec)
     if source == "tabular":
         _tabular.tabular_set(spec["name"])
         _tabular.check_split(spec["split"])
@@ -334,6 +363,22 @@ class ToyBatch:
         return {"x": x[self.rows.lo : self.rows.hi]}
 
 
+class LanguageBatch:
+    """grain map: global batch index -> this process's rows of a synthetic language's batch,
+    drawn from numpy.random.default_rng([seed, index])."""
+
+    def __init__(self, lang: languages.Language, global_batch_size: int, seed: int, rows: _Rows):
+        self.language = lang
+        self.global_batch_size = global_batch_size
+        self.seed = seed
+        self.rows = rows
+
+    def __call__(self, index: int) -> dict[str, np.ndarray]:
+        rng = np.random.default_rng([self.seed, int(index)])
+        x = self.language.sample(rng, self.global_batch_size)
+        return {"x": x[self.rows.lo : self.rows.hi]}
+
+
 class RecordBatch:
     """grain map: global batch index -> this process's rows, read from a record source."""
 
@@ -382,6 +427,9 @@ def _map_dataset(
     if spec["source"] == "toy":
         fn: Any = ToyBatch(spec["name"], global_batch_size, seed, rows)
         length = sys.maxsize
+    elif spec["source"] == "synthetic_text":
+        fn = LanguageBatch(_language_of(spec), global_batch_size, seed, rows)
+        length = sys.maxsize
     else:
         assert reader is not None
         sampler = EpochIndexSampler(len(reader), global_batch_size, seed, spec["shuffle"])
@@ -413,7 +461,7 @@ def build_map_dataset(
     """
     local = _check_batch_args(global_batch_size, seed, process_index, process_count)
     spec = parse_config(config)
-    reader = None if spec["source"] == "toy" else _open_reader(spec)
+    reader = None if spec["source"] in GENERATED else _open_reader(spec)
     return _map_dataset(spec, reader, global_batch_size, seed, process_index, local)
 
 
@@ -472,7 +520,7 @@ def build_dataset(
     """
     local = _check_batch_args(global_batch_size, seed, process_index, process_count)
     spec = parse_config(config)
-    reader = None if spec["source"] == "toy" else _open_reader(spec)
+    reader = None if spec["source"] in GENERATED else _open_reader(spec)
     ds = _map_dataset(spec, reader, global_batch_size, seed, process_index, local)
     return _iterate(ds, spec)
 
@@ -520,6 +568,8 @@ def event_shape(config: Any) -> tuple[int, ...]:
     source = spec["source"]
     if source == "toy":
         return toy_event_shape(spec["name"])
+    if source == "synthetic_text":
+        return (int(spec["seq_len"]),)
     if source == "arrays":
         path = str(spec["path"])
         _src.check_array_file(path, spec["x_key"], spec["label_key"])
@@ -544,7 +594,7 @@ def num_classes(config: Any) -> int | None:
     """
     spec = parse_config(config)
     source = spec["source"]
-    if source == "toy":
+    if source in GENERATED:
         return None
     if source == "digits":
         return _images.DIGITS_NUM_CLASSES
@@ -572,9 +622,31 @@ def num_classes(config: Any) -> int | None:
 
 def vocab_size(config: Any) -> int | None:
     """The number of token values of discrete data (tokens in [0, vocab_size)), None for
-    continuous data. Only the discrete toys are discrete today."""
+    continuous data."""
     spec = parse_config(config)
+    if spec["source"] == "synthetic_text":
+        return int(spec["vocab_size"])
     return toy_vocab_size(spec["name"]) if spec["source"] == "toy" else None
+
+
+def language(config: Any) -> languages.Language:
+    """The synthetic language of a "synthetic_text" data config (its exact log-likelihood and
+    entropy: `flowjax.data.languages`)."""
+    spec = parse_config(config)
+    if spec["source"] != "synthetic_text":
+        raise ValueError(f"data.source={spec['source']!r} is not a synthetic language.")
+    return _language_of(spec)
+
+
+def _language_of(spec: dict[str, Any]) -> languages.Language:
+    settings = dict(
+        vocab_size=spec["vocab_size"], seq_len=spec["seq_len"], language_seed=spec["language_seed"]
+    )
+    if spec["concentration"] is not None:
+        settings["concentration"] = spec["concentration"]
+    settings.update({"order": spec["order"]} if spec["name"] == "markov" else {})
+    settings.update({"noise": spec["noise"]} if spec["name"] == "noisy_copy" else {})
+    return languages.make_language(spec["name"], **settings)
 
 
 __all__ = [

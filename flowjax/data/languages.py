@@ -1,0 +1,249 @@
+"""Synthetic languages whose likelihood and entropy are known exactly.
+
+A language model's perplexity on natural text has no known floor; on these languages it has one,
+exp(H(X_1..L) / L), and the log-likelihood of any sample under the true process is computable,
+which gives the EXACT generative perplexity of a model's samples (what GPT-2 only approximates
+on natural text) and their exact validity.
+
+- `MarkovLanguage`: a random order-k Markov chain over V symbols. Each of the V^k contexts has a
+  next-symbol distribution drawn from a symmetric Dirichlet(concentration) (small concentrations
+  give peaked, low-entropy rows) from `language_seed`; sequences of L tokens start from the
+  stationary distribution of the k-gram chain, so the process is stationary and
+
+      H(X_1..L) = H(pi_k) + (L - k) h,   h = sum_s pi_k(s) H(T[s]),
+
+  with pi_k the stationary k-gram distribution (computed by power iteration to 1e-13) and h the
+  entropy rate.
+- `NoisyCopyLanguage`: L = 2n tokens; the first n are i.i.d. from a unigram distribution p drawn
+  from a Dirichlet(concentration), and the second n copy them, each token replaced by a uniform
+  one with probability `noise`. The dependence spans half the sequence (bidirectional models and
+  few-step samplers feel it), and
+
+      H(X_1..L) = n H(p) + n H_c,  H_c = -(1 - e + e/V) log(1 - e + e/V) - (V - 1)(e/V) log(e/V),
+
+  e = noise; log p(x) = sum_i log p(a_i) + sum_i log((1 - e) [b_i = a_i] + e / V).
+
+Every language samples global batch `index` from numpy.random.default_rng([seed, index]) (the
+toys' convention, so the data pipeline's resume and per-process rows hold), and scores tokens
+(B, L) in float64 with NumPy or, inside a jitted evaluation, with JAX (`log_prob_jax`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from functools import cached_property
+
+import jax.numpy as jnp
+import numpy as np
+from jaxtyping import Array, Float, Int
+
+
+def _entropy(p: np.ndarray) -> np.ndarray:
+    """Entropy in nats of distributions along the last axis."""
+    safe = np.where(p > 0, p, 1.0)
+    return -(p * np.log(safe)).sum(axis=-1)
+
+
+def _check_tokens(tokens: np.ndarray, vocab_size: int, seq_len: int) -> np.ndarray:
+    tokens = np.asarray(tokens)
+    if tokens.ndim != 2 or tokens.shape[1] != seq_len:
+        raise ValueError(f"tokens must have shape (B, {seq_len}), got {tokens.shape}.")
+    if not np.issubdtype(tokens.dtype, np.integer):
+        raise TypeError(f"tokens must be integer ids, got dtype {tokens.dtype}.")
+    if tokens.size and (tokens.min() < 0 or tokens.max() >= vocab_size):
+        raise ValueError(
+            f"tokens hold ids in [{tokens.min()}, {tokens.max()}], outside the language's "
+            f"vocabulary [0, {vocab_size})."
+        )
+    return tokens
+
+
+def _check_settings(vocab_size: int, seq_len: int, concentration: float) -> None:
+    if not (isinstance(vocab_size, (int, np.integer)) and vocab_size >= 2):
+        raise ValueError(f"vocab_size must be an int >= 2, got {vocab_size!r}.")
+    if not (isinstance(seq_len, (int, np.integer)) and seq_len >= 1):
+        raise ValueError(f"seq_len must be an int >= 1, got {seq_len!r}.")
+    if not concentration > 0:
+        raise ValueError(f"concentration must be > 0, got {concentration!r}.")
+
+
+@dataclasses.dataclass(frozen=True)
+class MarkovLanguage:
+    """A stationary random order-k Markov chain over `vocab_size` symbols (module docstring)."""
+
+    vocab_size: int
+    seq_len: int
+    order: int = 1
+    concentration: float = 0.5
+    language_seed: int = 0
+
+    def __post_init__(self):
+        _check_settings(self.vocab_size, self.seq_len, self.concentration)
+        if not (isinstance(self.order, (int, np.integer)) and 1 <= self.order <= self.seq_len):
+            raise ValueError(f"order must be an int in [1, seq_len], got {self.order!r}.")
+        if self.vocab_size**self.order > 2**20:
+            raise ValueError(
+                f"vocab_size^order = {self.vocab_size}^{self.order} contexts is too many (the "
+                "transition table has one row per context); lower the order or the vocabulary."
+            )
+
+    @cached_property
+    def transitions(self) -> np.ndarray:
+        """T[context, next] (V^k, V) float64; context = sum_j x_j V^(k-1-j) of the last k."""
+        rng = np.random.default_rng([self.language_seed, 0x4D41524B])
+        alpha = np.full(self.vocab_size, self.concentration)
+        return rng.dirichlet(alpha, size=self.vocab_size**self.order)
+
+    @cached_property
+    def stationary(self) -> np.ndarray:
+        """pi_k over the V^k contexts, (V^k,), by power iteration on the k-gram chain."""
+        v, k = self.vocab_size, self.order
+        pi = np.full(v**k, 1.0 / v**k)
+        shift = (np.arange(v**k) * v) % v**k  # context s followed by y -> (s * V) % V^k + y
+        for _ in range(100_000):
+            mass = pi[:, None] * self.transitions  # (V^k, V)
+            new = np.zeros_like(pi)
+            np.add.at(new, (shift[:, None] + np.arange(v)[None, :]).ravel(), mass.ravel())
+            if np.abs(new - pi).max() < 1e-15:
+                return new
+            pi = new
+        raise RuntimeError("The k-gram chain's stationary distribution did not converge.")
+
+    @property
+    def entropy_rate(self) -> float:
+        """h = sum_s pi_k(s) H(T[s]) in nats per token."""
+        return float(self.stationary @ _entropy(self.transitions))
+
+    @property
+    def entropy(self) -> float:
+        """H(X_1..L) in nats (module docstring)."""
+        return float(_entropy(self.stationary)) + (self.seq_len - self.order) * self.entropy_rate
+
+    @property
+    def perplexity_floor(self) -> float:
+        """exp(H(X_1..L) / L): the perplexity of the true process on its own sequences."""
+        return math.exp(self.entropy / self.seq_len)
+
+    def _context_index(self, tokens: np.ndarray) -> np.ndarray:
+        """The context index of every window of k tokens, (B, L - k + 1)."""
+        k, v = self.order, self.vocab_size
+        windows = np.lib.stride_tricks.sliding_window_view(tokens, k, axis=1)
+        return (windows * v ** np.arange(k - 1, -1, -1)).sum(axis=-1)
+
+    def sample(self, rng: np.random.Generator, batch: int) -> np.ndarray:
+        """(batch, L) int32 sequences of the chain."""
+        v, k = self.vocab_size, self.order
+        context = rng.choice(v**k, size=batch, p=self.stationary)
+        first = (context[:, None] // v ** np.arange(k - 1, -1, -1)) % v
+        out = np.empty((batch, self.seq_len), np.int64)
+        out[:, :k] = first
+        cdf = np.cumsum(self.transitions, axis=1)
+        for i in range(k, self.seq_len):
+            u = rng.random(batch)[:, None]
+            nxt = np.minimum((cdf[context] < u).sum(axis=1), v - 1)
+            out[:, i] = nxt
+            context = (context * v) % v**k + nxt
+        return out.astype(np.int32)
+
+    def log_prob(self, tokens: np.ndarray) -> np.ndarray:
+        """log p(x_1..L) of each sequence (B,), float64."""
+        tokens = _check_tokens(tokens, self.vocab_size, self.seq_len)
+        contexts = self._context_index(tokens)
+        log_start = np.log(self.stationary[contexts[:, 0]])
+        nxt = tokens[:, self.order :]
+        steps = np.log(self.transitions[contexts[:, :-1], nxt]).sum(axis=1)
+        return log_start + steps
+
+    def log_prob_jax(self, tokens: Int[Array, "B L"]) -> Float[Array, "B"]:
+        """`log_prob` in JAX (float32 unless 64-bit JAX is on), for use under jit."""
+        k, v = self.order, self.vocab_size
+        powers = jnp.asarray(v ** np.arange(k - 1, -1, -1))
+        windows = jnp.stack([tokens[:, j : self.seq_len - k + 1 + j] for j in range(k)], -1)
+        contexts = (windows * powers).sum(-1)
+        log_t = jnp.log(jnp.asarray(self.transitions))
+        start = jnp.log(jnp.asarray(self.stationary))[contexts[:, 0]]
+        return start + log_t[contexts[:, :-1], tokens[:, k:]].sum(axis=1)
+
+
+@dataclasses.dataclass(frozen=True)
+class NoisyCopyLanguage:
+    """n i.i.d. tokens then their noisy copy, L = 2n (module docstring)."""
+
+    vocab_size: int
+    seq_len: int
+    noise: float = 0.05
+    concentration: float = 1.0
+    language_seed: int = 0
+
+    def __post_init__(self):
+        _check_settings(self.vocab_size, self.seq_len, self.concentration)
+        if self.seq_len % 2:
+            raise ValueError(f"The noisy copy language needs an even seq_len, got {self.seq_len}.")
+        if not 0.0 < self.noise <= 1.0:
+            raise ValueError(f"noise must be in (0, 1], got {self.noise!r}.")
+
+    @cached_property
+    def unigram(self) -> np.ndarray:
+        """p (V,) of the first half's tokens."""
+        rng = np.random.default_rng([self.language_seed, 0x434F5059])
+        return rng.dirichlet(np.full(self.vocab_size, self.concentration))
+
+    @property
+    def _keep(self) -> float:
+        """The probability that a copied token equals its original."""
+        return 1.0 - self.noise + self.noise / self.vocab_size
+
+    @property
+    def entropy(self) -> float:
+        n, v, e = self.seq_len // 2, self.vocab_size, self.noise
+        copy = -self._keep * math.log(self._keep) - (v - 1) * (e / v) * math.log(e / v)
+        return n * float(_entropy(self.unigram)) + n * copy
+
+    @property
+    def entropy_rate(self) -> float:
+        return self.entropy / self.seq_len
+
+    @property
+    def perplexity_floor(self) -> float:
+        return math.exp(self.entropy / self.seq_len)
+
+    def sample(self, rng: np.random.Generator, batch: int) -> np.ndarray:
+        n, v = self.seq_len // 2, self.vocab_size
+        first = rng.choice(v, size=(batch, n), p=self.unigram)
+        replace = rng.random((batch, n)) < self.noise
+        second = np.where(replace, rng.integers(v, size=(batch, n)), first)
+        return np.concatenate([first, second], axis=1).astype(np.int32)
+
+    def log_prob(self, tokens: np.ndarray) -> np.ndarray:
+        tokens = _check_tokens(tokens, self.vocab_size, self.seq_len)
+        n = self.seq_len // 2
+        first, second = tokens[:, :n], tokens[:, n:]
+        copy = np.where(second == first, self._keep, self.noise / self.vocab_size)
+        return np.log(self.unigram[first]).sum(axis=1) + np.log(copy).sum(axis=1)
+
+    def log_prob_jax(self, tokens: Int[Array, "B L"]) -> Float[Array, "B"]:
+        n = self.seq_len // 2
+        first, second = tokens[:, :n], tokens[:, n:]
+        copy = jnp.where(second == first, self._keep, self.noise / self.vocab_size)
+        unigram = jnp.log(jnp.asarray(self.unigram))
+        return unigram[first].sum(axis=1) + jnp.log(copy).sum(axis=1)
+
+
+LANGUAGES = {"markov": MarkovLanguage, "noisy_copy": NoisyCopyLanguage}
+"""The synthetic languages by the `name` of a "synthetic_text" data config."""
+
+Language = MarkovLanguage | NoisyCopyLanguage
+
+
+def make_language(name: str, **settings) -> Language:
+    """The language `name` ("markov" or "noisy_copy") with its settings (the dataclass fields)."""
+    if name not in LANGUAGES:
+        raise ValueError(f"Unknown synthetic language {name!r}; expected one of {list(LANGUAGES)}.")
+    fields = {f.name for f in dataclasses.fields(LANGUAGES[name])}
+    unknown = sorted(set(settings) - fields)
+    if unknown:
+        raise ValueError(
+            f"Unknown setting(s) {unknown} of the {name!r} language; allowed: {sorted(fields)}."
+        )
+    return LANGUAGES[name](**settings)
