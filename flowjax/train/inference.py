@@ -87,6 +87,7 @@ def sample(
 
     Returns {"samples": (n, *event) array, "metrics": dict, "files": {what: path(s)}}.
     """
+    judge.check_judge(config)
     flow = flow or load_trained_flow(config, workdir)
     sc, run = config.sample, flow.run
     objective, key = run.objective, jax.random.key(sc.seed)
@@ -107,6 +108,8 @@ def sample(
     name = _toy_name(config)
     if name in metrics.BOUNDED_SUPPORT:
         result["fraction_in_support"] = metrics.fraction_in_support(name, samples)
+    if judge.is_text(config):
+        result.update(judge.text_sample_metrics(config, samples))
     files = {
         "samples": os.path.join(workdir, SAMPLES_FILE),
         "trajectories": os.path.join(workdir, TRAJECTORIES_FILE),
@@ -152,6 +155,7 @@ def evaluate(
 
     Returns {"metrics": dict, "files": {"metrics": path}}.
     """
+    judge.check_judge(config)
     flow = flow or load_trained_flow(config, workdir)
     ev, run = config.evaluate, flow.run
     objective, key = run.objective, jax.random.key(ev.seed)
@@ -172,16 +176,18 @@ def evaluate(
         **objective.likelihood_metrics(log_p, points),
     }
     name = _toy_name(config)
+    if samples is None and (name is not None or judge.is_text(config)):
+        samples = map_batches(
+            flow.compile(objective.sampler()),
+            objective.source_batch(ev.num_samples, ev.seed),
+            config.sample.batch_size,
+            run,
+            key,
+            desc="sample",
+        )
+    if judge.is_text(config):
+        result.update(judge.text_sample_metrics(config, samples))
     if name is not None:
-        if samples is None:
-            samples = map_batches(
-                flow.compile(objective.sampler()),
-                objective.source_batch(ev.num_samples, ev.seed),
-                config.sample.batch_size,
-                run,
-                key,
-                desc="sample",
-            )
         if name in metrics.BOUNDED_SUPPORT:
             result["fraction_in_support"] = metrics.fraction_in_support(name, samples)
         if name in metrics.CLOSED_FORM_DENSITY:

@@ -19,6 +19,8 @@ refused before anything is scored.
 
 from __future__ import annotations
 
+import json
+import math
 import os
 from collections.abc import Callable
 
@@ -32,6 +34,10 @@ from flowjax import data, metrics
 from flowjax.models import load_gpt2
 from flowjax.train import trained
 from flowjax.train.checkpoint import Checkpointer
+from flowjax.train.config import ConfigError
+
+TEXT_SOURCES = ("synthetic_text", "text_files", "tfds_text", "python_docs")
+"""Data sources whose examples are token sequences of a language."""
 
 LogProb = Callable[[np.ndarray], np.ndarray]
 GPT2_END_OF_TEXT = 50256
@@ -73,3 +79,69 @@ def load_judge(spec: str) -> tuple[LogProb, int]:
         "GPT2LMHeadModel.from_pretrained('gpt2-large').save_pretrained('/path/gpt2-large')\" "
         "and copy the directory; or train a judge with an 'autoregressive' config."
     )
+
+
+def judge_vocab_size(spec: str) -> int:
+    """The vocabulary a judge reads, from its files alone (nothing is built or compiled)."""
+    config_file = os.path.join(spec, "config.json")
+    if os.path.isfile(config_file):
+        with open(config_file) as f:
+            return int(json.load(f)["vocab_size"])
+    if os.path.isdir(os.path.join(spec, "checkpoints")):
+        with Checkpointer(spec) as checkpointer:
+            config = checkpointer.restore_config()
+        if config is not None:
+            return int(data.vocab_size(config.data))
+    load_judge(spec)  # raises the error that says what a judge must be
+    raise AssertionError(spec)
+
+
+def check_judge(config: ml_collections.ConfigDict) -> None:
+    """Raises a ConfigError, before anything is compiled, when `evaluate.judge` is set but is not
+    a judge or cannot read the data's tokens."""
+    spec = config.evaluate.get("judge", "")
+    if not spec:
+        return
+    try:
+        judge_vocab = judge_vocab_size(spec)
+    except (FileNotFoundError, ValueError) as error:
+        raise ConfigError([f"evaluate.judge: {error}"]) from error
+    vocab = data.vocab_size(config.data)
+    if vocab is None or vocab > judge_vocab:
+        raise ConfigError(
+            [
+                f"evaluate.judge={spec!r} reads {judge_vocab} tokens, but the data have "
+                f"{vocab}: the judge must use the data's tokenizer (e.g. GPT-2 for GPT-2 tokens)."
+            ]
+        )
+
+
+def is_text(config: ml_collections.ConfigDict) -> bool:
+    return config.data.get("source") in TEXT_SOURCES
+
+
+def text_sample_metrics(config: ml_collections.ConfigDict, samples: np.ndarray) -> dict:
+    """Metrics of token samples (n, L): their mean unigram entropy; on a synthetic language their
+    exact generative perplexity (`exact_gen_perplexity`, with the language's floor); under
+    `evaluate.judge`, their generative perplexity (`judge_gen_perplexity`)."""
+    samples = np.asarray(samples)
+    result = {"unigram_entropy": float(metrics.unigram_entropy(samples).mean())}
+    if config.data.source == "synthetic_text":
+        language = data.language(config.data)
+        per_token = float(-language.log_prob(samples).mean() / samples.shape[1])
+        result.update(
+            exact_gen_nll_nats_per_token=per_token,
+            exact_gen_perplexity=math.exp(per_token),
+            perplexity_floor=language.perplexity_floor,
+        )
+    if config.evaluate.get("judge", ""):
+        log_prob, vocab = load_judge(config.evaluate.judge)
+        scores = metrics.generative_perplexity(
+            log_prob, samples, batch_size=config.evaluate.judge_batch_size, judge_vocab_size=vocab
+        )
+        result.update(
+            judge_gen_perplexity=scores["gen_perplexity"],
+            judge_gen_nll_nats_per_token=scores["gen_nll_nats_per_token"],
+        )
+    return result
+

@@ -21,6 +21,7 @@ import numpy as np
 from flowjax import data
 from flowjax.train.checkpoint import Checkpointer, abstract_with_shardings
 from flowjax.train.config import validate_config
+from flowjax.train.judge import check_judge
 from flowjax.train.logs import MetricsLog
 from flowjax.train.preemption import StopSignals
 from flowjax.train.setup import initialize_distributed, setup_run
@@ -44,6 +45,8 @@ def train(config: ml_collections.ConfigDict, workdir: str) -> TrainState:
     # Setup -----------------------------------------------------------------------------------
     initialize_distributed(config)
     validate_config(config, workdir)
+    if config.evaluate.after_training:
+        check_judge(config)  # the judge of the evaluation after training, before training
     run = setup_run(config)
     is_main = jax.process_index() == 0
     log.info(

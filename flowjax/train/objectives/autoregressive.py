@@ -25,7 +25,14 @@ import optax
 from flax import nnx
 
 from flowjax import metrics, solvers
-from flowjax.train.objectives.base import Batch, BatchFn, DataSpec, Objective, conditioning
+from flowjax.train.objectives.base import (
+    TEXT_EVALUATE_DEFAULTS,
+    Batch,
+    BatchFn,
+    DataSpec,
+    Objective,
+    conditioning,
+)
 
 
 def with_bos(x: jax.Array, bos: int) -> jax.Array:
@@ -54,9 +61,9 @@ class Autoregressive(Objective):
         temperature=1.0,
         categorical_dtype="float32",  # or "float64" (needs JAX_ENABLE_X64=1)
     )
-    evaluate_defaults = dict()
+    evaluate_defaults = dict(TEXT_EVALUATE_DEFAULTS)
     choices = {"sample.categorical_dtype": ("float32", "float64")}
-    positive = ("sample.top_p", "sample.temperature")
+    positive = ("sample.top_p", "sample.temperature", "evaluate.judge_batch_size")
     unit_interval = ("sample.top_p", "loss.label_dropout")
 
     def __init__(self, config: ml_collections.ConfigDict, spec: DataSpec):
@@ -116,6 +123,7 @@ class Autoregressive(Objective):
                 length,
                 top_p=sc.top_p,
                 temperature=sc.temperature,
+                exclude=(self.bos,),
                 dtype=jnp.dtype(sc.categorical_dtype),
             )
             if len(time_grid) <= 2:

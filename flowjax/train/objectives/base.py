@@ -56,6 +56,13 @@ from flowjax.train import registry
 Batch = dict[str, jax.Array]  # "x": (B, *event); optionally "label": (B,)
 BatchFn = Callable[[nnx.Module, Batch, jax.Array], jax.Array]  # (model, batch, key) -> array
 DROPOUT_STREAM = 0x44524F50  # fold_in tag of the dropout seeds' key
+TEXT_EVALUATE_DEFAULTS = dict(
+    # The judge of the generative perplexity of text samples: a Hugging Face GPT-2 directory or
+    # the workdir of an "autoregressive" run ("": none); see flowjax.train.judge.
+    judge="",
+    judge_batch_size=64,
+)
+"""The `evaluate` keys of the objectives that model token sequences."""
 
 
 @dataclasses.dataclass(frozen=True)

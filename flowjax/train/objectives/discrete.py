@@ -23,6 +23,7 @@ from flax import nnx
 from flowjax import data, guidance, losses, metrics, paths, solvers
 from flowjax.train import registry
 from flowjax.train.objectives.base import (
+    TEXT_EVALUATE_DEFAULTS,
     Batch,
     BatchFn,
     DataSpec,
@@ -76,7 +77,8 @@ class DiscreteFlowMatching(Objective):
         categorical_dtype="float32",  # or "float64" (needs JAX_ENABLE_X64=1)
         guidance_scale=0.0,  # classifier-free guidance w of a class-conditional model
     )
-    evaluate_defaults = dict(elbo_time_samples=8)  # stratified times per held-out example
+    # elbo_time_samples: stratified times per held-out example
+    evaluate_defaults = dict(elbo_time_samples=8, **TEXT_EVALUATE_DEFAULTS)
     choices = {
         "path.kind": ("mixture", "metric"),
         "path.source": ("mask", "uniform"),
@@ -96,6 +98,7 @@ class DiscreteFlowMatching(Objective):
         "loss.t_max",
         "sample.step_size",
         "evaluate.elbo_time_samples",
+        "evaluate.judge_batch_size",
     )
     non_negative = ("sample.div_free", "sample.guidance_scale")
     unit_interval = ("loss.t_max", "loss.label_dropout")

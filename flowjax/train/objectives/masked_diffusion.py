@@ -26,7 +26,12 @@ import ml_collections
 
 from flowjax import losses, paths, solvers
 from flowjax.train import registry
-from flowjax.train.objectives.base import BatchFn, DataSpec, conditioning
+from flowjax.train.objectives.base import (
+    TEXT_EVALUATE_DEFAULTS,
+    BatchFn,
+    DataSpec,
+    conditioning,
+)
 from flowjax.train.objectives.discrete import DiscreteFlowMatching
 
 
@@ -56,13 +61,19 @@ class MaskedDiffusion(DiscreteFlowMatching):
         categorical_dtype="float32",  # or "float64" (needs JAX_ENABLE_X64=1)
         guidance_scale=0.0,
     )
-    evaluate_defaults = dict(elbo_time_samples=8)
+    evaluate_defaults = dict(elbo_time_samples=8, **TEXT_EVALUATE_DEFAULTS)
     choices = {
         "path.schedule": paths.MASKING_SCHEDULES,
         "loss.time_distribution": losses.TIME_DISTRIBUTIONS,
         "sample.categorical_dtype": ("float32", "float64"),
     }
-    positive = ("loss.time_std", "loss.t_max", "sample.step_size", "evaluate.elbo_time_samples")
+    positive = (
+        "loss.time_std",
+        "loss.t_max",
+        "sample.step_size",
+        "evaluate.elbo_time_samples",
+        "evaluate.judge_batch_size",
+    )
     non_negative = ("path.eps_start", "path.eps_end", "sample.guidance_scale")
     unit_interval = ("loss.t_max", "loss.label_dropout")
 
