@@ -20,12 +20,18 @@ VARIANTS: dict[str, tuple[str | None, ...]] = {
     ),
     "configs/fm_guide/imagenet32.py": (None, "smoke"),
     "configs/fm_guide/imagenet64.py": (None, "smoke"),
+    "configs/fm_guide/text.py": (
+        None, "mask_gkl", "uniform_ce", "uniform_gkl", "mask_ce,smoke", "uniform_gkl,cpu",
+    ),
     "configs/generator_matching/checkerboard.py": (None, "8gaussians", "smoke"),
     "configs/generator_matching/mixture1d.py": (None, "smoke"),
     "configs/kinetic_optimal/checkerboard.py": (
         None, "mask", "uniform", "metric", "mask,demo", "uniform,demo", "metric,demo",
         "mask,smoke", "uniform,smoke", "metric,smoke",
     ),
+    "configs/kinetic_optimal/text.py": (None, "uniform", "mask,smoke", "uniform,cpu"),
+    "configs/mdlm/lm1b.py": (None, "ar", "mdlm,smoke", "ar,smoke", "mdlm,cpu", "ar,cpu"),
+    "configs/mdlm/owt.py": (None, "ar", "mdlm,smoke", "ar,cpu"),
     "configs/riemannian/sphere.py": (None, "smoke"),
     "configs/riemannian/torus.py": (None, "smoke"),
     "configs/simfree_node/cifar10.py": _SIMFREE,

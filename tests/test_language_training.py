@@ -55,3 +55,20 @@ def test_a_judge_with_a_smaller_vocabulary_is_refused(ar_workdir, tmp_path):
     with pytest.raises(ConfigError, match="reads 8 tokens, but the data have 16"):
         train(config, str(tmp_path))
     assert not (tmp_path / "checkpoints").exists()
+
+
+TEXT_CONFIGS = [
+    "configs/mdlm/lm1b.py:mdlm,smoke",
+    "configs/mdlm/owt.py:ar,smoke",
+    "configs/fm_guide/text.py:uniform_gkl,smoke",
+    "configs/kinetic_optimal/text.py:mask,smoke",
+]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("config_arg", TEXT_CONFIGS)
+def test_text_config_smoke_runs_through_the_cli(config_arg, tmp_path):
+    from train_testing import run_cli
+
+    result = run_cli(f"--config={config_arg}", f"--workdir={tmp_path}")
+    assert "exact_gen_perplexity" in result.stdout and "perplexity_floor" in result.stdout
