@@ -22,8 +22,10 @@ import dataclasses
 
 import jax
 import jax.numpy as jnp
-from jax import Array
+import numpy as np
+from jaxtyping import Array, Float
 
+from flowjax._checks import check_count, concrete_value
 from flowjax.paths.affine import AffineProbPath
 
 
@@ -31,20 +33,45 @@ from flowjax.paths.affine import AffineProbPath
 class GaussianMixture:
     """sum_k weights[k] N(means[k], covs[k]); weights (K,), means (K, D), covs (K, D, D)."""
 
-    weights: Array
-    means: Array
-    covs: Array
+    weights: Float[Array, "K"]
+    means: Float[Array, "K D"]
+    covs: Float[Array, "K D D"]
 
     def __post_init__(self):
-        k, d = self.means.shape
-        if self.weights.shape != (k,) or self.covs.shape != (k, d, d):
+        for name in ("weights", "means", "covs"):
+            object.__setattr__(self, name, jnp.asarray(getattr(self, name)))
+        if self.means.ndim != 2 or self.weights.shape != self.means.shape[:1] or (
+            self.covs.shape != self.means.shape + self.means.shape[1:]
+        ):
             raise ValueError(
                 f"GaussianMixture needs weights (K,), means (K, D), covs (K, D, D); got "
-                f"{self.weights.shape}, {self.means.shape}, {self.covs.shape}."
+                f"weights {self.weights.shape}, means {self.means.shape}, covs {self.covs.shape}."
             )
+        weights, covs = concrete_value(self.weights), concrete_value(self.covs)
+        if weights is not None and (
+            np.any(~(weights >= 0)) or not np.isclose(weights.sum(dtype=np.float64), 1.0, atol=1e-5)
+        ):
+            raise ValueError(
+                f"GaussianMixture weights must be >= 0 and sum to 1, got {weights} (sum "
+                f"{weights.sum(dtype=np.float64):.6g})."
+            )
+        if covs is not None and covs.size:
+            if not np.allclose(covs, np.swapaxes(covs, -1, -2), atol=1e-6):
+                raise ValueError(f"GaussianMixture covs must be symmetric matrices, got {covs}.")
+            smallest = np.linalg.eigvalsh(covs.astype(np.float64)).min()
+            if not smallest > 0:
+                raise ValueError(
+                    "GaussianMixture covs must be positive definite (K, D, D) matrices; got one "
+                    f"with the eigenvalue {smallest:.3g}."
+                )
 
     @classmethod
-    def isotropic(cls, weights, means, std) -> "GaussianMixture":
+    def isotropic(
+        cls,
+        weights: Float[Array, "K"],
+        means: Float[Array, "K D"],
+        std: float | Float[Array, ""] | Float[Array, "K"],
+    ) -> "GaussianMixture":
         """Components N(means[k], std^2 I) (std a scalar or one per component)."""
         means = jnp.asarray(means)
         k, d = means.shape
@@ -52,15 +79,16 @@ class GaussianMixture:
         covs = (std**2)[:, None, None] * jnp.eye(d, dtype=means.dtype)
         return cls(jnp.asarray(weights, means.dtype), means, covs)
 
-    def sample(self, key: Array, num: int) -> Array:
+    def sample(self, key: Array, num: int) -> Float[Array, "num D"]:
         """`num` samples, shape (num, D)."""
+        num = check_count(num, "num")
         k_comp, k_noise = jax.random.split(key)
         comp = jax.random.choice(k_comp, self.weights.shape[0], (num,), p=self.weights)
         chol = jnp.linalg.cholesky(self.covs)[comp]
         noise = jax.random.normal(k_noise, self.means[comp].shape, self.means.dtype)
         return self.means[comp] + jnp.einsum("nij,nj->ni", chol, noise)
 
-    def log_prob(self, x: Array) -> Array:
+    def log_prob(self, x: Float[Array, "B D"]) -> Float[Array, "B"]:
         """log density of x of shape (B, D), shape (B,)."""
         return _mixture_log_prob(self.weights, self.means, self.covs, x)
 
@@ -79,6 +107,10 @@ def _mixture_log_prob(weights, means, covs, x):
 
 
 def _per_sample_time(t: Array, x: Array) -> Array:
+    if jnp.shape(t) not in ((), x.shape[:1]):
+        raise ValueError(
+            f"t must be a scalar or of shape (B,) = ({x.shape[0]},), got t.shape={jnp.shape(t)}."
+        )
     t = jnp.asarray(t, x.dtype)
     return jnp.broadcast_to(t, x.shape[:1])
 
@@ -91,6 +123,11 @@ def _component_terms(path: AffineProbPath, mixture: GaussianMixture, x: Array, t
     and determinant is elementwise: C_k^-1 = Q_k diag(1 / (alpha^2 l_k + sigma^2)) Q_k^T.
     Returns (log densities (B, K), velocities (B, K, D)).
     """
+    if jnp.ndim(x) != 2 or x.shape[1] != mixture.means.shape[1]:
+        raise ValueError(
+            f"x must be a batch of points (B, D) with the mixture's D = {mixture.means.shape[1]}, "
+            f"got x.shape={jnp.shape(x)}."
+        )
     eigvals, eigvecs = jnp.linalg.eigh(mixture.covs)  # (K, D), (K, D, D)
     a, s, da, ds = (v[:, None, None] for v in path.scheduler(_per_sample_time(t, x)))
     var = a**2 * eigvals[None] + s**2  # (B, K, D): eigenvalues of C_k(t)
@@ -104,16 +141,22 @@ def _component_terms(path: AffineProbPath, mixture: GaussianMixture, x: Array, t
 
 
 def marginal_log_prob(
-    path: AffineProbPath, mixture: GaussianMixture, x: Array, t: Array
-) -> Array:
+    path: AffineProbPath,
+    mixture: GaussianMixture,
+    x: Float[Array, "B D"],
+    t: Float[Array, ""] | Float[Array, "B"],
+) -> Float[Array, "B"]:
     """log p_t(x) for x of shape (B, D) and t scalar or (B,); shape (B,)."""
     log_n, _ = _component_terms(path, mixture, x, t)
     return jax.scipy.special.logsumexp(log_n + jnp.log(mixture.weights), axis=-1)
 
 
 def marginal_velocity(
-    path: AffineProbPath, mixture: GaussianMixture, x: Array, t: Array
-) -> Array:
+    path: AffineProbPath,
+    mixture: GaussianMixture,
+    x: Float[Array, "B D"],
+    t: Float[Array, ""] | Float[Array, "B"],
+) -> Float[Array, "B D"]:
     """The exact marginal velocity u_t(x) for x of shape (B, D) and t scalar or (B,)."""
     log_n, velocities = _component_terms(path, mixture, x, t)
     resp = jax.nn.softmax(log_n + jnp.log(mixture.weights), axis=-1)  # (B, K)

@@ -50,12 +50,14 @@ from typing import NamedTuple, Protocol, runtime_checkable
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jax import Array
+from jaxtyping import Array, Float, Int
 
 from flowjax._checks import (
     check_batch_time,
     check_logits,
+    check_regular,
     check_same_shape,
+    check_time,
     check_tokens,
     check_unit_interval,
 )
@@ -66,10 +68,10 @@ from flowjax.paths.schedulers import ConvexScheduler, SchedulerOutput
 class DiscretePathSample(NamedTuple):
     """A draw from a discrete conditional path: the endpoints, t and x_t ~ p_t(. | x_0, x_1)."""
 
-    x_0: Array
-    x_1: Array
-    t: Array
-    x_t: Array
+    x_0: Int[Array, "B *event"]
+    x_1: Int[Array, "B *event"]
+    t: Float[Array, "B"]
+    x_t: Int[Array, "B *event"]
 
 
 # Sources -----------------------------------------------------------------------------------
@@ -89,22 +91,50 @@ class DiscretePath(Protocol):
     @property
     def vocab_size(self) -> int | None: ...
 
-    def sample(self, key: Array, x_0: Array, x_1: Array, t: Array) -> DiscretePathSample:
+    def sample(
+        self,
+        key: Array,
+        x_0: Int[Array, "B *event"],
+        x_1: Int[Array, "B *event"],
+        t: Float[Array, "B"],
+    ) -> DiscretePathSample:
         """x_t ~ p_t(. | x_1) (with the source draw x_0 where the path mixes one in)."""
 
-    def probs(self, x_1: Array, t: Array) -> Array:
+    def probs(
+        self, x_1: Int[Array, "B *event"], t: Float[Array, ""] | Float[Array, "B"]
+    ) -> Float[Array, "B *event V"]:
         """p_t(. | x_1) per token, (..., V)."""
 
-    def conditional_velocity(self, x_t: Array, x_1: Array, t: Array) -> Array:
+    def conditional_velocity(
+        self,
+        x_t: Int[Array, "B *event"],
+        x_1: Int[Array, "B *event"],
+        t: Float[Array, ""] | Float[Array, "B"],
+    ) -> Float[Array, "B *event V"]:
         """u_t(., x_t | x_1): rates out of x_t per token, (..., V)."""
 
-    def divergence_free_velocity(self, x_t: Array, x_1: Array, t: Array) -> Array:
+    def divergence_free_velocity(
+        self,
+        x_t: Int[Array, "B *event"],
+        x_1: Int[Array, "B *event"],
+        t: Float[Array, ""] | Float[Array, "B"],
+    ) -> Float[Array, "B *event V"]:
         """Corrector rates that leave p_t unchanged, (..., V)."""
 
-    def posterior_logits(self, logits: Array, x_t: Array, t: Array) -> Array:
+    def posterior_logits(
+        self,
+        logits: Float[Array, "B *event V"],
+        x_t: Int[Array, "B *event"],
+        t: Float[Array, ""] | Float[Array, "B"],
+    ) -> Float[Array, "B *event V"]:
         """The network's logits plus log p_t(x_t | x_1): the Bayes posterior over x_1."""
 
-    def posterior_to_velocity(self, logits: Array, x_t: Array, t: Array) -> Array:
+    def posterior_to_velocity(
+        self,
+        logits: Float[Array, "B *event V"],
+        x_t: Int[Array, "B *event"],
+        t: Float[Array, ""] | Float[Array, "B"],
+    ) -> Float[Array, "B *event V"]:
         """The marginal velocity E_{x_1 ~ p_{1|t}}[u_t(., x_t | x_1)], (..., V)."""
 
 
@@ -114,11 +144,11 @@ class DiscreteSource(abc.ABC):
     vocab_size: int
 
     @abc.abstractmethod
-    def probs(self, dtype=jnp.float32) -> Array:
+    def probs(self, dtype=jnp.float32) -> Float[Array, "V"]:
         """p_0 as a vector of shape (V,)."""
 
     @abc.abstractmethod
-    def sample(self, key: Array, shape: tuple[int, ...]) -> Array:
+    def sample(self, key: Array, shape: tuple[int, ...]) -> Int[Array, "*shape"]:
         """Independent draws of p_0, int32 tokens of the given shape."""
 
     @property
@@ -151,10 +181,10 @@ class MaskSource(DiscreteSource):
                 f"mask_token must lie in [0, {self.vocab_size}), got {self.mask_token!r}."
             )
 
-    def probs(self, dtype=jnp.float32) -> Array:
+    def probs(self, dtype=jnp.float32) -> Float[Array, "V"]:
         return jax.nn.one_hot(self.mask_token, self.vocab_size, dtype=dtype)
 
-    def sample(self, key: Array, shape: tuple[int, ...]) -> Array:
+    def sample(self, key: Array, shape: tuple[int, ...]) -> Int[Array, "*shape"]:
         del key
         return jnp.full(shape, self.mask_token, jnp.int32)
 
@@ -172,10 +202,10 @@ class UniformSource(DiscreteSource):
     def __post_init__(self):
         _check_vocab_size(self.vocab_size)
 
-    def probs(self, dtype=jnp.float32) -> Array:
+    def probs(self, dtype=jnp.float32) -> Float[Array, "V"]:
         return jnp.full((self.vocab_size,), 1.0 / self.vocab_size, dtype)
 
-    def sample(self, key: Array, shape: tuple[int, ...]) -> Array:
+    def sample(self, key: Array, shape: tuple[int, ...]) -> Int[Array, "*shape"]:
         return jax.random.randint(key, shape, 0, self.vocab_size, jnp.int32)
 
     @property
@@ -202,10 +232,10 @@ class CategoricalSource(DiscreteSource):
     def vocab_size(self) -> int:  # type: ignore[override]
         return len(self.probabilities)
 
-    def probs(self, dtype=jnp.float32) -> Array:
+    def probs(self, dtype=jnp.float32) -> Float[Array, "V"]:
         return jnp.asarray(self.probabilities, dtype)
 
-    def sample(self, key: Array, shape: tuple[int, ...]) -> Array:
+    def sample(self, key: Array, shape: tuple[int, ...]) -> Int[Array, "*shape"]:
         logits = jnp.log(self.probs())
         return jax.random.categorical(key, logits, shape=shape).astype(jnp.int32)
 
@@ -213,18 +243,40 @@ class CategoricalSource(DiscreteSource):
 # Shared helpers of the discrete paths --------------------------------------------------------
 
 
-def with_exit_rate(rates: Array, x_t: Array) -> Array:
+def with_exit_rate(
+    rates: Float[Array, "*shape V"], x_t: Int[Array, "*shape"]
+) -> Float[Array, "*shape V"]:
     """Rates to every y (..., V) with the diagonal entry set to -(sum of the others)."""
     current = jax.nn.one_hot(x_t, rates.shape[-1], dtype=bool)
     off_diagonal = jnp.where(current, 0.0, rates)
     return jnp.where(current, -off_diagonal.sum(-1, keepdims=True), off_diagonal)
 
 
-def check_path_sample_args(x_0: Array, x_1: Array, t: Array, vocab_size: int | None) -> None:
+def check_path_sample_args(
+    x_0: Int[Array, "B *event"],
+    x_1: Int[Array, "B *event"],
+    t: Float[Array, "B"],
+    vocab_size: int | None,
+) -> None:
     check_same_shape(x_0, x_1, "x_0", "x_1")
     check_tokens(x_0, vocab_size, "x_0")
     check_tokens(x_1, vocab_size, "x_1")
     check_batch_time(t, x_1, "x_1")
+    check_unit_interval(t)
+
+
+def check_token_args(vocab_size: int | None, t: Array, **tokens: Array) -> None:
+    """The arguments of a path's per-token methods: integer token arrays of one shape (ids in
+    [0, vocab_size) when concrete) and t, a scalar, (B,) or broadcast against them, in [0, 1]
+    when concrete."""
+    arrays = {name: jnp.asarray(x) for name, x in tokens.items()}
+    for name, x in arrays.items():
+        check_tokens(x, vocab_size, name)
+    shapes = {name: x.shape for name, x in arrays.items()}
+    if len(set(shapes.values())) > 1:
+        raise ValueError(f"{' and '.join(shapes)} must have the same shape; got {shapes}.")
+    name, x = next(iter(arrays.items()))
+    check_time(t, x, name)
     check_unit_interval(t)
 
 
@@ -281,9 +333,16 @@ class MixtureDiscreteProbPath:
     def _jump_rate(self, t: Array, x: Array) -> Array:
         """kappa'_t / (1 - kappa_t) with a trailing axis for the vocabulary."""
         out = self._schedule(t, x)
+        check_regular(t, "The jump rate of the mixture path", finite=out, nonzero=(out.sigma_t,))
         return (out.d_alpha_t / out.sigma_t)[..., None]
 
-    def sample(self, key: Array, x_0: Array, x_1: Array, t: Array) -> DiscretePathSample:
+    def sample(
+        self,
+        key: Array,
+        x_0: Int[Array, "B *event"],
+        x_1: Int[Array, "B *event"],
+        t: Float[Array, "B"],
+    ) -> DiscretePathSample:
         """x_t: each token is x_0^i with probability 1 - kappa_t, else x_1^i.
 
         Args:
@@ -298,27 +357,42 @@ class MixtureDiscreteProbPath:
         from_source = jax.random.uniform(key, x_1.shape, dtype=sigma.dtype) < sigma
         return DiscretePathSample(x_0=x_0, x_1=x_1, t=t, x_t=jnp.where(from_source, x_0, x_1))
 
-    def probs(self, x_1: Array, t: Array) -> Array:
+    def probs(
+        self, x_1: Int[Array, "B *event"], t: Float[Array, ""] | Float[Array, "B"]
+    ) -> Float[Array, "B *event V"]:
         """p_t(. | x_1) per token, shape x_1.shape + (V,)."""
         source = self._source()
+        check_token_args(source.vocab_size, t, x_1=x_1)
         out = self._schedule(t, x_1)
         kappa, sigma = out.alpha_t[..., None], out.sigma_t[..., None]
         p_0 = source.probs(kappa.dtype)
         return sigma * p_0 + kappa * jax.nn.one_hot(x_1, source.vocab_size, dtype=p_0.dtype)
 
-    def conditional_velocity(self, x_t: Array, x_1: Array, t: Array) -> Array:
+    def conditional_velocity(
+        self,
+        x_t: Int[Array, "B *event"],
+        x_1: Int[Array, "B *event"],
+        t: Float[Array, ""] | Float[Array, "B"],
+    ) -> Float[Array, "B *event V"]:
         """u_t(., x_t | x_1) = kappa'/(1 - kappa) [delta_{x_1} - delta_{x_t}], shape (..., V)."""
         vocab = self._source().vocab_size
+        check_token_args(vocab, t, x_t=x_t, x_1=x_1)
         rate = self._jump_rate(t, x_t)
         return rate * (
             jax.nn.one_hot(x_1, vocab, dtype=rate.dtype)
             - jax.nn.one_hot(x_t, vocab, dtype=rate.dtype)
         )
 
-    def posterior_logits(self, logits: Array, x_t: Array, t: Array) -> Array:
+    def posterior_logits(
+        self,
+        logits: Float[Array, "B *event V"],
+        x_t: Int[Array, "B *event"],
+        t: Float[Array, ""] | Float[Array, "B"],
+    ) -> Float[Array, "B *event V"]:
         """A network's logits plus log p_t(x_t^i | x_1^i = k) for every k (Bayes' rule, see the
         module docstring), shape x_t.shape + (V,); a `MaskSource`'s mask token gets -inf."""
         source = self._source()
+        check_token_args(source.vocab_size, t, x_t=x_t)
         check_logits(logits, x_t, source.vocab_size)
         out = self._schedule(t, x_t)
         sigma, kappa = out.sigma_t[..., None], out.alpha_t[..., None]
@@ -329,7 +403,12 @@ class MixtureDiscreteProbPath:
             tilted = jnp.where(jnp.arange(source.vocab_size) == source.mask_token, -jnp.inf, tilted)
         return tilted
 
-    def posterior_to_velocity(self, logits: Array, x_t: Array, t: Array) -> Array:
+    def posterior_to_velocity(
+        self,
+        logits: Float[Array, "B *event V"],
+        x_t: Int[Array, "B *event"],
+        t: Float[Array, ""] | Float[Array, "B"],
+    ) -> Float[Array, "B *event V"]:
         """u_t(., x_t) = kappa'/(1 - kappa) [softmax(logits) - delta_{x_t}], shape (..., V).
 
         Args:
@@ -338,22 +417,35 @@ class MixtureDiscreteProbPath:
           t: shape (B,) or a scalar.
         """
         check_logits(logits, x_t, self.vocab_size)
+        check_token_args(logits.shape[-1], t, x_t=x_t)
         posterior = jax.nn.softmax(logits, axis=-1)
         rate = self._jump_rate(t, x_t)
         return rate * (posterior - jax.nn.one_hot(x_t, logits.shape[-1], dtype=posterior.dtype))
 
-    def posterior_to_log_velocity(self, logits: Array, x_t: Array, t: Array) -> Array:
+    def posterior_to_log_velocity(
+        self,
+        logits: Float[Array, "B *event V"],
+        x_t: Int[Array, "B *event"],
+        t: Float[Array, ""] | Float[Array, "B"],
+    ) -> Float[Array, "B *event V"]:
         """log u_t(y, x_t) for y != x_t (-inf at y = x_t), shape (..., V): the log-space form
         of `posterior_to_velocity` used by the generalized KL loss."""
         check_logits(logits, x_t, self.vocab_size)
+        check_token_args(logits.shape[-1], t, x_t=x_t)
         log_rate = jnp.log(self._jump_rate(t, x_t))
         log_u = log_rate + jax.nn.log_softmax(logits, axis=-1)
         current = jax.nn.one_hot(x_t, logits.shape[-1], dtype=bool)
         return jnp.where(current, -jnp.inf, log_u)
 
-    def divergence_free_velocity(self, x_t: Array, x_1: Array, t: Array) -> Array:
+    def divergence_free_velocity(
+        self,
+        x_t: Int[Array, "B *event"],
+        x_1: Int[Array, "B *event"],
+        t: Float[Array, ""] | Float[Array, "B"],
+    ) -> Float[Array, "B *event V"]:
         """The corrector kappa'/(kappa (1 - kappa)) p_t(. | x_1), with its exit rate on the
         diagonal, shape (..., V); zero where kappa is 0 or 1."""
+        check_token_args(self._source().vocab_size, t, x_t=x_t, x_1=x_1)
         out = self._schedule(t, x_t)
         inside = (out.alpha_t > 0.0) & (out.sigma_t > 0.0)
         safe = jnp.where(inside, out.alpha_t * out.sigma_t, 1.0)

@@ -27,7 +27,7 @@ import dataclasses
 
 import jax
 import jax.numpy as jnp
-from jax import Array
+from jaxtyping import Array, Float
 
 from flowjax._checks import check_batch_time, check_same_shape, check_unit_interval
 from flowjax.manifolds import Manifold, check_points
@@ -55,7 +55,12 @@ class GeodesicProbPath:
                 f"...); got {self.manifold!r}."
             )
 
-    def sample(self, x_0: Array, x_1: Array, t: Array) -> PathSample:
+    def sample(
+        self,
+        x_0: Float[Array, "B *points d"],
+        x_1: Float[Array, "B *points d"],
+        t: Float[Array, "B"],
+    ) -> PathSample:
         """Draws x_t and dx_t on the geodesic from x_0 to x_1 for each (x_0, x_1, t).
 
         Args:

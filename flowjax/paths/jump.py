@@ -46,8 +46,9 @@ import math
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jax import Array
+from jaxtyping import Array, Float
 
+from flowjax._checks import check_regular, check_unit_interval
 from flowjax.categorical import sample_categorical
 from flowjax.paths import analytic
 from flowjax.paths.affine import CondOTProbPath
@@ -59,17 +60,23 @@ def _phi(e: Array) -> Array:
     return jnp.exp(-0.5 * e**2) / math.sqrt(2.0 * math.pi)
 
 
-def standardise(x: Array, z: Array, t: Array) -> Array:
+def standardise(
+    x: Float[Array, "*#shape"], z: Float[Array, "*#shape"], t: Float[Array, "*#shape"]
+) -> Float[Array, "*shape"]:
     """e = (x - t z) / (1 - t), elementwise (t broadcastable to x, t < 1)."""
     return (x - t * z) / (1.0 - t)
 
 
-def condot_k(x: Array, z: Array, t: Array) -> Array:
+def condot_k(
+    x: Float[Array, "*#shape"], z: Float[Array, "*#shape"], t: Float[Array, "*#shape"]
+) -> Float[Array, "*shape"]:
     """k_t(x) = x^2 - (t + 1) x z - (1 - t)^2 + t z^2, elementwise."""
     return x**2 - (t + 1.0) * x * z - (1.0 - t) ** 2 + t * z**2
 
 
-def condot_scaled_rate(x: Array, z: Array, t: Array) -> Array:
+def condot_scaled_rate(
+    x: Float[Array, "*#shape"], z: Float[Array, "*#shape"], t: Float[Array, "*#shape"]
+) -> Float[Array, "*shape"]:
     """(1 - t) lambda_t(x | z) = [e^2 - z e - 1]_+ with e = (x - t z) / (1 - t); shape of x."""
     e = standardise(x, z, t)
     return jnp.maximum(e**2 - z * e - 1.0, 0.0)
@@ -92,18 +99,24 @@ def _standard_cdf(e: Array, z: Array) -> Array:
     return ((e - z) * _phi(e) - (lo - z) * _phi(lo)) / _normaliser(z)
 
 
-def condot_jump_density(y: Array, z: Array, t: Array) -> Array:
+def condot_jump_density(
+    y: Float[Array, "*#shape"], z: Float[Array, "*#shape"], t: Float[Array, "*#shape"]
+) -> Float[Array, "*shape"]:
     """The normalised jump target J_t(y | z) = [-k_t(y)]_+ N(y; t z, (1-t)^2) / const."""
     e = standardise(y, z, t)
     return jnp.maximum(1.0 + z * e - e**2, 0.0) * _phi(e) / (_normaliser(z) * (1.0 - t))
 
 
-def condot_jump_cdf(y: Array, z: Array, t: Array) -> Array:
+def condot_jump_cdf(
+    y: Float[Array, "*#shape"], z: Float[Array, "*#shape"], t: Float[Array, "*#shape"]
+) -> Float[Array, "*shape"]:
     """P(Y <= y) for Y ~ J_t(. | z), elementwise."""
     return _standard_cdf(standardise(y, z, t), z)
 
 
-def condot_jump_sample(key: Array, z: Array, t: Array) -> Array:
+def condot_jump_sample(
+    key: Array, z: Float[Array, "*shape"], t: Float[Array, "*#shape"]
+) -> Float[Array, "*shape"]:
     """One draw of J_t(. | z) per element of z (inverse CDF by bisection); shape of z."""
     lo, hi = _roots(z)
     u = jax.random.uniform(key, z.shape, z.dtype)
@@ -118,14 +131,18 @@ def condot_jump_sample(key: Array, z: Array, t: Array) -> Array:
     return t * z + (1.0 - t) * 0.5 * (a + b)
 
 
-def bin_edges(low: float, high: float, num_bins: int, dtype=jnp.float32) -> Array:
+def bin_edges(
+    low: float, high: float, num_bins: int, dtype=jnp.float32
+) -> Float[Array, "num_bins+1"]:
     """The num_bins + 1 edges of equal bins on [low, high]; the end bins also take the tails."""
     if not high > low or num_bins < 2:
         raise ValueError(f"Bins need high > low and num_bins >= 2; got {low}, {high}, {num_bins}.")
     return jnp.linspace(low, high, num_bins + 1, dtype=dtype)
 
 
-def condot_jump_bin_probs(z: Array, t: Array, edges: Array) -> Array:
+def condot_jump_bin_probs(
+    z: Float[Array, "*shape"], t: Float[Array, "*#shape"], edges: Float[Array, "num_bins+1"]
+) -> Float[Array, "*shape num_bins"]:
     """The mass of J_t(. | z) in each bin, shape z.shape + (num_bins,); the first and last bins
     include the tails below edges[0] and above edges[-1], so each row sums to 1."""
     cdf = condot_jump_cdf(edges, z[..., None], jnp.asarray(t)[..., None])
@@ -187,6 +204,10 @@ class MixtureJumpGenerator:
         """Responsibilities (B, K) and the per-coordinate posterior of z given the component:
         means and variances (B, K, D)."""
         mix = self.mixture
+        if jnp.ndim(t) != 0:
+            raise ValueError(f"t must be a scalar time in [0, 1), got t.shape={jnp.shape(t)}.")
+        check_unit_interval(t)
+        check_regular(t, "The marginal jump generator", nonzero=(1.0 - jnp.asarray(t),))
         t = jnp.asarray(t, x.dtype)
         log_n, _ = analytic._component_terms(CondOTProbPath(), mix, x, t)
         resp = jax.nn.softmax(log_n + jnp.log(mix.weights), axis=-1)
@@ -214,13 +235,15 @@ class MixtureJumpGenerator:
         negative = _tilted_primitive(hi, a, b, c) - _tilted_primitive(lo, a, b, c)
         return jnp.maximum(a + c - negative, 0.0), lo, hi
 
-    def scaled_rate(self, x: Array, t: Array) -> Array:
+    def scaled_rate(self, x: Float[Array, "B D"], t: Float[Array, ""]) -> Float[Array, "B D"]:
         """(1 - t) times the marginal jump rate, shape (B, D)."""
         resp, _, _, a, b, c = self._quadratic(x, t)
         rates, _, _ = self._component_rates(a, b, c)
         return jnp.einsum("bk,bkd->bd", resp, rates)
 
-    def sample_target(self, key: Array, x: Array, t: Array) -> Array:
+    def sample_target(
+        self, key: Array, x: Float[Array, "B D"], t: Float[Array, ""]
+    ) -> Float[Array, "B D"]:
         """One jump destination per coordinate, (B, D)."""
         resp, mean, sd, a, b, c = self._quadratic(x, t)
         rates, lo, hi = self._component_rates(a, b, c)
@@ -243,7 +266,9 @@ class MixtureJumpGenerator:
         z = mean + sd * 0.5 * (left + right)
         return condot_jump_sample(jump_key, z, jnp.asarray(t, x.dtype))
 
-    def posterior_nodes(self, x: Array, t: Array) -> tuple[Array, Array]:
+    def posterior_nodes(
+        self, x: Float[Array, "B D"], t: Float[Array, ""]
+    ) -> tuple[Float[Array, "B K N D"], Float[Array, "B K N"]]:
         """Gauss-Hermite quadrature of z | x_t: nodes (B, K, N, D) and weights (B, K, N)
         summing to 1 (N = num_nodes per component)."""
         resp, mean, var = self._posterior(x, t)
@@ -253,7 +278,9 @@ class MixtureJumpGenerator:
         z = mean[:, :, None, :] + jnp.sqrt(var)[:, :, None, :] * nodes[None, None, :, None]
         return z, resp[:, :, None] * weights[None, None, :]
 
-    def bin_probs(self, x: Array, t: Array, edges: Array) -> Array:
+    def bin_probs(
+        self, x: Float[Array, "B D"], t: Float[Array, ""], edges: Float[Array, "num_bins+1"]
+    ) -> Float[Array, "B D num_bins"]:
         """The marginal jump target's mass per bin by quadrature, (B, D, num_bins) (uniform
         where the rate is 0)."""
         z, w = self.posterior_nodes(x, t)

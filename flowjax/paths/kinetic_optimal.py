@@ -42,8 +42,10 @@ from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp
-from jax import Array
+import numpy as np
+from jaxtyping import Array, Float
 
+from flowjax._checks import concrete_value
 from flowjax.paths.discrete import DiscreteSource
 from flowjax.paths.schedulers import ConvexScheduler, SchedulerOutput
 
@@ -55,7 +57,11 @@ def _set_exit_rates(off_diagonal: Array) -> Array:
     return off_diagonal - eye * off_diagonal.sum(axis=-2, keepdims=True)
 
 
-def kinetic_optimal_rates(p: Array, dp: Array, weights: Array | None = None) -> Array:
+def kinetic_optimal_rates(
+    p: Float[Array, "*shape V"],
+    dp: Float[Array, "*shape V"],
+    weights: Float[Array, "*shape V"] | None = None,
+) -> Float[Array, "*shape V V"]:
     """The kinetic-optimal rate matrix of a path at one time, from p_t and its derivative.
 
     Args:
@@ -67,6 +73,12 @@ def kinetic_optimal_rates(p: Array, dp: Array, weights: Array | None = None) -> 
       u_t of shape (..., V, V), `u[..., x, z]` the rate from z to x. Rates out of states of
       zero probability (where they are not determined by the path) are 0.
     """
+    p, dp = jnp.asarray(p), jnp.asarray(dp)
+    weights = None if weights is None else jnp.asarray(weights)
+    _check_vectors(p=p, dp=dp, **({} if weights is None else {"weights": weights}))
+    value = None if weights is None else concrete_value(weights)
+    if value is not None and value.size and not np.all(value > 0):
+        raise ValueError(f"weights (tau_t) must be > 0, got {value}.")
     tau = p if weights is None else weights
     flux = tau[..., None, :] * dp[..., :, None] - tau[..., :, None] * dp[..., None, :]
     flux = flux / tau.sum(axis=-1)[..., None, None]
@@ -78,10 +90,10 @@ def kinetic_optimal_rates(p: Array, dp: Array, weights: Array | None = None) -> 
 
 def kinetic_optimal_velocity(
     prob_fn: Callable[[Array], Array],
-    t: Array,
+    t: Float[Array, "..."],
     *,
     weights_fn: Callable[[Array], Array] | None = None,
-) -> Array:
+) -> Float[Array, "*shape V V"]:
     """The kinetic-optimal velocity of the path t -> prob_fn(t) at time t.
 
     Args:
@@ -99,14 +111,34 @@ def kinetic_optimal_velocity(
     return kinetic_optimal_rates(p, dp, weights)
 
 
-def divergence_free_velocity(p: Array) -> Array:
+def divergence_free_velocity(p: Float[Array, "*shape V"]) -> Float[Array, "*shape V V"]:
     """v(x, z) = p(x) for x != z: rates that preserve p (detailed balance), shape (..., V, V)."""
+    p = jnp.asarray(p)
+    _check_vectors(p=p)
     return _set_exit_rates(jnp.broadcast_to(p[..., :, None], p.shape + p.shape[-1:]))
 
 
-def continuity_residual(rates: Array, p: Array, dp: Array) -> Array:
+def continuity_residual(
+    rates: Float[Array, "*shape V V"], p: Float[Array, "*shape V"], dp: Float[Array, "*shape V"]
+) -> Float[Array, "*shape V"]:
     """dp(x) - sum_z rates(x, z) p(z), shape (..., V): zero iff `rates` generate the path."""
+    rates, p, dp = jnp.asarray(rates), jnp.asarray(p), jnp.asarray(dp)
+    _check_vectors(p=p, dp=dp)
+    if rates.shape != p.shape + p.shape[-1:]:
+        raise ValueError(
+            f"rates must have shape p.shape + (V,) = {p.shape + p.shape[-1:]}, got {rates.shape}."
+        )
     return dp - jnp.einsum("...xz,...z->...x", rates, p)
+
+
+def _check_vectors(**vectors: Array) -> None:
+    """Probability-path vectors (..., V), V >= 1, all of one shape."""
+    shapes = {name: jnp.shape(v) for name, v in vectors.items()}
+    for name, shape in shapes.items():
+        if len(shape) == 0 or shape[-1] == 0:
+            raise ValueError(f"{name} must have shape (..., V), V >= 1, got {name}.shape={shape}.")
+    if len(set(shapes.values())) > 1:
+        raise ValueError(f"{', '.join(shapes)} must have one shape (..., V); got {shapes}.")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -145,7 +177,7 @@ class KineticOptimalScheduler(ConvexScheduler):
         """W = arccos sqrt(p_0(x_1)), the angle between sqrt(p_0) and delta_{x_1}."""
         return math.acos(math.sqrt(self.target_source_prob))
 
-    def __call__(self, t: Array) -> SchedulerOutput:
+    def __call__(self, t: Float[Array, "*shape"]) -> SchedulerOutput:
         t = jnp.asarray(t)
         w = self.angle
         sin2_w = math.sin(w) ** 2
@@ -153,6 +185,6 @@ class KineticOptimalScheduler(ConvexScheduler):
         d_kappa = w * jnp.sin(2.0 * (1.0 - t) * w) / sin2_w
         return SchedulerOutput(1.0 - sigma, sigma, d_kappa, -d_kappa)
 
-    def kappa_inverse(self, kappa: Array) -> Array:
+    def kappa_inverse(self, kappa: Float[Array, "*shape"]) -> Float[Array, "*shape"]:
         w = self.angle
         return 1.0 - jnp.arcsin(math.sin(w) * jnp.sqrt(1.0 - jnp.asarray(kappa))) / w

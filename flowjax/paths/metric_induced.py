@@ -33,14 +33,15 @@ from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp
-from jax import Array
+from jaxtyping import Array, Float, Int
 
-from flowjax._checks import check_logits
+from flowjax._checks import check_logits, check_regular
 from flowjax.paths.affine import expand_time
 from flowjax.paths.discrete import (
     DiscretePathSample,
     UniformSource,
     check_path_sample_args,
+    check_token_args,
     with_exit_rate,
 )
 
@@ -64,7 +65,9 @@ class PowerBeta:
                 f"a={self.a!r}, t_min={self.t_min!r}."
             )
 
-    def __call__(self, t: Array) -> tuple[Array, Array]:
+    def __call__(
+        self, t: Float[Array, "*shape"]
+    ) -> tuple[Float[Array, "*shape"], Float[Array, "*shape"]]:
         """(beta_t, d beta_t / dt), of the shape of t."""
         t = jnp.asarray(t)
         beta = self.c * (t / (1.0 - t)) ** self.a
@@ -86,7 +89,9 @@ class TokenDistance:
                 f"TokenDistance needs scale > 0 and power > 0, got {self.scale!r}, {self.power!r}."
             )
 
-    def __call__(self, x: Array, y: Array) -> Array:
+    def __call__(
+        self, x: Int[Array, "*#shape"], y: Int[Array, "*#shape"]
+    ) -> Float[Array, "*shape"]:
         return (self.scale * jnp.abs(x - y)) ** self.power
 
 
@@ -127,21 +132,39 @@ class MetricInducedProbPath:
         """(beta_t, beta'_t) broadcastable against tokens x."""
         return self.beta(expand_time(t, x))
 
+    def _rate_scale(self, t: Array, x: Array) -> Array:
+        """beta'_t broadcastable against tokens x; a concrete t where it is infinite (t = 1)
+        raises a ValueError."""
+        _, d_beta = self._beta(t, x)
+        check_regular(t, "The rates of the metric-induced path", finite=(d_beta,))
+        return d_beta
+
     @staticmethod
     def _log_softmax_neg(beta: Array, d: Array, axis: int) -> Array:
         """log softmax(-beta d) along `axis`, exact at beta = infinity (d = 0 stays at 0)."""
         return jax.nn.log_softmax(-jnp.where(d > 0, beta * d, 0.0), axis=axis)
 
-    def log_probs(self, x_1: Array, t: Array) -> Array:
+    def log_probs(
+        self, x_1: Int[Array, "B *event"], t: Float[Array, ""] | Float[Array, "B"]
+    ) -> Float[Array, "B *event V"]:
         """log p_t(. | x_1) per token, shape x_1.shape + (V,)."""
+        check_token_args(self.vocab_size, t, x_1=x_1)
         beta, _ = self._beta(t, x_1)
         return self._log_softmax_neg(beta[..., None], self._distances_to(x_1), axis=-1)
 
-    def probs(self, x_1: Array, t: Array) -> Array:
+    def probs(
+        self, x_1: Int[Array, "B *event"], t: Float[Array, ""] | Float[Array, "B"]
+    ) -> Float[Array, "B *event V"]:
         """p_t(. | x_1) per token, shape x_1.shape + (V,)."""
         return jnp.exp(self.log_probs(x_1, t))
 
-    def sample(self, key: Array, x_0: Array, x_1: Array, t: Array) -> DiscretePathSample:
+    def sample(
+        self,
+        key: Array,
+        x_0: Int[Array, "B *event"],
+        x_1: Int[Array, "B *event"],
+        t: Float[Array, "B"],
+    ) -> DiscretePathSample:
         """x_t ~ p_t(. | x_1) per token.
 
         The path does not depend on x_0 (its source is uniform and it is not coupled to x_1);
@@ -152,12 +175,18 @@ class MetricInducedProbPath:
         x_t = jax.random.categorical(key, self.log_probs(x_1, t)).astype(x_1.dtype)
         return DiscretePathSample(x_0=x_0, x_1=x_1, t=t, x_t=x_t)
 
-    def posterior_logits(self, logits: Array, x_t: Array, t: Array) -> Array:
+    def posterior_logits(
+        self,
+        logits: Float[Array, "B *event V"],
+        x_t: Int[Array, "B *event"],
+        t: Float[Array, ""] | Float[Array, "B"],
+    ) -> Float[Array, "B *event V"]:
         """A network's logits plus log p_t(x_t^i | x_1^i = k) = -beta_t d(x_t^i, k) - log Z_t(k)
         for every k (Bayes' rule, as for `MixtureDiscreteProbPath.posterior_logits`): the
         posterior then concentrates on x_t^i at the path's own rate as t -> 1. Shape
         x_t.shape + (V,)."""
         check_logits(logits, x_t, self.vocab_size)
+        check_token_args(self.vocab_size, t, x_t=x_t)
         beta, _ = self._beta(t, x_t)
         matrix = self._distance_matrix()
         scaled = jnp.where(matrix > 0, beta[..., None, None] * matrix, 0.0)
@@ -165,9 +194,15 @@ class MetricInducedProbPath:
         d = matrix[x_t]  # d(x_t^i, k), (..., V_k)
         return logits - jnp.where(d > 0, beta[..., None] * d, 0.0) - log_norm
 
-    def conditional_velocity(self, x_t: Array, x_1: Array, t: Array) -> Array:
+    def conditional_velocity(
+        self,
+        x_t: Int[Array, "B *event"],
+        x_1: Int[Array, "B *event"],
+        t: Float[Array, ""] | Float[Array, "B"],
+    ) -> Float[Array, "B *event V"]:
         """u_t(y, x_t | x_1) = p_t(y | x_1) beta'_t [d(x_t, x_1) - d(y, x_1)]_+, shape (..., V)."""
-        _, d_beta = self._beta(t, x_t)
+        check_token_args(self.vocab_size, t, x_t=x_t, x_1=x_1)
+        d_beta = self._rate_scale(t, x_t)
         d = self._distances_to(x_1)
         d_current = jnp.take_along_axis(d, x_t[..., None], axis=-1)
         gain = jax.nn.relu(d_current - d)
@@ -176,13 +211,20 @@ class MetricInducedProbPath:
     def _posterior_terms(self, logits: Array, x_t: Array, t: Array):
         """log q(k), log p_t(y | k) and the gain d(x_t, k) - d(y, k), as (..., V_y, V_k)."""
         check_logits(logits, x_t, self.vocab_size)
-        beta, d_beta = self._beta(t, x_t)
+        check_token_args(self.vocab_size, t, x_t=x_t)
+        beta, _ = self._beta(t, x_t)
+        d_beta = self._rate_scale(t, x_t)
         matrix = self._distance_matrix()
         log_p = self._log_softmax_neg(beta[..., None, None], matrix, axis=-2)
         gain = matrix[x_t][..., None, :] - matrix
         return jax.nn.log_softmax(logits, axis=-1)[..., None, :], log_p, gain, d_beta[..., None]
 
-    def posterior_to_velocity(self, logits: Array, x_t: Array, t: Array) -> Array:
+    def posterior_to_velocity(
+        self,
+        logits: Float[Array, "B *event V"],
+        x_t: Int[Array, "B *event"],
+        t: Float[Array, ""] | Float[Array, "B"],
+    ) -> Float[Array, "B *event V"]:
         """u_t(., x_t) = beta'_t sum_k q(k) p_t(. | k) [d(x_t, k) - d(., k)]_+, shape (..., V).
 
         Args:
@@ -194,7 +236,12 @@ class MetricInducedProbPath:
         rates = jnp.sum(jnp.exp(log_q + log_p) * jax.nn.relu(gain), axis=-1)
         return with_exit_rate(d_beta * rates, x_t)
 
-    def posterior_to_log_velocity(self, logits: Array, x_t: Array, t: Array) -> Array:
+    def posterior_to_log_velocity(
+        self,
+        logits: Float[Array, "B *event V"],
+        x_t: Int[Array, "B *event"],
+        t: Float[Array, ""] | Float[Array, "B"],
+    ) -> Float[Array, "B *event V"]:
         """log u_t(y, x_t) for y != x_t, -inf where the rate is 0, shape (..., V)."""
         log_q, log_p, gain, d_beta = self._posterior_terms(logits, x_t, t)
         closer = gain > 0
@@ -204,7 +251,13 @@ class MetricInducedProbPath:
         log_sum = jax.nn.logsumexp(jnp.where(reachable[..., None], terms, 0.0), axis=-1)
         return jnp.where(reachable, jnp.log(d_beta) + log_sum, -jnp.inf)
 
-    def divergence_free_velocity(self, x_t: Array, x_1: Array, t: Array) -> Array:
+    def divergence_free_velocity(
+        self,
+        x_t: Int[Array, "B *event"],
+        x_1: Int[Array, "B *event"],
+        t: Float[Array, ""] | Float[Array, "B"],
+    ) -> Float[Array, "B *event V"]:
         """The corrector beta'_t p_t(. | x_1), with its exit rate on the diagonal, (..., V)."""
-        _, d_beta = self._beta(t, x_t)
+        check_token_args(self.vocab_size, t, x_t=x_t, x_1=x_1)
+        d_beta = self._rate_scale(t, x_t)
         return with_exit_rate(d_beta[..., None] * self.probs(x_1, t), x_t)

@@ -17,7 +17,7 @@ from typing import Any, Callable
 
 import jax
 import jax.numpy as jnp
-from jax import Array
+from jaxtyping import Array, Float
 
 from flowjax.paths.affine import expand_time
 from flowjax.paths.schedulers import Scheduler
@@ -35,14 +35,21 @@ class ScheduleTransformedModel:
     original_scheduler: Scheduler
     new_scheduler: Scheduler
 
-    def time_and_scale(self, r: Array) -> tuple[Array, Array]:
+    def time_and_scale(
+        self, r: Float[Array, "*shape"]
+    ) -> tuple[Float[Array, "*shape"], Float[Array, "*shape"]]:
         """(t_r, s_r): the original time and the scale that match the new scheduler at r."""
         new = self.new_scheduler(r)
         t_r = self.original_scheduler.snr_inverse(new.alpha_t / new.sigma_t)
         s_r = new.sigma_t / self.original_scheduler(t_r).sigma_t
         return t_r, s_r
 
-    def __call__(self, x: Array, t: Array, **model_kwargs: Any) -> Array:
+    def __call__(
+        self,
+        x: Float[Array, "B *event"],
+        t: Float[Array, ""] | Float[Array, "B"],
+        **model_kwargs: Any,
+    ) -> Float[Array, "B *event"]:
         r = jnp.asarray(t, dtype=x.dtype)
         (t_r, s_r), (dt_r, ds_r) = jax.jvp(self.time_and_scale, (r,), (jnp.ones_like(r),))
         s = expand_time(s_r, x)

@@ -18,27 +18,27 @@ import dataclasses
 from typing import NamedTuple
 
 import jax.numpy as jnp
-from jax import Array
+from jaxtyping import Array, Float
 
 
 class SchedulerOutput(NamedTuple):
     """alpha_t, sigma_t and their derivatives d/dt, all of the shape of `t`."""
 
-    alpha_t: Array
-    sigma_t: Array
-    d_alpha_t: Array
-    d_sigma_t: Array
+    alpha_t: Float[Array, "*shape"]
+    sigma_t: Float[Array, "*shape"]
+    d_alpha_t: Float[Array, "*shape"]
+    d_sigma_t: Float[Array, "*shape"]
 
 
 class Scheduler(abc.ABC):
     """(alpha_t, sigma_t) of an affine path x_t = alpha_t x_1 + sigma_t x_0."""
 
     @abc.abstractmethod
-    def __call__(self, t: Array) -> SchedulerOutput:
+    def __call__(self, t: Float[Array, "*shape"]) -> SchedulerOutput:
         """Evaluates the schedule at `t` (any shape)."""
 
     @abc.abstractmethod
-    def snr_inverse(self, snr: Array) -> Array:
+    def snr_inverse(self, snr: Float[Array, "*shape"]) -> Float[Array, "*shape"]:
         """The time t at which alpha_t / sigma_t equals `snr` (any shape)."""
 
 
@@ -46,10 +46,10 @@ class ConvexScheduler(Scheduler):
     """A scheduler with sigma_t = 1 - kappa_t, alpha_t = kappa_t (Guide, eq. 4.72)."""
 
     @abc.abstractmethod
-    def kappa_inverse(self, kappa: Array) -> Array:
+    def kappa_inverse(self, kappa: Float[Array, "*shape"]) -> Float[Array, "*shape"]:
         """The time t at which kappa_t equals `kappa`."""
 
-    def snr_inverse(self, snr: Array) -> Array:
+    def snr_inverse(self, snr: Float[Array, "*shape"]) -> Float[Array, "*shape"]:
         # alpha/sigma = kappa/(1-kappa)  <=>  kappa = snr/(1+snr).
         snr = jnp.asarray(snr)
         return self.kappa_inverse(snr / (1.0 + snr))
@@ -59,12 +59,12 @@ class ConvexScheduler(Scheduler):
 class CondOTScheduler(ConvexScheduler):
     """Conditional optimal transport: alpha_t = t, sigma_t = 1 - t (Guide, eq. 4.76)."""
 
-    def __call__(self, t: Array) -> SchedulerOutput:
+    def __call__(self, t: Float[Array, "*shape"]) -> SchedulerOutput:
         t = jnp.asarray(t)
         one = jnp.ones_like(t)
         return SchedulerOutput(t, 1.0 - t, one, -one)
 
-    def kappa_inverse(self, kappa: Array) -> Array:
+    def kappa_inverse(self, kappa: Float[Array, "*shape"]) -> Float[Array, "*shape"]:
         return jnp.asarray(kappa)
 
 
@@ -78,13 +78,13 @@ class PolynomialScheduler(ConvexScheduler):
         if not self.n > 0:
             raise ValueError(f"PolynomialScheduler needs an exponent n > 0, got n={self.n!r}.")
 
-    def __call__(self, t: Array) -> SchedulerOutput:
+    def __call__(self, t: Float[Array, "*shape"]) -> SchedulerOutput:
         t = jnp.asarray(t)
         kappa = t**self.n
         d_kappa = self.n * t ** (self.n - 1.0)
         return SchedulerOutput(kappa, 1.0 - kappa, d_kappa, -d_kappa)
 
-    def kappa_inverse(self, kappa: Array) -> Array:
+    def kappa_inverse(self, kappa: Float[Array, "*shape"]) -> Float[Array, "*shape"]:
         return jnp.asarray(kappa) ** (1.0 / self.n)
 
 
@@ -110,7 +110,7 @@ class VPScheduler(Scheduler):
         s = 1.0 - t
         return 0.5 * s**2 * (self.beta_max - self.beta_min) + s * self.beta_min
 
-    def __call__(self, t: Array) -> SchedulerOutput:
+    def __call__(self, t: Float[Array, "*shape"]) -> SchedulerOutput:
         t = jnp.asarray(t)
         big_t = self._big_t(t)
         d_big_t = -(1.0 - t) * (self.beta_max - self.beta_min) - self.beta_min
@@ -120,7 +120,7 @@ class VPScheduler(Scheduler):
         d_sigma = 0.5 * jnp.exp(-big_t) * d_big_t / sigma
         return SchedulerOutput(alpha, sigma, d_alpha, d_sigma)
 
-    def snr_inverse(self, snr: Array) -> Array:
+    def snr_inverse(self, snr: Float[Array, "*shape"]) -> Float[Array, "*shape"]:
         # snr^2 = e^-T / (1 - e^-T)  =>  T = log(1 + snr^-2); then solve the quadratic in 1-t.
         snr = jnp.asarray(snr)
         big_t = jnp.log1p(snr**-2.0)
@@ -133,12 +133,12 @@ class VPScheduler(Scheduler):
 class LinearVPScheduler(Scheduler):
     """Linear variance-preserving: alpha_t = t, sigma_t = sqrt(1 - t^2) (Guide, table 1)."""
 
-    def __call__(self, t: Array) -> SchedulerOutput:
+    def __call__(self, t: Float[Array, "*shape"]) -> SchedulerOutput:
         t = jnp.asarray(t)
         sigma = jnp.sqrt(1.0 - t**2)
         return SchedulerOutput(t, sigma, jnp.ones_like(t), -t / sigma)
 
-    def snr_inverse(self, snr: Array) -> Array:
+    def snr_inverse(self, snr: Float[Array, "*shape"]) -> Float[Array, "*shape"]:
         snr = jnp.asarray(snr)
         return snr / jnp.sqrt(1.0 + snr**2)
 
@@ -147,7 +147,7 @@ class LinearVPScheduler(Scheduler):
 class CosineScheduler(Scheduler):
     """Cosine schedule: alpha_t = sin(pi t / 2), sigma_t = cos(pi t / 2) (Guide, table 1)."""
 
-    def __call__(self, t: Array) -> SchedulerOutput:
+    def __call__(self, t: Float[Array, "*shape"]) -> SchedulerOutput:
         t = jnp.asarray(t)
         half_pi = 0.5 * jnp.pi
         return SchedulerOutput(
@@ -157,7 +157,7 @@ class CosineScheduler(Scheduler):
             -half_pi * jnp.sin(half_pi * t),
         )
 
-    def snr_inverse(self, snr: Array) -> Array:
+    def snr_inverse(self, snr: Float[Array, "*shape"]) -> Float[Array, "*shape"]:
         return 2.0 * jnp.arctan(jnp.asarray(snr)) / jnp.pi
 
 
@@ -196,7 +196,7 @@ class MaskedDiffusionScheduler(ConvexScheduler):
     def _span(self) -> float:
         return 1.0 - self.eps_start - self.eps_end
 
-    def __call__(self, t: Array) -> SchedulerOutput:
+    def __call__(self, t: Float[Array, "*shape"]) -> SchedulerOutput:
         t = jnp.asarray(t)
         if self.kind == "linear":
             k, d_k = t, jnp.ones_like(t)
@@ -206,7 +206,7 @@ class MaskedDiffusionScheduler(ConvexScheduler):
         kappa = self.eps_start + self._span * k
         return SchedulerOutput(kappa, 1.0 - kappa, self._span * d_k, -self._span * d_k)
 
-    def kappa_inverse(self, kappa: Array) -> Array:
+    def kappa_inverse(self, kappa: Float[Array, "*shape"]) -> Float[Array, "*shape"]:
         k = (jnp.asarray(kappa) - self.eps_start) / self._span
         if self.kind == "linear":
             return k
