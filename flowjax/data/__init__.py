@@ -1,5 +1,6 @@
 """Input pipelines: grain datasets over toy distributions (2D, torus, sphere), arrays, ArrayRecord
-and TFDS.
+and TFDS, and tokenized text (local .txt files, LM1B / OpenWebText, Python's documentation) with
+its tokenizers (`load_tokenizer`, `decode_tokens`).
 
 `build_dataset(config, global_batch_size=..., seed=..., process_index=..., process_count=...)`
 turns the `data` sub-config of an experiment into an infinite, checkpointable
@@ -26,6 +27,7 @@ from flowjax.data.pipeline import (
     build_dataset,
     build_map_dataset,
     dataset_from_arrays,
+    decode_tokens,
     event_shape,
     language,
     num_classes,
@@ -43,6 +45,7 @@ from flowjax.data.images import (
     save_image_grid,
 )
 from flowjax.data.sources import decode_records, encode_records, write_array_record
+from flowjax.data.tokenizers import ByteTokenizer, HFTokenizer, Tokenizer, load_tokenizer
 from flowjax.data.toy import (
     CHECKERBOARD_LOG_DENSITY,
     CHECKERBOARD_NLL,
@@ -62,14 +65,18 @@ __all__ = [
     "DISCRETE_CHECKERBOARD_NLL",
     "DISCRETE_TOYS",
     "IMAGE_DATASETS",
+    "ByteTokenizer",
+    "HFTokenizer",
     "ImageDataset",
     "SOURCES",
     "TOY_DISTRIBUTIONS",
     "EpochIndexSampler",
+    "Tokenizer",
     "build_dataset",
     "build_map_dataset",
     "dataset_from_arrays",
     "decode_records",
+    "decode_tokens",
     "encode_records",
     "event_shape",
     "image_data_config",
@@ -78,6 +85,7 @@ __all__ = [
     "language",
     "languages",
     "load_digits",
+    "load_tokenizer",
     "log_density",
     "num_classes",
     "parse_config",

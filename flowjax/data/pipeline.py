@@ -4,6 +4,7 @@
 returns an infinite `grain.DatasetIterator` of dicts of NumPy arrays for one process:
 
     {"x": float32 (global_batch_size // process_count, *event_shape),  # int32: discrete toys
+                                                                       # and tokens (seq_len,)
      "label": int32 (global_batch_size // process_count,)}     # labelled sources only
 
 Design: element i of the underlying `grain.MapDataset` is *global batch i*, computed by a pure
@@ -48,6 +49,15 @@ Config keys (a `ml_collections.ConfigDict` or a dict; unknown keys raise):
     "tabular":     name (one of flowjax.data.tabular.TABULAR_SETS), split="train" or "test",
                    shuffle=True, num_epochs=None; regression sets give float32 "target"
                    (local, k) instead of "label"
+    "text_files":  path (directory of .txt files, glob or list), seq_len, tokenizer="bytes",
+                   split="train" (or "test"), shuffle=True, num_epochs=None, cache_dir=None
+    "tfds_text":   name ("lm1b" or "openwebtext"), tokenizer, seq_len, split="train" ("test" /
+                   "validation"), data_dir=None, shuffle=True, num_epochs=None, cache_dir=None
+    "python_docs": seq_len, tokenizer="bytes", split="train" (or "test"), shuffle=True,
+                   num_epochs=None, cache_dir=None
+                   The three text sources give int32 token rows (local, seq_len): the corpus is
+                   tokenized once into a cached stream cut into rows, read as records
+                   (`flowjax.data.text`; tokenizers: `flowjax.data.tokenizers`).
 
 `num_threads` / `prefetch_buffer_size` are grain's `ReadOptions` (threads computing whole
 batches ahead, and how many batches to hold); `worker_count > 0` adds grain multiprocessing
@@ -76,6 +86,8 @@ from flowjax.data import images as _images
 from flowjax.data import languages
 from flowjax.data import sources as _src
 from flowjax.data import tabular as _tabular
+from flowjax.data import text as _text
+from flowjax.data.tokenizers import load_tokenizer
 from flowjax.data.toy import (
     TOY_DISTRIBUTIONS,
     check_toy_name,
@@ -92,6 +104,7 @@ SOURCES: tuple[str, ...] = (
     "digits",
     "tabular",
     "synthetic_text",
+    *_text.TEXT_SOURCES,
 )
 """Values accepted for `config.source`."""
 
@@ -143,6 +156,34 @@ _SOURCE_KEYS: dict[str, dict[str, Any]] = {
         "order": 1,
         "noise": 0.05,
     },
+    # Tokenized text (flowjax.data.text): rows of seq_len token ids of a cached token stream.
+    "text_files": {
+        "path": _REQUIRED,
+        "seq_len": _REQUIRED,
+        "tokenizer": "bytes",
+        "split": "train",
+        "shuffle": True,
+        "num_epochs": None,
+        "cache_dir": None,
+    },
+    "tfds_text": {
+        "name": _REQUIRED,
+        "tokenizer": _REQUIRED,
+        "seq_len": _REQUIRED,
+        "split": "train",
+        "data_dir": None,
+        "shuffle": True,
+        "num_epochs": None,
+        "cache_dir": None,
+    },
+    "python_docs": {
+        "seq_len": _REQUIRED,
+        "tokenizer": "bytes",
+        "split": "train",
+        "shuffle": True,
+        "num_epochs": None,
+        "cache_dir": None,
+    },
 }
 
 GENERATED = ("toy", "synthetic_text")
@@ -192,6 +233,8 @@ def parse_config(config: Any) -> dict[str, Any]:
         check_toy_name(spec["name"])
     if source == "synthetic_text":
         _language_of(spec)
+    if source in _text.TEXT_SOURCES:
+        _text.check_spec(spec)
     if source == "tabular":
         _tabular.tabular_set(spec["name"])
         _tabular.check_split(spec["split"])
@@ -269,6 +312,8 @@ def _open_reader(spec: dict[str, Any]) -> _src.RecordReader:
         return _images.digits_reader(spec["split"])
     if source == "tabular":
         return _tabular.TabularReader(spec["name"], spec["split"])
+    if source in _text.TEXT_SOURCES:
+        return _text.open_reader(spec)
     raise AssertionError(source)
 
 
@@ -388,17 +433,19 @@ class RecordBatch:
         sampler: EpochIndexSampler,
         rows: _Rows,
         random_flip: bool,
+        tokens: bool = False,
     ):
         self.reader = reader
         self.sampler = sampler
         self.rows = rows
         self.random_flip = random_flip
+        self.tokens = tokens  # token ids stay int32
 
     def __call__(self, index: int) -> dict[str, np.ndarray]:
         index = int(index)
         records = self.sampler.indices(index)[self.rows.lo : self.rows.hi]
         batch = self.reader.read(records)
-        x = _to_float(batch["x"])
+        x = batch["x"] if self.tokens else _to_float(batch["x"])
         if self.random_flip and x.ndim == 4:
             rng = np.random.default_rng([self.sampler.seed, index, _FLIP_TAG])
             flip = (rng.random(self.sampler.global_batch_size) < 0.5)[self.rows.lo : self.rows.hi]
@@ -433,7 +480,13 @@ def _map_dataset(
     else:
         assert reader is not None
         sampler = EpochIndexSampler(len(reader), global_batch_size, seed, spec["shuffle"])
-        fn = RecordBatch(reader, sampler, rows, bool(spec.get("random_flip", False)))
+        fn = RecordBatch(
+            reader,
+            sampler,
+            rows,
+            bool(spec.get("random_flip", False)),
+            tokens=spec["source"] in _text.TEXT_SOURCES,
+        )
         if spec["num_epochs"] is None:
             length = sys.maxsize
         else:
@@ -568,7 +621,7 @@ def event_shape(config: Any) -> tuple[int, ...]:
     source = spec["source"]
     if source == "toy":
         return toy_event_shape(spec["name"])
-    if source == "synthetic_text":
+    if source == "synthetic_text" or source in _text.TEXT_SOURCES:
         return (int(spec["seq_len"]),)
     if source == "arrays":
         path = str(spec["path"])
@@ -594,7 +647,7 @@ def num_classes(config: Any) -> int | None:
     """
     spec = parse_config(config)
     source = spec["source"]
-    if source in GENERATED:
+    if source in GENERATED or source in _text.TEXT_SOURCES:
         return None
     if source == "digits":
         return _images.DIGITS_NUM_CLASSES
@@ -626,7 +679,21 @@ def vocab_size(config: Any) -> int | None:
     spec = parse_config(config)
     if spec["source"] == "synthetic_text":
         return int(spec["vocab_size"])
+    if spec["source"] in _text.TEXT_SOURCES:
+        return load_tokenizer(spec["tokenizer"]).vocab_size
     return toy_vocab_size(spec["name"]) if spec["source"] == "toy" else None
+
+
+def decode_tokens(config: Any, tokens: np.ndarray) -> list[str]:
+    """The texts of token rows (n, L) of a text source ("text_files", "tfds_text",
+    "python_docs"), decoded with its tokenizer (special ids dropped)."""
+    spec = parse_config(config)
+    if spec["source"] not in _text.TEXT_SOURCES:
+        raise ValueError(
+            f"data.source={spec['source']!r} has no tokenizer; decode_tokens reads one of "
+            f"{_text.TEXT_SOURCES}."
+        )
+    return _text.decode_rows(spec, tokens)
 
 
 def language(config: Any) -> languages.Language:
@@ -656,6 +723,7 @@ __all__ = [
     "build_dataset",
     "build_map_dataset",
     "dataset_from_arrays",
+    "decode_tokens",
     "event_shape",
     "num_classes",
     "parse_config",
