@@ -34,9 +34,9 @@ Preparation. The documents become one token stream, each followed by the tokeniz
 
 Empty documents are skipped and the incomplete last row is dropped, in every case.
 
-Splits of text_files and python_docs: the last `TEST_FRACTION` = 10% of each document (from the
-first line break at or after 90% of its characters) is "test", the rest "train"; every document
-contributes to both, and no text is in both.
+Splits of text_files and python_docs: the end of each document, from the start of the line that
+holds its character at 90% (`TEST_FRACTION` = 10%; that character itself in a one-line
+document), is "test", the rest "train"; every document contributes to both, no text to both.
 
 Cache. The stream is computed once and stored as a 1-D int32 .npy file in `cache_dir` (default:
 DATA_DIR/flowjax_text for tfds_text with a data_dir, else ~/.cache/flowjax/text), named by the
@@ -129,11 +129,12 @@ def lm1b_detokenize(text: str) -> str:
 
 
 def split_document(text: str, split: str) -> str:
-    """The "train" (first ~90%) or "test" (last ~10%, from a line start) part of a document."""
+    """The "train" or "test" part of a document: "test" starts at the line holding the
+    character at 90% of the text (or at that character when no line break precedes it)."""
     cut = int(len(text) * (1.0 - TEST_FRACTION))
-    newline = text.find("\n", cut)
-    if newline != -1:
-        cut = newline + 1
+    line_start = text.rfind("\n", 0, cut) + 1
+    if line_start > 0:
+        cut = line_start
     return text[:cut] if split == "train" else text[cut:]
 
 
