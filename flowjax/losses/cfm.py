@@ -9,11 +9,14 @@ of the marginal flow-matching loss. The network may also be trained to predict t
 
 from __future__ import annotations
 
+import math
 from typing import Any, Callable
 
 import jax
 import jax.numpy as jnp
+from jaxtyping import Array, Float
 
+from flowjax._checks import flat_batch
 from flowjax.paths.affine import AffineProbPath, PathSample
 
 REGRESSION_TARGETS: dict[str, Callable[[PathSample], jax.Array]] = {
@@ -26,13 +29,13 @@ REGRESSION_TARGETS: dict[str, Callable[[PathSample], jax.Array]] = {
 def cfm_loss_per_sample(
     model_fn: Callable[..., jax.Array],
     path: AffineProbPath,
-    x_0: jax.Array,
-    x_1: jax.Array,
-    t: jax.Array,
+    x_0: Float[Array, "B *event"],
+    x_1: Float[Array, "B *event"],
+    t: Float[Array, "B"],
     *,
     prediction: str = "velocity",
     **model_kwargs: Any,
-) -> jax.Array:
+) -> Float[Array, "B"]:
     """Squared error ||model(x_t, t) - target||^2 summed over the event, shape (B,).
 
     Args:
@@ -54,20 +57,26 @@ def cfm_loss_per_sample(
             f"got {output.shape}."
         )
     error = (output - REGRESSION_TARGETS[prediction](sample)) ** 2
-    return error.reshape(error.shape[0], -1).sum(axis=1)
+    return flat_batch(error).sum(axis=1)
 
 
 def cfm_loss(
     model_fn: Callable[..., jax.Array],
     path: AffineProbPath,
-    x_0: jax.Array,
-    x_1: jax.Array,
-    t: jax.Array,
+    x_0: Float[Array, "B *event"],
+    x_1: Float[Array, "B *event"],
+    t: Float[Array, "B"],
     *,
     prediction: str = "velocity",
     **model_kwargs: Any,
-) -> jax.Array:
+) -> Float[Array, ""]:
     """The batch mean of the CFM loss, per event coordinate (the usual MSE), a scalar."""
+    shape = jnp.shape(x_1)
+    if len(shape) == 0 or math.prod(shape) == 0:
+        raise ValueError(
+            "cfm_loss is a mean over the samples and coordinates of x_1, which needs at least one "
+            f"of each; got x_1.shape={shape}."
+        )
     per_sample = cfm_loss_per_sample(
         model_fn, path, x_0, x_1, t, prediction=prediction, **model_kwargs
     )

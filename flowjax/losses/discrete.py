@@ -30,14 +30,26 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
-from jax import Array
+from jaxtyping import Array, Float, Int
 
-from flowjax._checks import check_batch_time, check_logits, check_same_shape, check_tokens
+from flowjax._checks import (
+    check_batch_time,
+    check_logits,
+    check_same_shape,
+    check_tokens,
+    flat_batch,
+)
 from flowjax.paths.discrete import DiscretePath
 
 
 
-def generalized_kl(path: DiscretePath, logits: Array, x_1: Array, x_t: Array, t: Array) -> Array:
+def generalized_kl(
+    path: DiscretePath,
+    logits: Float[Array, "B *event V"],
+    x_1: Int[Array, "B *event"],
+    x_t: Int[Array, "B *event"],
+    t: Float[Array, "B"],
+) -> Float[Array, "B *event"]:
     """D(u_t(. | x_1), u_t^theta) per token, shape (B, *event).
 
     Args:
@@ -57,10 +69,12 @@ def generalized_kl(path: DiscretePath, logits: Array, x_1: Array, x_t: Array, t:
     return jnp.exp(log_u_model).sum(axis=-1) - u.sum(axis=-1) + cross
 
 
-def cross_entropy(logits: Array, x_1: Array) -> Array:
+def cross_entropy(
+    logits: Float[Array, "B *event V"], x_1: Int[Array, "B *event"]
+) -> Float[Array, "B *event"]:
     """-log p_{1|t}(x_1^i | x_t) per token, shape (B, *event)."""
-    check_tokens(x_1, logits.shape[-1], "x_1")
     check_logits(logits, x_1, None, "x_1")
+    check_tokens(x_1, logits.shape[-1], "x_1")
     log_p = jax.nn.log_softmax(logits, axis=-1)
     return -jnp.take_along_axis(log_p, x_1[..., None], axis=-1)[..., 0]
 
@@ -75,13 +89,13 @@ DISCRETE_LOSSES: dict[str, Callable[..., Array]] = {
 def discrete_loss(
     model_fn: Callable[..., Array],
     path: DiscretePath,
-    x_1: Array,
-    x_t: Array,
-    t: Array,
+    x_1: Int[Array, "B *event"],
+    x_t: Int[Array, "B *event"],
+    t: Float[Array, "B"],
     *,
     loss: str = "generalized_kl",
     **model_kwargs: Any,
-) -> Array:
+) -> Float[Array, ""]:
     """The mean over tokens of a per-token loss of the posterior model_fn(x_t, t); a scalar.
 
     Args:
@@ -93,6 +107,11 @@ def discrete_loss(
         raise ValueError(
             f"Unknown discrete loss {loss!r}; expected one of {tuple(DISCRETE_LOSSES)}."
         )
+    if math.prod(jnp.shape(x_t)) == 0:
+        raise ValueError(
+            "discrete_loss is a mean over the tokens of x_t, which needs at least one token; "
+            f"got x_t.shape={jnp.shape(x_t)}."
+        )
     logits = model_fn(x_t, t, **model_kwargs)
     logits = logits.astype(jnp.promote_types(logits.dtype, jnp.float32))  # bfloat16 -> float32
     return jnp.mean(DISCRETE_LOSSES[loss](path, logits, x_1, x_t, t))
@@ -102,11 +121,11 @@ def discrete_elbo(
     key: Array,
     model_fn: Callable[..., Array],
     path: DiscretePath,
-    x_1: Array,
+    x_1: Int[Array, "B *event"],
     *,
     num_time_samples: int = 16,
     **model_kwargs: Any,
-) -> Array:
+) -> Float[Array, "B"]:
     """An unbiased estimate of the ELBO of each sequence x_1, in nats, shape (B,).
 
     ELBO(x_1) = -int_0^1 E_{x_t ~ p_t(. | x_1)} sum_i D_i dt <= log p_1^theta(x_1), estimated
@@ -140,7 +159,7 @@ def discrete_elbo(
         x_t = path.sample(k_t, x_0, x_1, t).x_t
         logits = model_fn(x_t, t, **model_kwargs).astype(dtype)
         divergence = generalized_kl(path, logits, x_1, x_t, t)
-        return total + divergence.reshape(batch, -1).sum(axis=1), None
+        return total + flat_batch(divergence).sum(axis=1), None
 
     strata = jnp.arange(num_time_samples, dtype=dtype)
     keys = jax.random.split(key, num_time_samples)
@@ -148,7 +167,7 @@ def discrete_elbo(
     return -total / num_time_samples
 
 
-def elbo_bits_per_token(elbo: Array, num_tokens: int) -> Array:
+def elbo_bits_per_token(elbo: Float[Array, "*shape"], num_tokens: int) -> Float[Array, "*shape"]:
     """-ELBO / (num_tokens log 2): an upper bound on the negative log-likelihood in bits/token."""
     return -jnp.asarray(elbo) / (num_tokens * math.log(2.0))
 

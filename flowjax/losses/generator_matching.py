@@ -30,20 +30,32 @@ from typing import Any, Callable
 import jax
 import jax.numpy as jnp
 from jax.scipy.special import xlogy
+from jaxtyping import Array, Float
 
-from flowjax._checks import check_batch_time, check_same_shape, check_unit_interval
+from flowjax._checks import (
+    check_batch_time,
+    check_regular,
+    check_same_shape,
+    check_unit_interval,
+    flat_batch,
+)
 from flowjax.paths.affine import CondOTProbPath, expand_time
 from flowjax.paths.jump import condot_jump_bin_probs, condot_scaled_rate
 
 
-def flow_bregman(velocity: jax.Array, target: jax.Array) -> jax.Array:
+def flow_bregman(
+    velocity: Float[Array, "*shape"], target: Float[Array, "*shape"]
+) -> Float[Array, "*shape"]:
     """|u - u_theta|^2 per coordinate (the Bregman divergence of phi = |.|^2)."""
     return (velocity - target) ** 2
 
 
 def jump_bregman(
-    scaled_rate: jax.Array, logits: jax.Array, target_rate: jax.Array, target_probs: jax.Array
-) -> jax.Array:
+    scaled_rate: Float[Array, "*shape"],
+    logits: Float[Array, "*shape num_bins"],
+    target_rate: Float[Array, "*shape"],
+    target_probs: Float[Array, "*shape num_bins"],
+) -> Float[Array, "*shape"]:
     """The infinitesimal KL D(Q, Q_theta) per coordinate, >= 0 and 0 iff Q = Q_theta.
 
     Args:
@@ -61,15 +73,15 @@ def jump_bregman(
 
 def generator_matching_loss(
     model_fn: Callable[..., Any],
-    x_0: jax.Array,
-    x_1: jax.Array,
-    t: jax.Array,
+    x_0: Float[Array, "B *event"],
+    x_1: Float[Array, "B *event"],
+    t: Float[Array, "B"],
     *,
-    edges: jax.Array,
+    edges: Float[Array, "num_bins+1"],
     flow_weight: float = 1.0,
     jump_weight: float = 1.0,
     **model_kwargs: Any,
-) -> jax.Array:
+) -> Float[Array, ""]:
     """The conditional generator matching loss on the CondOT path, a scalar.
 
     Args:
@@ -83,16 +95,22 @@ def generator_matching_loss(
     check_same_shape(x_0, x_1, "x_0", "x_1")
     check_batch_time(t, x_1, "x_1")
     check_unit_interval(t)
+    if x_1.shape[0] == 0:
+        raise ValueError(
+            "generator_matching_loss is a mean over the batch, which needs at least one sample; "
+            f"got x_1.shape={x_1.shape}."
+        )
     sample = CondOTProbPath().sample(x_0, x_1, t)
     out = model_fn(sample.x_t, t, **model_kwargs)
     per_coordinate = jnp.zeros_like(x_1)
     if out.velocity is not None:
         per_coordinate += flow_weight * flow_bregman(out.velocity, sample.dx_t)
     if out.scaled_rate is not None:
+        check_regular(t, "The CondOT jump rates of the loss", nonzero=(1.0 - t,))
         t_b = expand_time(t, x_1)
         target_rate = condot_scaled_rate(sample.x_t, x_1, t_b)
         target_probs = condot_jump_bin_probs(x_1, t_b, edges)
         per_coordinate += jump_weight * jump_bregman(
             out.scaled_rate, out.logits, target_rate, target_probs
         )
-    return jnp.mean(jnp.sum(per_coordinate.reshape(x_1.shape[0], -1), axis=-1))
+    return jnp.mean(jnp.sum(flat_batch(per_coordinate), axis=-1))

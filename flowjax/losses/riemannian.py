@@ -18,6 +18,7 @@ from __future__ import annotations
 from typing import Any, Callable
 
 import jax
+from jaxtyping import Array, Float
 
 from flowjax.losses.cfm import cfm_loss
 from flowjax.paths.geodesic import GeodesicProbPath
@@ -26,11 +27,11 @@ from flowjax.paths.geodesic import GeodesicProbPath
 def riemannian_cfm_loss(
     model_fn: Callable[..., jax.Array],
     path: GeodesicProbPath,
-    x_0: jax.Array,
-    x_1: jax.Array,
-    t: jax.Array,
+    x_0: Float[Array, "B *points d"],
+    x_1: Float[Array, "B *points d"],
+    t: Float[Array, "B"],
     **model_kwargs: Any,
-) -> jax.Array:
+) -> Float[Array, ""]:
     """The batch mean of ||proju_{x_t}(model(x_t, t)) - dx_t||^2 per ambient coordinate, a scalar.
 
     Args:

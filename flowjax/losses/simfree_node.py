@@ -28,6 +28,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+from jaxtyping import Array, Float, Int, Shaped
 
 from flowjax.losses.cfm import cfm_loss_per_sample
 from flowjax.losses.time_sampling import sample_time
@@ -36,7 +37,11 @@ from flowjax.solvers.ode import PairedFlow, ode_predict
 from flowjax.solvers.settings import SolverSettings
 
 
-def check_pairs(x, y, num_classes: int | None = None) -> None:
+def check_pairs(
+    x: Shaped[Array, "B *event"],
+    y: Int[Array, "B"] | Float[Array, "B K"],
+    num_classes: int | None = None,
+) -> None:
     """Raises a ValueError unless x (n, ...) and y pair up: as many targets as inputs, and for
     classification (num_classes set) integer labels (n,) in [0, num_classes).
 
@@ -66,7 +71,9 @@ def check_pairs(x, y, num_classes: int | None = None) -> None:
         )
 
 
-def target_vectors(y: jax.Array, num_classes: int | None) -> jax.Array:
+def target_vectors(
+    y: Int[Array, "B"] | Float[Array, "B K"], num_classes: int | None
+) -> Float[Array, "B K"]:
     """The regression targets of the autoencoder: one-hot rows (B, C) of labels (B,), or the
     float targets (B, K) of a regression task as they are."""
     if num_classes is None:
@@ -74,7 +81,9 @@ def target_vectors(y: jax.Array, num_classes: int | None) -> jax.Array:
     return jax.nn.one_hot(y, num_classes, dtype=jnp.float32)
 
 
-def simfree_node_times(key: jax.Array, batch_size: int, zero_probability: float) -> jax.Array:
+def simfree_node_times(
+    key: jax.Array, batch_size: int, zero_probability: float
+) -> Float[Array, "B"]:
     """t ~ U[0, 1) of shape (batch_size,), each set to 0 with probability `zero_probability`."""
     time_key, zero_key = jax.random.split(key)
     t = sample_time(time_key, batch_size)
@@ -84,13 +93,13 @@ def simfree_node_times(key: jax.Array, batch_size: int, zero_probability: float)
 def simfree_node_loss_terms(
     model,
     path: AffineProbPath,
-    x: jax.Array,
-    y: jax.Array,
-    t: jax.Array,
-    xi: jax.Array,
+    x: Float[Array, "B *event"],
+    y: Int[Array, "B"] | Float[Array, "B K"],
+    t: Float[Array, "B"],
+    xi: Float[Array, "B L"],
     *,
     label_noise: float,
-) -> tuple[jax.Array, jax.Array]:
+) -> tuple[Float[Array, ""], Float[Array, ""]]:
     """(flow loss, label-autoencoder loss), each a scalar mean per coordinate.
 
     Args:
@@ -120,13 +129,13 @@ def simfree_node_loss_terms(
 def simfree_node_loss(
     model,
     path: AffineProbPath,
-    x: jax.Array,
-    y: jax.Array,
-    t: jax.Array,
-    xi: jax.Array,
+    x: Float[Array, "B *event"],
+    y: Int[Array, "B"] | Float[Array, "B K"],
+    t: Float[Array, "B"],
+    xi: Float[Array, "B L"],
     *,
     label_noise: float,
-) -> jax.Array:
+) -> Float[Array, ""]:
     """The scalar loss flow + autoencoder of `simfree_node_loss_terms` (same arguments)."""
     flow, autoencoder = simfree_node_loss_terms(model, path, x, y, t, xi, label_noise=label_noise)
     return flow + autoencoder
@@ -134,12 +143,12 @@ def simfree_node_loss(
 
 def backprop_node_loss(
     model: PairedFlow,
-    x: jax.Array,
-    y: jax.Array,
+    x: Float[Array, "B *event"],
+    y: Int[Array, "B"] | Float[Array, "B K"],
     *,
     num_classes: int | None,
     solver: SolverSettings = SolverSettings(method="dopri5", atol=1e-3, rtol=1e-3),
-) -> tuple[jax.Array, jax.Array]:
+) -> tuple[Float[Array, ""], Int[Array, ""]]:
     """(task loss of h(z(1)) with z(0) = f(x), forward NFE): mean cross-entropy against labels
     y (B,) when num_classes is set, else the MSE against targets y (B, K); differentiated
     through the solve of `flowjax.solvers.ode_predict` with `solver` (by default dopri5 with

@@ -12,6 +12,9 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
+from jaxtyping import Array, Float
+
+from flowjax._checks import check_count, check_float_dtype
 
 TIME_DISTRIBUTIONS = ("uniform", "logit_normal", "low_discrepancy")
 
@@ -25,7 +28,7 @@ def sample_time(
     std: float = 1.2,
     t_max: float = 1.0,
     dtype=jnp.float32,
-) -> jax.Array:
+) -> Float[Array, "B"]:
     """Training times of shape (batch_size,) in [0, t_max).
 
     Args:
@@ -33,6 +36,10 @@ def sample_time(
         "low_discrepancy" (t_i = (u + i / batch_size) mod 1 with one uniform u).
       t_max: upper end of the range (e.g. 1 - 1e-3 for losses singular at t = 1).
     """
+    batch_size = check_count(batch_size, "batch_size")
+    if not 0.0 < t_max <= 1.0:
+        raise ValueError(f"t_max must lie in (0, 1], got {t_max!r}.")
+    dtype = check_float_dtype(dtype)
     if distribution == "uniform":
         u = jax.random.uniform(key, (batch_size,), dtype=dtype)
     elif distribution == "low_discrepancy":
