@@ -30,7 +30,7 @@ Preparation. The documents become one token stream, each followed by the tokeniz
   held-out split "validation" and the rest "train". A tokenizer without BOS uses its EOS.
   Two differences from MDLM's code: the whole split is one stream (MDLM concatenates per batch
   of 1,000 documents and drops each batch's remainder), and the documents come in TFDS's order
-  (MDLM's, Hugging Face's), so OpenWebText's 100,000 held-out documents are not the same ones.
+  (MDLM reads Hugging Face's), so OpenWebText's 100,000 held-out documents are other ones.
 
 Empty documents are skipped and the incomplete last row is dropped, in every case.
 
@@ -39,7 +39,7 @@ holds its character at 90% (`TEST_FRACTION` = 10%; that character itself in a on
 document), is "test", the rest "train"; every document contributes to both, no text to both.
 
 Cache. The stream is computed once and stored as a 1-D int32 .npy file in `cache_dir` (default:
-DATA_DIR/flowjax_text for tfds_text with a data_dir, else ~/.cache/flowjax/text), named by the
+<data_dir>/flowjax_text for tfds_text with a data_dir, else ~/.cache/flowjax/text), named by the
 source and split and by a hash of the corpus identity (file paths, sizes and modification
 times; the topics' text; the TFDS directory, version and number of documents), the split, the
 tokenizer's file contents and special ids and the preparation. It is written to a temporary
@@ -159,8 +159,9 @@ def check_spec(spec: dict[str, Any]) -> None:
     least = 3 if source == "tfds_text" else 1  # a wrapped row holds BOS, EOS and a token
     seq_len = spec["seq_len"]
     if isinstance(seq_len, bool) or not isinstance(seq_len, (int, np.integer)) or seq_len < least:
-        raise ValueError(f"data.seq_len must be an int >= {least} for source={source!r}, got "
-                         f"{seq_len!r}.")
+        raise ValueError(
+            f"data.seq_len must be an int >= {least} for source={source!r}, got {seq_len!r}."
+        )
     if not isinstance(spec["tokenizer"], str) or not spec["tokenizer"]:
         raise ValueError(
             f"data.tokenizer must be 'bytes' or the path of a tokenizer.json (or of its "
