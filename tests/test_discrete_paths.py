@@ -24,6 +24,7 @@ from flowjax.paths import (
     PolynomialScheduler,
     PowerBeta,
     TokenDistance,
+    EmbeddingDistance,
     UniformSource,
     continuity_residual,
     divergence_free_velocity,
@@ -44,6 +45,11 @@ PATHS = {
     ),
     "metric": MetricInducedProbPath(
         V, TokenDistance(scale=0.5, power=1.5), PowerBeta(c=2.0, a=0.9)
+    ),
+    "metric_embedding": MetricInducedProbPath(
+        V,
+        EmbeddingDistance(np.random.default_rng(3).normal(size=(V, 4)), power=2.0),
+        PowerBeta(c=2.0, a=0.9),
     ),
 }
 DATA_TOKENS = {name: V - 1 if name.startswith("mask") else V for name in PATHS}

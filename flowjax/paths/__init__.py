@@ -22,7 +22,12 @@ from flowjax.paths.kinetic_optimal import (
     kinetic_optimal_rates,
     kinetic_optimal_velocity,
 )
-from flowjax.paths.metric_induced import MetricInducedProbPath, PowerBeta, TokenDistance
+from flowjax.paths.metric_induced import (
+    EmbeddingDistance,
+    MetricInducedProbPath,
+    PowerBeta,
+    TokenDistance,
+)
 from flowjax.paths.schedule_transform import ScheduleTransformedModel
 from flowjax.paths.schedulers import (
     CondOTScheduler,
@@ -43,6 +48,7 @@ __all__ = [
     "DiscretePath",
     "DiscretePathSample",
     "DiscreteSource",
+    "EmbeddingDistance",
     "KineticOptimalScheduler",
     "MASKING_SCHEDULES",
     "MaskedDiffusionScheduler",

@@ -33,6 +33,7 @@ from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jaxtyping import Array, Float, Int
 
 from flowjax._checks import check_logits, check_regular
@@ -93,6 +94,44 @@ class TokenDistance:
         self, x: Int[Array, "*#shape"], y: Int[Array, "*#shape"]
     ) -> Float[Array, "*shape"]:
         return (self.scale * jnp.abs(x - y)) ** self.power
+
+
+MAX_EMBEDDING_VOCAB = 8192
+"""The largest vocabulary of `EmbeddingDistance`, whose (V, V) table is held in memory."""
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class EmbeddingDistance:
+    """d(x, y) = (scale ||e_x - e_y||)^power between the embeddings e (V, d) of the tokens (Shaul
+    et al., 2024: metric-induced paths in the geometry of token or codebook embeddings), read
+    from a (V, V) table computed once. Vocabularies up to `MAX_EMBEDDING_VOCAB` tokens."""
+
+    embeddings: np.ndarray
+    scale: float = 1.0
+    power: float = 1.0
+
+    def __post_init__(self):
+        e = np.asarray(self.embeddings, np.float64)
+        if e.ndim != 2 or not 2 <= e.shape[0] <= MAX_EMBEDDING_VOCAB or not np.isfinite(e).all():
+            raise ValueError(
+                f"embeddings must be a finite (V, d) array with 2 <= V <= {MAX_EMBEDDING_VOCAB}, "
+                f"got shape {e.shape}."
+            )
+        if not (self.scale > 0 and self.power > 0):
+            raise ValueError(
+                f"EmbeddingDistance needs scale > 0 and power > 0, got {self.scale!r}, "
+                f"{self.power!r}."
+            )
+        squared = (e**2).sum(1)
+        gram = np.maximum(squared[:, None] + squared[None, :] - 2.0 * e @ e.T, 0.0)
+        table = (self.scale * np.sqrt(gram)) ** self.power
+        np.fill_diagonal(table, 0.0)
+        object.__setattr__(self, "table", table)  # float64; jnp takes it at its precision
+
+    def __call__(
+        self, x: Int[Array, "*#shape"], y: Int[Array, "*#shape"]
+    ) -> Float[Array, "*shape"]:
+        return jnp.asarray(self.table)[x, y]
 
 
 @dataclasses.dataclass(frozen=True)

@@ -23,10 +23,12 @@ objectives of `flowjax.train.objectives` check that the model fits the data.
 from __future__ import annotations
 
 import dataclasses
+import os
 from collections.abc import Callable
 
 import jax.numpy as jnp
 import ml_collections
+import numpy as np
 from flax import nnx
 
 from flowjax import data, manifolds, paths
@@ -231,10 +233,16 @@ def build_discrete_path(
                 "The metric-induced path starts from the uniform distribution; set "
                 "path.source='uniform' with path.kind='metric'."
             )
+        if c.embeddings:
+            distance = paths.EmbeddingDistance(
+                load_embeddings(c.embeddings, data_vocab),
+                scale=c.distance_scale,
+                power=c.distance_power,
+            )
+        else:
+            distance = paths.TokenDistance(scale=c.distance_scale, power=c.distance_power)
         return paths.MetricInducedProbPath(
-            data_vocab,
-            paths.TokenDistance(scale=c.distance_scale, power=c.distance_power),
-            paths.PowerBeta(c=c.beta_c, a=c.beta_a),
+            data_vocab, distance, paths.PowerBeta(c=c.beta_c, a=c.beta_a)
         )
     source = paths.MaskSource(data_vocab + 1) if c.source == "mask" else paths.UniformSource(data_vocab)
     if c.scheduler == "kinetic_optimal":
@@ -242,6 +250,22 @@ def build_discrete_path(
     else:
         scheduler = paths.PolynomialScheduler(n=c.polynomial_n)
     return paths.MixtureDiscreteProbPath(scheduler, source)
+
+
+def load_embeddings(path: str, data_vocab: int) -> np.ndarray:
+    """Token embeddings (V, d) from a .npy file, one row per token of the data vocabulary."""
+    if not os.path.isfile(path):
+        raise FileNotFoundError(
+            f"path.embeddings={path!r} does not exist: give a .npy file of token embeddings "
+            f"(V, d), e.g. np.save(path, gpt2.embedding) for a tokenizer of V tokens."
+        )
+    embeddings = np.load(path)
+    if embeddings.ndim != 2 or embeddings.shape[0] != data_vocab:
+        raise ValueError(
+            f"path.embeddings={path!r} holds an array of shape {embeddings.shape}; expected "
+            f"({data_vocab}, d), one row per token of the data."
+        )
+    return embeddings
 
 
 def build_masking_path(

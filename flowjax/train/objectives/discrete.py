@@ -40,7 +40,8 @@ class DiscreteFlowMatching(Objective):
     path.source "mask" (an extra token, id = the data vocabulary size) or "uniform", and
     path.scheduler "polynomial" (kappa_t = t^n) or "kinetic_optimal" (Shaul et al., 2024).
     path.kind="metric": p_t(x | x_1) = softmax(-beta_t d(x, x_1)), uniform source, with
-    d(x, y) = (distance_scale |x - y|)^distance_power and beta_t = beta_c (t/(1 - t))^beta_a.
+    d(x, y) = (distance_scale |x - y|)^distance_power (or, with path.embeddings, the distance
+    between token embeddings) and beta_t = beta_c (t/(1 - t))^beta_a.
     path.posterior="bayes": the posterior logits are the network's plus log p_t(x_t^i | x_1^i)
     (`posterior_logits` of the path: the exact dependence on the current token; for a mask
     source, unmasked tokens are final); "network": the network's logits as they are.
@@ -59,6 +60,9 @@ class DiscreteFlowMatching(Objective):
         polynomial_n=1.0,
         distance_scale=1.0,  # metric: d(x, y) = (distance_scale |x - y|)^distance_power
         distance_power=1.0,
+        # metric: a .npy of token embeddings (V, d): d(x, y) = (scale ||e_x - e_y||)^power
+        # instead of the distance between token ids ("": token ids)
+        embeddings="",
         beta_c=3.0,  # metric: beta_t = beta_c (t / (1 - t))^beta_a
         beta_a=0.9,
         posterior="bayes",  # or "network" (see the class docstring)
