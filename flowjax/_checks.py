@@ -1,12 +1,14 @@
-"""Input checks shared by paths, losses and solvers.
+"""Input checks shared by paths, losses and solvers (the input contract of ARCHITECTURE.md).
 
-Shapes are checked at trace time. Values (t in [0, 1]) can only be checked when they are
-concrete, i.e. outside `jax.jit` or when passed as Python / NumPy constants; under `jit` a
-traced `t` is accepted as is.
+Shapes and dtypes are checked at trace time. Values (t in [0, 1], token ids, the times where a
+function is singular) can only be checked when they are concrete, i.e. outside `jax.jit` or when
+passed as Python / NumPy constants; under `jit` a traced value is accepted as is.
 """
 
 from __future__ import annotations
 
+import math
+from collections.abc import Sequence
 from typing import Any
 
 import jax
@@ -79,4 +81,89 @@ def check_logits(
         raise ValueError(
             f"logits must have shape {x_name}.shape + (vocab,) = {x.shape} + ({expected},), "
             f"got {logits.shape}."
+        )
+
+
+def check_floating(x: jax.Array, name: str) -> None:
+    """Raises a TypeError unless `x` holds floating-point values."""
+    if not jax.numpy.issubdtype(x.dtype, jax.numpy.floating):
+        raise TypeError(f"{name} must be floating point, got dtype {x.dtype}.")
+
+
+def check_float_dtype(dtype: Any, name: str = "dtype") -> np.dtype:
+    """`dtype` as a NumPy dtype; raises a TypeError unless it is a floating dtype."""
+    try:
+        value = np.dtype(dtype)
+    except TypeError:
+        raise TypeError(f"{name} must be a floating dtype, got {dtype!r}.") from None
+    if not jax.numpy.issubdtype(value, jax.numpy.floating):
+        raise TypeError(f"{name} must be a floating dtype (e.g. jnp.float32), got {value}.")
+    return value
+
+
+def check_count(value: Any, name: str, minimum: int = 0) -> int:
+    """`value` as an int; raises a ValueError unless it is an int >= minimum (not a bool)."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
+        raise ValueError(f"{name} must be an int >= {minimum}, got {value!r}.")
+    return int(value)
+
+
+def check_time(t: jax.Array, x: jax.Array, x_name: str = "x") -> None:
+    """`t` must be a scalar, of shape (batch,) = x.shape[:1], or already broadcast against x
+    (x.ndim axes, each 1 or that of x)."""
+    t_shape, x_shape = tuple(np.shape(t)), tuple(x.shape)
+    if len(t_shape) == 0 or (len(t_shape) == 1 and x_shape[:1] == t_shape):
+        return
+    if len(t_shape) == len(x_shape) and all(a in (1, b) for a, b in zip(t_shape, x_shape)):
+        return
+    raise ValueError(
+        f"t must be a scalar, of shape (batch,) = {x_shape[:1]} or broadcastable to "
+        f"{x_name}.shape={x_shape} with as many axes; got t.shape={t_shape}."
+    )
+
+
+def check_regular(
+    t: Any,
+    what: str,
+    *,
+    finite: Sequence[Any] = (),
+    nonzero: Sequence[Any] = (),
+) -> None:
+    """Raises a ValueError naming the concrete times t at which `what` is singular: where an
+    array of `finite` is not finite or an array of `nonzero` is 0 (arrays computed from t, of
+    t's size or broadcast against it). Traced arrays are not checked: under `jax.jit` the result
+    there is inf or NaN."""
+    time = concrete_value(t)
+    if time is None or time.size == 0:
+        return
+    singular: set[float] = set()
+    checks = [(v, np.isfinite) for v in finite] + [(v, np.not_equal) for v in nonzero]
+    for values, regular in checks:
+        value = concrete_value(values)
+        if value is None:
+            return
+        bad = ~(regular(value) if regular is np.isfinite else regular(value, 0))
+        if np.any(bad):
+            times = time.reshape(value.shape)[bad] if time.size == value.size else time.ravel()
+            singular.update(float(v) for v in np.ravel(times))
+    if singular:
+        shown = sorted(singular)
+        raise ValueError(
+            f"{what} is singular at t = {', '.join(f'{v:.6g}' for v in shown[:5])}"
+            f"{' ...' if len(shown) > 5 else ''}: call it at times where it is finite "
+            "(inside (0, 1)); under jax.jit such times give inf or NaN."
+        )
+
+
+def flat_batch(x: jax.Array) -> jax.Array:
+    """x of shape (B, *event) as (B, prod(event)), also for B = 0 or an empty event."""
+    return x.reshape(x.shape[0], math.prod(x.shape[1:]))
+
+
+def check_output_shape(output: Any, x: jax.Array, name: str) -> None:
+    """A model's output must have the shape of its input x (checked at trace time)."""
+    if jax.numpy.shape(output) != x.shape:
+        raise ValueError(
+            f"{name} must return an array of the shape of its input x, {x.shape}; got "
+            f"{jax.numpy.shape(output)}."
         )
