@@ -21,13 +21,24 @@ def sample_categorical(
     """Draws one index per row of non-negative, unnormalised weights (..., V), int32 (...).
 
     Inverse CDF in `dtype`: index k is drawn with probability weights[k] / sum(weights) and an
-    index of weight 0 is never drawn. A row of zeros gives index 0.
+    index of weight 0 is never drawn. A row of zeros gives index 0, and so does a row with NaN.
+    Subnormal weights count as 0 where the backend flushes them (XLA on CPU).
     """
+    weights = jnp.asarray(weights)
+    if weights.ndim == 0 or weights.shape[-1] == 0:
+        raise ValueError(
+            f"weights must have shape (..., V) with V >= 1 categories, got weights.shape="
+            f"{weights.shape}."
+        )
+    dtype = check_categorical_dtype(dtype)
     cdf = jnp.cumsum(weights.astype(dtype), axis=-1)
-    # u in (0, 1], so that u * total lies in (0, total]: the first k with cdf[k] >= u * total.
+    # u in (0, 1], so that u * total lies in (0, total]: the first k with cdf[k] >= u * total,
+    # which has a positive weight unless u * total underflows to 0 (weights too small for
+    # `dtype`): only positive weights are eligible.
     u = 1.0 - jax.random.uniform(key, weights.shape[:-1], dtype)
     threshold = (u * cdf[..., -1])[..., None]
-    return jnp.sum(cdf < threshold, axis=-1).astype(jnp.int32)
+    eligible = (cdf >= threshold) & (weights > 0)
+    return jnp.argmax(eligible, axis=-1).astype(jnp.int32)
 
 
 def check_categorical_dtype(dtype) -> np.dtype:
