@@ -28,10 +28,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from flowjax._checks import concrete_value
+from flowjax._checks import check_float_dtype, concrete_value
 
 DEFAULT_ATOL = 1e-4
-"""How far (in ambient units) a point may lie off the manifold before it is refused."""
+"""How far (in ambient units) a point may lie off the manifold before it is refused (at least
+four ulps of the point's dtype: float16 and bfloat16 points are rounded that coarsely)."""
 
 
 def norm(u: jax.Array, keepdims: bool = False) -> jax.Array:
@@ -83,6 +84,32 @@ class Manifold(abc.ABC):
     def base_log_prob(self, x: jax.Array) -> jax.Array:
         """log-density of the base distribution w.r.t. the Riemannian volume, shape (...)."""
 
+    def check_coordinates(self, **arrays: jax.Array) -> None:
+        """Raises a ValueError, naming the argument, unless every array holds `ambient_dim`
+        coordinates on its last axis and their batch axes broadcast together (trace time)."""
+        shapes = {name: tuple(jnp.shape(a)) for name, a in arrays.items()}
+        for name, shape in shapes.items():
+            if len(shape) == 0 or shape[-1] != self.ambient_dim:
+                raise ValueError(
+                    f"{name} must have shape (..., {self.ambient_dim}) for {self} (the last axis "
+                    f"holds the {self.ambient_dim} ambient coordinates); got {name}.shape={shape}."
+                )
+        try:
+            np.broadcast_shapes(*(shape[:-1] for shape in shapes.values()))
+        except ValueError:
+            raise ValueError(
+                f"The batch axes of {' and '.join(shapes)} must broadcast together; got shapes "
+                f"{shapes}."
+            ) from None
+
+    def base_args(self, shape: tuple[int, ...], dtype) -> tuple[tuple[int, ...], np.dtype]:
+        """The batch `shape` and floating `dtype` of `random_base`, checked."""
+        if not isinstance(shape, (tuple, list)) or not all(
+            isinstance(n, (int, np.integer)) and not isinstance(n, bool) and n >= 0 for n in shape
+        ):
+            raise TypeError(f"shape must be a tuple of ints >= 0 (e.g. (batch,)), got {shape!r}.")
+        return tuple(int(n) for n in shape), check_float_dtype(dtype)
+
 
 def check_points(
     manifold: Manifold, x: jax.Array, name: str = "x", atol: float = DEFAULT_ATOL
@@ -91,7 +118,8 @@ def check_points(
 
     The last axis must hold `manifold.ambient_dim` coordinates (checked at trace time). Values
     are checked when they are concrete (outside `jax.jit`, or constants): every point must be
-    finite and lie within `atol` of the manifold. Under `jit` the values are not checked.
+    finite and lie within `atol` (or four ulps of its dtype, if more) of the manifold. Under
+    `jit` the values are not checked.
     """
     if x.ndim == 0 or x.shape[-1] != manifold.ambient_dim:
         raise ValueError(
@@ -107,6 +135,9 @@ def check_points(
         index = tuple(int(i) for i in np.argwhere(~finite)[0])
         raise ValueError(f"{name} has non-finite coordinates at index {index}: {value[index]}.")
     off = np.asarray(manifold.distance_to_manifold(jnp.asarray(value)))
+    # A low-precision point cannot lie closer than its own rounding: a few ulps of its dtype.
+    if jnp.issubdtype(value.dtype, jnp.floating):
+        atol = max(atol, 4.0 * float(jnp.finfo(value.dtype).eps))
     if np.max(off) > atol:
         index = np.unravel_index(int(np.argmax(off)), off.shape)
         raise ValueError(

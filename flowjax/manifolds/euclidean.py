@@ -32,26 +32,34 @@ class Euclidean(Manifold):
         return self.dim
 
     def expmap(self, x: jax.Array, u: jax.Array) -> jax.Array:
+        self.check_coordinates(x=x, u=u)
         return x + u
 
     def logmap(self, x: jax.Array, y: jax.Array) -> jax.Array:
+        self.check_coordinates(x=x, y=y)
         return y - x
 
     def projx(self, x: jax.Array) -> jax.Array:
+        self.check_coordinates(x=x)
         return x
 
     def proju(self, x: jax.Array, u: jax.Array) -> jax.Array:
+        self.check_coordinates(x=x, u=u)
         return u
 
     def dist(self, x: jax.Array, y: jax.Array) -> jax.Array:
+        self.check_coordinates(x=x, y=y)
         return norm(y - x)
 
     def distance_to_manifold(self, x: jax.Array) -> jax.Array:
+        self.check_coordinates(x=x)
         return jnp.zeros(x.shape[:-1], x.dtype)
 
     def random_base(self, key: jax.Array, shape: tuple[int, ...], dtype=jnp.float32) -> jax.Array:
         """Standard normal samples."""
+        shape, dtype = self.base_args(shape, dtype)
         return jax.random.normal(key, (*shape, self.dim), dtype)
 
     def base_log_prob(self, x: jax.Array) -> jax.Array:
+        self.check_coordinates(x=x)
         return -0.5 * jnp.sum(x * x, axis=-1) - 0.5 * self.dim * math.log(2.0 * math.pi)

@@ -20,7 +20,7 @@ from flowjax.manifolds.sphere import Sphere
 from flowjax.manifolds.torus import FlatTorus
 
 FACTORS: dict[str, type[Manifold]] = {"S": Sphere, "T": FlatTorus, "R": Euclidean}
-_FACTOR = re.compile(r"([STR])(\d+)")
+_FACTOR = re.compile(r"([STR])(\d+)", re.ASCII)
 
 
 def parse_manifold(name: str) -> Manifold:
@@ -28,10 +28,11 @@ def parse_manifold(name: str) -> Manifold:
     factors = []
     for part in str(name).split("x"):
         match = _FACTOR.fullmatch(part.strip())
-        if match is None:
+        if match is None or int(match.group(2)) < 1:
             raise ValueError(
                 f"Cannot read the manifold {name!r}: expected factors S<d> (sphere), T<d> (flat "
-                "torus) or R<d> (Euclidean) joined by 'x', e.g. 'S2', 'T2' or 'S2xT1xR3'."
+                "torus) or R<d> (Euclidean) with d >= 1 joined by 'x', e.g. 'S2', 'T2' or "
+                "'S2xT1xR3'."
             )
         factors.append(FACTORS[match.group(1)](int(match.group(2))))
     return factors[0] if len(factors) == 1 else Product(*factors)

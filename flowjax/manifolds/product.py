@@ -46,6 +46,7 @@ class Product(Manifold):
 
     def split(self, x: jax.Array) -> list[jax.Array]:
         """The factors' coordinates of x (..., ambient_dim), one array per factor."""
+        self.check_coordinates(x=x)
         bounds, start = [], 0
         for factor in self.factors:
             bounds.append((start, start + factor.ambient_dim))
@@ -66,24 +67,31 @@ class Product(Manifold):
         return norm(jnp.stack(self._per_factor(method, *arrays), axis=-1))
 
     def expmap(self, x: jax.Array, u: jax.Array) -> jax.Array:
+        self.check_coordinates(x=x, u=u)
         return self._concat("expmap", x, u)
 
     def logmap(self, x: jax.Array, y: jax.Array) -> jax.Array:
+        self.check_coordinates(x=x, y=y)
         return self._concat("logmap", x, y)
 
     def projx(self, x: jax.Array) -> jax.Array:
+        self.check_coordinates(x=x)
         return self._concat("projx", x)
 
     def proju(self, x: jax.Array, u: jax.Array) -> jax.Array:
+        self.check_coordinates(x=x, u=u)
         return self._concat("proju", x, u)
 
     def dist(self, x: jax.Array, y: jax.Array) -> jax.Array:
+        self.check_coordinates(x=x, y=y)
         return self._root_sum_squares("dist", x, y)
 
     def distance_to_manifold(self, x: jax.Array) -> jax.Array:
+        self.check_coordinates(x=x)
         return self._root_sum_squares("distance_to_manifold", x)
 
     def random_base(self, key: jax.Array, shape: tuple[int, ...], dtype=jnp.float32) -> jax.Array:
+        shape, dtype = self.base_args(shape, dtype)
         keys = jax.random.split(key, len(self.factors))
         return jnp.concatenate(
             [f.random_base(k, shape, dtype) for f, k in zip(self.factors, keys, strict=True)],
@@ -91,4 +99,5 @@ class Product(Manifold):
         )
 
     def base_log_prob(self, x: jax.Array) -> jax.Array:
+        self.check_coordinates(x=x)
         return sum(self._per_factor("base_log_prob", x))

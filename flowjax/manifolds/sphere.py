@@ -52,10 +52,12 @@ class Sphere(Manifold):
         return math.log(2.0) + half * math.log(math.pi) - math.lgamma(half)
 
     def expmap(self, x: jax.Array, u: jax.Array) -> jax.Array:
+        self.check_coordinates(x=x, u=u)
         theta = norm(u, keepdims=True)
         return self.projx(jnp.cos(theta) * x + jnp.sinc(theta / jnp.pi) * u)
 
     def logmap(self, x: jax.Array, y: jax.Array) -> jax.Array:
+        self.check_coordinates(x=x, y=y)
         nearly_antipodal = jnp.sum(x * y, axis=-1, keepdims=True) < 0
         w = self.proju(x, jnp.where(nearly_antipodal, y + x, y - x))
         w_norm = norm(w, keepdims=True)
@@ -66,22 +68,31 @@ class Sphere(Manifold):
         return self.dist(x, y)[..., None] * direction
 
     def projx(self, x: jax.Array) -> jax.Array:
-        return x / jnp.maximum(norm(x, keepdims=True), jnp.finfo(x.dtype).tiny)
+        """x / |x|; the zero vector, which has no direction, goes to the first coordinate axis."""
+        self.check_coordinates(x=x)
+        length = norm(x, keepdims=True)
+        pole = jax.nn.one_hot(0, self.ambient_dim, dtype=x.dtype)
+        return jnp.where(length > 0, x / jnp.maximum(length, jnp.finfo(x.dtype).tiny), pole)
 
     def proju(self, x: jax.Array, u: jax.Array) -> jax.Array:
+        self.check_coordinates(x=x, u=u)
         return u - jnp.sum(x * u, axis=-1, keepdims=True) * x
 
     def dist(self, x: jax.Array, y: jax.Array) -> jax.Array:
+        self.check_coordinates(x=x, y=y)
         return 2.0 * jnp.arctan2(norm(x - y), norm(x + y))
 
     def distance_to_manifold(self, x: jax.Array) -> jax.Array:
+        self.check_coordinates(x=x)
         return jnp.abs(norm(x) - 1.0)
 
     def random_base(self, key: jax.Array, shape: tuple[int, ...], dtype=jnp.float32) -> jax.Array:
         """Uniform points: normalised standard normal vectors."""
+        shape, dtype = self.base_args(shape, dtype)
         return self.projx(jax.random.normal(key, (*shape, self.ambient_dim), dtype))
 
     def base_log_prob(self, x: jax.Array) -> jax.Array:
+        self.check_coordinates(x=x)
         return jnp.full(x.shape[:-1], -self.log_volume, x.dtype)
 
     def _least_aligned_direction(self, x: jax.Array) -> jax.Array:

@@ -42,31 +42,38 @@ class FlatTorus(Manifold):
         return self.dim
 
     def expmap(self, x: jax.Array, u: jax.Array) -> jax.Array:
+        self.check_coordinates(x=x, u=u)
         return self.projx(x + u)
 
     def logmap(self, x: jax.Array, y: jax.Array) -> jax.Array:
+        self.check_coordinates(x=x, y=y)
         d = y - x
         return jnp.arctan2(jnp.sin(d), jnp.cos(d))
 
     def projx(self, x: jax.Array) -> jax.Array:
+        self.check_coordinates(x=x)
         angle = jnp.mod(x, TWO_PI)
         # Rounding can map a tiny negative angle to 2 pi itself; that point is 0.
         return jnp.where(angle >= TWO_PI, angle - TWO_PI, angle)
 
     def proju(self, x: jax.Array, u: jax.Array) -> jax.Array:
+        self.check_coordinates(x=x, u=u)
         return u
 
     def dist(self, x: jax.Array, y: jax.Array) -> jax.Array:
         return norm(self.logmap(x, y))
 
     def distance_to_manifold(self, x: jax.Array) -> jax.Array:
+        self.check_coordinates(x=x)
         return jnp.zeros(x.shape[:-1], x.dtype)
 
     def random_base(self, key: jax.Array, shape: tuple[int, ...], dtype=jnp.float32) -> jax.Array:
         """Uniform angles in [0, 2 pi)^dim."""
+        shape, dtype = self.base_args(shape, dtype)
         return self.projx(
             jax.random.uniform(key, (*shape, self.dim), dtype, minval=0.0, maxval=TWO_PI)
         )
 
     def base_log_prob(self, x: jax.Array) -> jax.Array:
+        self.check_coordinates(x=x)
         return jnp.full(x.shape[:-1], -self.dim * math.log(TWO_PI), x.dtype)
