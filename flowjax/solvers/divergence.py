@@ -25,6 +25,8 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Float
 
+from flowjax._checks import check_count, check_float_dtype, flat_batch
+
 PROBES = ("rademacher", "gaussian")
 EXACT_CHUNK_SIZE = 64
 """One-hot tangents that `exact_divergence` pushes through the field in one vectorised pass."""
@@ -35,7 +37,7 @@ Divergence = Callable[[Field, jax.Array], tuple[jax.Array, jax.Array]]
 
 
 def _per_sample_sum(a: jax.Array) -> jax.Array:
-    return a.reshape(a.shape[0], -1).sum(axis=1)
+    return flat_batch(a).sum(axis=1)
 
 
 def exact_divergence(
@@ -52,6 +54,8 @@ def exact_divergence(
         raise ValueError(f"exact_divergence needs x of shape (B, *event), got {x.shape}.")
     event_shape = x.shape[1:]
     dim = math.prod(event_shape)
+    if dim == 0:  # no coordinates: the trace of an empty Jacobian
+        return field(x), jnp.zeros(x.shape[:1], x.dtype)
 
     def value_and_entry(i):
         tangent = jnp.broadcast_to(
@@ -73,9 +77,9 @@ def hutchinson_probes(
 ) -> Float[Array, "K *shape"]:
     """Probe vectors z of shape (num_probes, *shape) with E[z z^T] = I."""
     if kind not in PROBES:
-        raise ValueError(f"Unknown Hutchinson probe {kind!r}; expected one of {PROBES}.")
-    if num_probes < 1:
-        raise ValueError(f"num_probes must be >= 1, got {num_probes}.")
+        raise ValueError(f"Unknown Hutchinson probe kind {kind!r}; expected one of {PROBES}.")
+    num_probes = check_count(num_probes, "num_probes", minimum=1)
+    dtype = check_float_dtype(dtype)
     full = (num_probes,) + tuple(shape)
     if kind == "rademacher":
         return jax.random.rademacher(key, full, dtype=dtype)

@@ -55,7 +55,7 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Float
 
-from flowjax._checks import concrete_value
+from flowjax._checks import check_count, check_regular, concrete_value
 from flowjax.solvers.divergence import PROBES, divergence_estimator, divergence_passes
 from flowjax.solvers.integrate import (
     EVALS_PER_STEP,
@@ -74,6 +74,7 @@ DIVERGENCE_OF = ("velocity", "step")
 
 def x_prediction_floor(t: Float[Array, "*shape"]) -> Float[Array, "*shape"]:
     """-1/(1 - t): the per-dimension divergence of (x1_hat - x)/(1 - t) for a constant x1_hat."""
+    check_regular(t, "x_prediction_floor", nonzero=(1.0 - jnp.asarray(t),))
     return -1.0 / (1.0 - t)
 
 
@@ -115,16 +116,14 @@ class FlowDivergenceSampler:
             raise ValueError(f"Unknown schedule {self.schedule!r}; expected one of {SCHEDULES}.")
         if not 0.0 <= self.stop_time < 1.0:
             raise ValueError(f"stop_time must lie in [0, 1), got {self.stop_time!r}.")
-        if self.num_candidates < 1:
-            raise ValueError(f"num_candidates must be >= 1, got {self.num_candidates!r}.")
+        check_count(self.num_candidates, "num_candidates", minimum=1)
         if self.divergence_of not in DIVERGENCE_OF:
             raise ValueError(
                 f"Unknown divergence_of {self.divergence_of!r}; expected one of {DIVERGENCE_OF}."
             )
         if self.probe not in PROBES:
             raise ValueError(f"Unknown Hutchinson probe {self.probe!r}; expected one of {PROBES}.")
-        if self.num_probes < 1:
-            raise ValueError(f"num_probes must be >= 1, got {self.num_probes!r}.")
+        check_count(self.num_probes, "num_probes", minimum=1)
 
     def perturbation_scale(self, t: Float[Array, "*shape"]) -> Float[Array, "*shape"]:
         """sigma(t) = scale * sched(t)."""

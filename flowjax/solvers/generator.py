@@ -73,8 +73,11 @@ class BinnedJump:
     high: float
 
     def __post_init__(self):
-        if not self.high > self.low:
-            raise ValueError(f"BinnedJump needs high > low, got low={self.low}, high={self.high}.")
+        if not (np.isfinite(self.low) and np.isfinite(self.high) and self.high > self.low):
+            raise ValueError(
+                f"BinnedJump needs finite bounds with high > low, got low={self.low}, "
+                f"high={self.high}."
+            )
 
     def probs(self) -> Float[Array, "*shape num_bins"]:
         return jax.nn.softmax(self.logits, axis=-1)
@@ -127,11 +130,13 @@ def check_weights(weights: Sequence[float], num: int) -> np.ndarray:
     """Superposition weights: `num` concrete numbers >= 0 summing to 1."""
     value = concrete_value(weights)
     if value is None or not np.issubdtype(value.dtype, np.number):
-        raise ValueError("Superposition weights must be concrete numbers, not traced arrays.")
+        raise ValueError(
+            f"Superposition weights must be concrete numbers (not traced arrays), got {weights!r}."
+        )
     value = value.astype(np.float64)
     if value.shape != (num,):
         raise ValueError(f"Expected {num} superposition weights, one per generator; got {weights!r}.")
-    if np.any(value < 0) or abs(float(value.sum()) - 1.0) > 1e-6:
+    if not np.all(np.isfinite(value)) or np.any(value < 0) or abs(float(value.sum()) - 1.0) > 1e-6:
         raise ValueError(
             f"Superposition weights must be >= 0 and sum to 1 (so that the combined generator "
             f"keeps the marginal path); got {weights!r}, summing to {float(value.sum()):.6g}."

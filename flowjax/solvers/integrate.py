@@ -100,6 +100,8 @@ ADAPTIVE_METHODS: dict[str, Callable[[], diffrax.AbstractSolver]] = {
 }
 ADAPTIVE_EVALS_PER_STEP = {"dopri5": 6, "tsit5": 6}
 METHODS = tuple(FIXED_STEP_METHODS) + tuple(ADAPTIVE_METHODS)
+MAX_FIXED_STEPS = 10_000_000
+"""The most fixed steps one solve may take (its nodes are listed on the host first)."""
 
 
 def check_method(method: str) -> None:
@@ -116,10 +118,14 @@ def static_time_grid(time_grid: Any) -> Float[np.ndarray, "T"]:
             "time_grid must be known at trace time (a tuple, list or NumPy array), not a traced "
             "array: the number of solver steps depends on it."
         ) from None
+    except (TypeError, ValueError):
+        raise ValueError(f"time_grid must be a sequence of times, got {time_grid!r}.") from None
     if grid.ndim != 1 or grid.shape[0] < 2:
         raise ValueError(
             f"time_grid must be a vector of at least 2 times, got shape {grid.shape}: {grid!r}."
         )
+    if not np.all(np.isfinite(grid)):
+        raise ValueError(f"time_grid must hold finite times, got {grid!r}.")
     diffs = np.diff(grid)
     if not (np.all(diffs > 0) or np.all(diffs < 0)):
         raise ValueError(f"time_grid must be strictly ascending or descending, got {grid!r}.")
@@ -139,10 +145,15 @@ def step_nodes(
         return grid, np.arange(grid.shape[0])
     if not step_size > 0:
         raise ValueError(f"step_size must be positive or None, got {step_size!r}.")
+    # A relative slack keeps 1/0.05 from turning into 20 steps plus one of length 1e-17.
+    counts = [max(1.0, np.ceil(abs(b - a) / step_size - 1e-6)) for a, b in zip(grid[:-1], grid[1:])]
+    if sum(counts) > MAX_FIXED_STEPS:
+        raise ValueError(
+            f"step_size={step_size!r} needs {sum(counts):.3g} steps over the time grid, more than "
+            f"the {MAX_FIXED_STEPS:,} a solve may take; use a larger step_size."
+        )
     nodes, index = [grid[0]], [0]
-    for a, b in zip(grid[:-1], grid[1:]):
-        # A relative slack keeps 1/0.05 from turning into 20 steps plus one of length 1e-17.
-        n = max(1, int(np.ceil(abs(b - a) / step_size - 1e-6)))
+    for a, b, n in zip(grid[:-1], grid[1:], (int(c) for c in counts)):
         direction = np.sign(b - a)
         nodes.extend(a + direction * step_size * np.arange(1, n))
         nodes.append(b)

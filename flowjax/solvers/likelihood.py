@@ -22,6 +22,7 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Float
 
+from flowjax._checks import check_floating, check_output_shape, flat_batch
 from flowjax.solvers import divergence as div_lib
 from flowjax.solvers.integrate import Update, integrate
 from flowjax.solvers.settings import SolverSettings, split_settings
@@ -33,12 +34,21 @@ def _divergence_dynamics(
     settings: SolverSettings,
     key: jax.Array | None,
     model_kwargs: dict[str, Any],
+    x_name: str,
 ) -> Callable[[Array, Array], tuple[Array, Array]]:
     """A function (t, x) -> (u_t(x), div u_t(x)) with the settings' divergence estimator."""
+    check_floating(x, x_name)
     if x.ndim < 2:
         raise ValueError(
-            f"The likelihood solvers need a batch of shape (B, *event), got x.shape={x.shape}."
+            f"The likelihood solvers need a batch of shape (B, *event), got {x_name}.shape="
+            f"{x.shape}."
         )
+
+    def velocity(z: Array, t: Array) -> Array:
+        out = velocity_fn(z, t, **model_kwargs)
+        check_output_shape(out, z, "velocity_fn")
+        return out
+
     divergence = div_lib.divergence_estimator(
         x.shape,
         x.dtype,
@@ -47,7 +57,7 @@ def _divergence_dynamics(
         num_probes=settings.num_probes,
         probe=settings.probe,
     )
-    return lambda t, y: divergence(lambda z: velocity_fn(z, t, **model_kwargs), y)
+    return lambda t, y: divergence(lambda z: velocity(z, t), y)
 
 
 def _check_endpoints(grid: tuple[float, ...], start: float, end: float, name: str) -> None:
@@ -102,7 +112,7 @@ def ode_log_likelihood(
     settings = settings.replace(time_grid=settings.grid((1.0, 0.0)))
     x_1 = jnp.asarray(x_1)
     _check_endpoints(settings.time_grid, 1.0, 0.0, "ode_log_likelihood")
-    field = _divergence_dynamics(velocity_fn, x_1, settings, key, model_kwargs)
+    field = _divergence_dynamics(velocity_fn, x_1, settings, key, model_kwargs, "x_1")
     log_det_init = jnp.zeros(x_1.shape[:1], dtype=x_1.dtype)
     xs, log_det = integrate(
         lambda t, y: field(t, y[0]),
@@ -139,7 +149,7 @@ def ode_sample_with_log_likelihood(
     settings = settings.replace(time_grid=settings.grid((0.0, 1.0)))
     x_0 = jnp.asarray(x_0)
     _check_endpoints(settings.time_grid, 0.0, 1.0, "ode_sample_with_log_likelihood")
-    field = _divergence_dynamics(velocity_fn, x_0, settings, key, model_kwargs)
+    field = _divergence_dynamics(velocity_fn, x_0, settings, key, model_kwargs, "x_0")
 
     def dynamics(t, y):
         velocity, div = field(t, y[0])
@@ -157,6 +167,6 @@ def ode_sample_with_log_likelihood(
 
 def standard_normal_log_density(x: Float[Array, "B *event"]) -> Float[Array, "B"]:
     """log N(x; 0, I) per sample for x of shape (B, *event): the usual source density."""
-    flat = x.reshape(x.shape[0], -1)
+    flat = flat_batch(jnp.asarray(x))
     dim = flat.shape[1]
     return -0.5 * jnp.sum(flat**2, axis=1) - 0.5 * dim * np.log(2.0 * np.pi)

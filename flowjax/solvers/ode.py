@@ -15,6 +15,7 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Float, Int
 
+from flowjax._checks import check_floating, check_output_shape
 from flowjax.solvers.integrate import Dynamics, Refinement, integrate
 from flowjax.solvers.settings import SolverSettings, split_settings
 
@@ -69,9 +70,12 @@ def ode_sample(
     settings, model_kwargs = split_settings(solver, kwargs)
     settings = settings.replace(time_grid=settings.grid((0.0, 1.0)))
     x_init = jnp.asarray(x_init)
+    check_floating(x_init, "x_init")
 
     def dynamics(t, x):
-        return velocity_fn(x, t, **model_kwargs)
+        velocity = velocity_fn(x, t, **model_kwargs)
+        check_output_shape(velocity, x, "velocity_fn")
+        return velocity
 
     refine = (
         None

@@ -41,12 +41,14 @@ midpoint, heun and rk4.
 
 from __future__ import annotations
 
+import math
 from typing import Any, Callable
 
 import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Float
 
+from flowjax._checks import check_floating, check_output_shape
 from flowjax.manifolds import Manifold, check_points
 from flowjax.solvers.integrate import FIXED_STEP_METHODS, Update, integrate
 from flowjax.solvers.likelihood import ode_log_likelihood
@@ -121,10 +123,12 @@ def riemannian_sample(
     settings, model_kwargs = split_settings(solver, kwargs)
     _check_method(settings, "riemannian_sample")
     x_init = jnp.asarray(x_init)
+    check_floating(x_init, "x_init")
     check_points(manifold, x_init, "x_init")
 
     def velocity(t: Array, x: Array) -> Array:
         u = velocity_fn(x, t, **model_kwargs)
+        check_output_shape(u, x, "velocity_fn")
         return manifold.proju(x, u) if proju else u
 
     return integrate(
@@ -174,6 +178,7 @@ def riemannian_log_likelihood(
     settings, model_kwargs = split_settings(solver, kwargs)
     _check_method(settings, "riemannian_log_likelihood")
     x_1 = jnp.asarray(x_1)
+    check_floating(x_1, "x_1")
     check_points(manifold, x_1, "x_1")
     if x_1.ndim < 2:
         raise ValueError(
@@ -187,7 +192,8 @@ def riemannian_log_likelihood(
         return manifold.proju(on_manifold, velocity_fn(on_manifold, t, **model_kwargs))
 
     def base_log_prob(x: Array) -> Array:
-        return manifold.base_log_prob(x).reshape(x.shape[0], -1).sum(axis=1)
+        log_p = manifold.base_log_prob(x)
+        return log_p.reshape(log_p.shape[0], math.prod(log_p.shape[1:])).sum(axis=1)
 
     def move_state(h, dy, y):
         (x, log_det), (u, div) = y, dy

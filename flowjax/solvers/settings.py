@@ -76,20 +76,20 @@ class SolverSettings:
 
     def __post_init__(self):
         check_method(self.method)
-        if self.step_size is not None and not (
-            isinstance(self.step_size, (int, float, np.number)) and self.step_size > 0
-        ):
-            raise ValueError(f"step_size must be positive or None, got {self.step_size!r}.")
+        if self.step_size is not None and not _positive_number(self.step_size):
+            raise ValueError(
+                f"step_size must be positive and finite, or None; got {self.step_size!r}."
+            )
         if self.time_grid is not None:
             grid = tuple(float(t) for t in static_time_grid(self.time_grid))
             object.__setattr__(self, "time_grid", grid)
         for name in ("atol", "rtol"):
             value = getattr(self, name)
-            if not (isinstance(value, (int, float, np.number)) and value > 0):
-                raise ValueError(f"{name} must be a positive number, got {value!r}.")
+            if not _positive_number(value):
+                raise ValueError(f"{name} must be a finite positive number, got {value!r}.")
         for name in ("max_steps", "num_probes"):
             value = getattr(self, name)
-            if not (isinstance(value, (int, np.integer)) and value >= 1):
+            if isinstance(value, bool) or not (isinstance(value, (int, np.integer)) and value >= 1):
                 raise ValueError(f"{name} must be an int >= 1, got {value!r}.")
         if self.divergence not in DIVERGENCES:
             raise ValueError(
@@ -127,6 +127,12 @@ class SolverSettings:
         elif grid != "uniform":
             values["time_grid"] = grid
         return cls(**values)
+
+
+def _positive_number(value: Any) -> bool:
+    """Whether `value` is a finite number > 0 (a bool is not a number here)."""
+    number = isinstance(value, (int, float, np.number)) and not isinstance(value, (bool, np.bool_))
+    return number and bool(np.isfinite(value)) and value > 0
 
 
 def check_euler(settings: SolverSettings, name: str) -> None:

@@ -28,12 +28,13 @@ def edm_time_grid(
     """
     if not isinstance(num_steps, (int, np.integer)) or isinstance(num_steps, bool) or num_steps < 1:
         raise ValueError(f"num_steps must be an int >= 1, got {num_steps!r}.")
-    if not 0 < sigma_min < sigma_max:
+    if not (0 < sigma_min < sigma_max and np.isfinite(sigma_max)):
         raise ValueError(
-            f"Expected 0 < sigma_min < sigma_max, got sigma_min={sigma_min}, sigma_max={sigma_max}."
+            "Expected finite 0 < sigma_min < sigma_max, got "
+            f"sigma_min={sigma_min}, sigma_max={sigma_max}."
         )
-    if rho <= 0:
-        raise ValueError(f"rho must be > 0, got {rho}.")
+    if not (rho > 0 and np.isfinite(rho)):
+        raise ValueError(f"rho must be a finite number > 0, got {rho}.")
     if num_steps == 1:
         sigmas = np.array([sigma_max, 0.0])
     else:
