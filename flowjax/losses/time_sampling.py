@@ -12,9 +12,10 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jaxtyping import Array, Float
 
-from flowjax._checks import check_count, check_float_dtype
+from flowjax._checks import check_count, check_float_dtype, concrete_value
 
 TIME_DISTRIBUTIONS = ("uniform", "logit_normal", "low_discrepancy")
 
@@ -37,7 +38,8 @@ def sample_time(
       t_max: upper end of the range (e.g. 1 - 1e-3 for losses singular at t = 1).
     """
     batch_size = check_count(batch_size, "batch_size")
-    if not 0.0 < t_max <= 1.0:
+    t_max_value = concrete_value(t_max)
+    if t_max_value is not None and not np.all((t_max_value > 0.0) & (t_max_value <= 1.0)):
         raise ValueError(f"t_max must lie in (0, 1], got {t_max!r}.")
     dtype = check_float_dtype(dtype)
     if distribution == "uniform":
@@ -51,4 +53,4 @@ def sample_time(
         raise ValueError(
             f"Unknown time distribution {distribution!r}; expected one of {TIME_DISTRIBUTIONS}."
         )
-    return u * t_max
+    return (u * t_max).astype(dtype)

@@ -245,9 +245,9 @@ class MixtureJumpGenerator:
         self, key: Array, x: Float[Array, "B D"], t: Float[Array, ""]
     ) -> Float[Array, "B D"]:
         """One jump destination per coordinate, (B, D)."""
+        pick_key, w_key, jump_key = jax.random.split(key, 3)  # a bad key fails before any work
         resp, mean, sd, a, b, c = self._quadratic(x, t)
         rates, lo, hi = self._component_rates(a, b, c)
-        pick_key, w_key, jump_key = jax.random.split(key, 3)
         weights = jnp.moveaxis(resp[..., None] * rates, 1, -1)  # (B, D, K)
         k = sample_categorical(pick_key, weights, x.dtype)[:, None, :]  # (B, 1, D)
         a, b, c, lo, hi, mean, sd, rate = (
