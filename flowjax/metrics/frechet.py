@@ -48,6 +48,13 @@ def frechet_distance(mu1, sigma1, mu2, sigma2) -> float:
             )
         if not np.all(np.isfinite(value)):
             raise ValueError(f"frechet_distance: {name} has non-finite entries.")
+    for name, sigma in (("sigma1", sigma1), ("sigma2", sigma2)):
+        smallest = np.linalg.eigvalsh((sigma + sigma.T) / 2).min(initial=0.0)
+        if smallest < -1e-6 * d * max(np.abs(sigma).max(initial=0.0), np.finfo(np.float64).tiny):
+            raise ValueError(
+                f"frechet_distance: {name} must be a covariance (symmetric positive "
+                f"semi-definite), got a matrix with the eigenvalue {smallest:.6g}."
+            )
     eigvals, eigvecs = np.linalg.eigh((sigma1 + sigma1.T) / 2)
     root1 = (eigvecs * np.sqrt(_drop_round_off(eigvals))) @ eigvecs.T
     middle = root1 @ sigma2 @ root1

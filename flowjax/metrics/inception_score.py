@@ -61,6 +61,12 @@ class ScoreStatistics:
             )
         if not np.all(np.isfinite(probs)) or np.any(probs < 0):
             raise ValueError("Class probabilities must be finite and non-negative.")
+        sums = probs.sum(axis=1)
+        if not np.allclose(sums, 1.0, atol=1e-4):
+            raise ValueError(
+                "Class probabilities must sum to 1 per sample (pass logits to update_logits); "
+                f"got row sums between {sums.min():.6g} and {sums.max():.6g}."
+            )
         index = np.arange(self.seen, self.seen + probs.shape[0])
         chunk = np.searchsorted(self._bounds(), index, side="right") - 1
         prob_sums = self.prob_sums.copy()

@@ -22,6 +22,11 @@ def fraction_near_components(
 ) -> float:
     """The fraction of `samples` (n, D) within `num_std` standard deviations of a component."""
     x = jnp.asarray(samples, mixture.means.dtype)
+    dim = mixture.means.shape[1]
+    if x.ndim != 2 or x.shape[0] == 0 or x.shape[1] != dim:
+        raise ValueError(
+            f"samples must have shape (n, {dim}) with n >= 1 for this mixture, got {x.shape}."
+        )
     chol = jnp.linalg.cholesky(mixture.covs)  # (K, D, D)
     offsets = x[None] - mixture.means[:, None]  # (K, n, D)
     whitened = jax.vmap(

@@ -90,7 +90,13 @@ def generative_perplexity(
     A judge with a smaller vocabulary than the samples' tokens cannot score them: that raises a
     ValueError before anything is scored (`judge_vocab_size`)."""
     samples = _check_samples(samples)
-    if judge_vocab_size is not None and samples.size and samples.max() >= judge_vocab_size:
+    if samples.size == 0:
+        raise ValueError(
+            f"samples must hold at least one sequence of at least one token, got {samples.shape}."
+        )
+    if not (isinstance(batch_size, int) and batch_size >= 1):
+        raise ValueError(f"batch_size must be an int >= 1, got {batch_size!r}.")
+    if judge_vocab_size is not None and samples.max() >= judge_vocab_size:
         raise ValueError(
             f"The samples hold token ids up to {int(samples.max())}, outside the judge's "
             f"vocabulary of {judge_vocab_size}: the judge must read the samples' tokenizer."
