@@ -22,6 +22,11 @@ def classifier_free_guidance(
     conditional: jax.Array, unconditional: jax.Array, guidance_scale: float | jax.Array
 ) -> jax.Array:
     """(1 + w) * conditional - w * unconditional."""
+    if jnp.shape(conditional) != jnp.shape(unconditional):
+        raise ValueError(
+            "conditional and unconditional must have the same shape; got "
+            f"{jnp.shape(conditional)} and {jnp.shape(unconditional)}."
+        )
     return (1.0 + guidance_scale) * conditional - guidance_scale * unconditional
 
 
@@ -44,6 +49,8 @@ def guided_velocity(
         if label_name not in model_kwargs:
             raise ValueError(f"guided_velocity needs the labels as the keyword {label_name!r}.")
         labels = jnp.asarray(model_kwargs.pop(label_name))
+        if jnp.ndim(x) == 0:
+            raise ValueError(f"x must have a leading batch axis (B, ...), got a scalar {x!r}.")
         if labels.shape != x.shape[:1]:
             raise ValueError(
                 f"{label_name} must have shape (batch,) = ({x.shape[0]},), got {labels.shape}."
@@ -56,6 +63,11 @@ def guided_velocity(
             **{label_name: jnp.concatenate([labels, jnp.full_like(labels, null_label)])},
             **model_kwargs,
         )
+        if jnp.shape(both)[:1] != (2 * x.shape[0],):
+            raise ValueError(
+                f"velocity_fn must return one output per input of the doubled batch, leading axis "
+                f"{2 * x.shape[0]}; got shape {jnp.shape(both)}."
+            )
         conditional, unconditional = jnp.split(both, 2)
         return classifier_free_guidance(conditional, unconditional, guidance_scale)
 

@@ -198,6 +198,11 @@ _FLIP_TAG = 0x464C4950
 # Config parsing and argument checks.
 
 
+def _is_int(value: Any) -> bool:
+    """Whether `value` is an integer (a bool is not one here)."""
+    return isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
+
+
 def _as_dict(config: Any) -> dict[str, Any]:
     if hasattr(config, "to_dict"):
         return dict(config.to_dict())
@@ -244,15 +249,13 @@ def parse_config(config: Any) -> dict[str, Any]:
             f"{_images.DIGITS_SPLITS}."
         )
     for key in ("worker_count", "num_threads", "prefetch_buffer_size"):
-        if not isinstance(spec[key], (int, np.integer)) or spec[key] < 0:
+        if not _is_int(spec[key]) or spec[key] < 0:
             raise ValueError(f"data.{key} must be a non-negative int, got {spec[key]!r}.")
     num_epochs = spec.get("num_epochs")
-    if num_epochs is not None and (not isinstance(num_epochs, (int, np.integer)) or num_epochs < 1):
+    if num_epochs is not None and (not _is_int(num_epochs) or num_epochs < 1):
         raise ValueError(f"data.num_epochs must be None (forever) or >= 1, got {num_epochs!r}.")
     num_classes = spec.get("num_classes")
-    if num_classes is not None and (
-        not isinstance(num_classes, (int, np.integer)) or num_classes < 1
-    ):
+    if num_classes is not None and (not _is_int(num_classes) or num_classes < 1):
         raise ValueError(f"data.num_classes must be None or a positive int, got {num_classes!r}.")
     return spec
 

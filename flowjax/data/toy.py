@@ -60,6 +60,7 @@ import numpy as np
 from jax import Array
 from jax.scipy.special import logsumexp
 
+from flowjax._checks import check_count
 from flowjax.data.discrete_toy import DISCRETE_TOYS
 from flowjax.data.manifold_toy import MANIFOLD_TOYS
 from flowjax.manifolds import Manifold
@@ -173,7 +174,13 @@ def sample_toy(name: str, n: int, rng: np.random.Generator) -> np.ndarray:
       float32 array of shape (n, *toy_event_shape(name)); int32 tokens for the discrete toys.
     """
     check_toy_name(name)
-    return _SAMPLERS[name](rng, int(n)).astype(np.int32 if name in DISCRETE_TOYS else np.float32)
+    n = check_count(n, "n")
+    if not isinstance(rng, np.random.Generator):
+        raise TypeError(
+            f"rng must be a numpy.random.Generator (numpy.random.default_rng(seed)), got "
+            f"{type(rng).__name__}."
+        )
+    return _SAMPLERS[name](rng, n).astype(np.int32 if name in DISCRETE_TOYS else np.float32)
 
 
 def toy_event_shape(name: str) -> tuple[int, ...]:
@@ -203,6 +210,7 @@ def toy_batch(name: str, batch_size: int, *, seed: int, index: int) -> np.ndarra
     without the ones before it (this is what makes the toy pipeline resumable and independent
     of how many processes share it).
     """
+    seed, index = check_count(seed, "seed"), check_count(index, "index")
     return sample_toy(name, batch_size, np.random.default_rng([seed, index]))
 
 
