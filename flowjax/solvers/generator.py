@@ -136,7 +136,8 @@ def check_weights(weights: Sequence[float], num: int) -> np.ndarray:
     value = value.astype(np.float64)
     if value.shape != (num,):
         raise ValueError(f"Expected {num} superposition weights, one per generator; got {weights!r}.")
-    if not np.all(np.isfinite(value)) or np.any(value < 0) or abs(float(value.sum()) - 1.0) > 1e-6:
+    valid = np.all(np.isfinite(value)) and np.all(value >= 0)
+    if not valid or abs(float(value.sum()) - 1.0) > 1e-6:
         raise ValueError(
             f"Superposition weights must be >= 0 and sum to 1 (so that the combined generator "
             f"keeps the marginal path); got {weights!r}, summing to {float(value.sum()):.6g}."
