@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 DEMO_WORKDIR ?= workdirs/demo
 
-.PHONY: demo test test-slow bench venv clean
+.PHONY: demo test test-slow test-properties-long bench venv clean
 
 venv: $(STAMP)
 
@@ -24,6 +24,9 @@ test: $(STAMP)
 
 test-slow: $(STAMP)
 	$(PY) -m pytest -q -m slow
+
+test-properties-long: $(STAMP)
+	HYPOTHESIS_PROFILE=long $(PY) -m pytest -q tests/properties
 
 bench: $(STAMP)
 	$(PY) experiments/benchmarks/vs_flow_matching.py
