@@ -137,12 +137,13 @@ def check_regular(
     if time is None or time.size == 0:
         return
     singular: set[float] = set()
-    checks = [(v, np.isfinite) for v in finite] + [(v, np.not_equal) for v in nonzero]
-    for values, regular in checks:
+    checks = [(v, lambda a: ~np.isfinite(a)) for v in finite]
+    checks += [(v, lambda a: a == 0) for v in nonzero]
+    for values, is_singular in checks:
         value = concrete_value(values)
         if value is None:
             return
-        bad = ~(regular(value) if regular is np.isfinite else regular(value, 0))
+        bad = is_singular(value)
         if np.any(bad):
             times = time.reshape(value.shape)[bad] if time.size == value.size else time.ravel()
             singular.update(float(v) for v in np.ravel(times))
