@@ -327,21 +327,31 @@ def test_kinetic_optimal_rates_check_their_input(defect):
         kinetic_optimal_rates(p, dp, weights)
 
 
-@fewer_examples(3)
-@given(prob=float32s(0.0, 0.95), target=st.integers(0, V - 1), t=interior_floats)
+@functools.partial(jax.jit, static_argnums=0)
+def _kinetic_optimal_mixture(scheduler, target, t):
+    """kappa at 0 and 1, kappa_inverse(kappa_t), and the generic kinetic-optimal velocity of the
+    scheduler's mixture path next to the path's own conditional velocity, both (V, V)."""
+    path = MixtureDiscreteProbPath(scheduler, UniformSource(V))
+    x_1 = jnp.reshape(target, (1,))
+    generic = kinetic_optimal_velocity(lambda s: path.probs(x_1, s), jnp.reshape(t, (1,)))
+    own = path.conditional_velocity(jnp.arange(V), jnp.full((V,), target), t)
+    ends = scheduler(jnp.asarray([0.0, 1.0])).alpha_t
+    return ends, scheduler.kappa_inverse(scheduler(t).alpha_t), generic[0], own.T
+
+
+@given(
+    prob=st.sampled_from((0.0, 0.25, 0.6, 0.95)),
+    target=st.integers(0, V - 1),
+    t=interior_floats,
+)
 def test_kinetic_optimal_scheduler(prob, target, t):
     """kappa runs from 0 to 1, kappa_inverse inverts it, and on its mixture path the generic
     kinetic-optimal velocity equals the path's conditional velocity (both with tau = p)."""
     scheduler = KineticOptimalScheduler(prob)
-    ends = scheduler(jnp.asarray([0.0, 1.0]))
-    np.testing.assert_allclose(ends.alpha_t, [0.0, 1.0], atol=1e-6)
-    kappa = scheduler(jnp.asarray(t)).alpha_t
-    np.testing.assert_allclose(scheduler.kappa_inverse(kappa), t, atol=1e-4)
-    path = MixtureDiscreteProbPath(scheduler, UniformSource(V))
-    x_1 = jnp.asarray([target])
-    generic = kinetic_optimal_velocity(lambda s: path.probs(x_1, s), jnp.asarray([t]))
-    own = path.conditional_velocity(jnp.arange(V), jnp.full((V,), target), jnp.asarray(t))
-    np.testing.assert_allclose(np.asarray(generic)[0], np.asarray(own).T, rtol=1e-4, atol=1e-5)
+    ends, t_again, generic, own = _kinetic_optimal_mixture(scheduler, target, jnp.float32(t))
+    np.testing.assert_allclose(ends, [0.0, 1.0], atol=1e-6)
+    np.testing.assert_allclose(t_again, t, atol=1e-4)
+    np.testing.assert_allclose(generic, own, rtol=1e-4, atol=1e-5)
 
 
 _weight_elements = st.one_of(st.just(0.0), float32s(0.0, 1e-30), float32s(0.0, 1e30))

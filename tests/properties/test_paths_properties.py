@@ -422,3 +422,24 @@ def test_mixture_jump_generator_is_finite_or_refuses_t_one(batch, seed, data):
 def test_mixture_jump_generator_rejects_points_of_another_dimension(dim):
     with raises_naming(ValueError, "x"):
         GENERATOR.scaled_rate(np.zeros((3, dim), np.float32), 0.5)
+
+
+@given(
+    name=st.sampled_from(REGULAR),
+    batch=st.sampled_from((1, 3)),
+    bad=st.sampled_from((np.nan, np.inf, -np.inf)),
+    which=st.sampled_from(("x_0", "x_1")),
+    data=st.data(),
+)
+def test_non_finite_data_propagates_under_jit(name, batch, bad, which, data):
+    """Data arrays are not scanned for NaN or inf: under jit a non-finite coordinate gives a
+    non-finite x_t at that coordinate (NaN in, NaN out) and leaves the others finite."""
+    x = {"x_0": data.draw(arrays((batch, 2))), "x_1": data.draw(arrays((batch, 2)))}
+    index = (data.draw(st.integers(0, batch - 1)), data.draw(st.integers(0, 1)))
+    x[which][index] = bad
+    t = data.draw(times(batch, interior_floats))
+    x_t = np.asarray(_affine_sample(SCHEDULERS[name], x["x_0"], x["x_1"], t).x_t)
+    assert not np.isfinite(x_t[index])
+    finite = np.ones(x_t.shape, bool)
+    finite[index] = False
+    assert np.all(np.isfinite(x_t[finite]))
