@@ -51,10 +51,18 @@ def perplexity_metrics(
 def bits_per_byte(log_likelihood: np.ndarray, num_bytes: np.ndarray) -> float:
     """-sum log p / (ln 2 sum bytes): the code length per byte of text, for sequences whose
     decoded text has `num_bytes` bytes each."""
-    total_bytes = float(np.sum(num_bytes))
-    if total_bytes <= 0:
-        raise ValueError("bits_per_byte needs sequences that decode to at least one byte.")
-    return float(-np.sum(np.asarray(log_likelihood, np.float64)) / (math.log(2.0) * total_bytes))
+    log_likelihood, num_bytes = np.asarray(log_likelihood, np.float64), np.asarray(num_bytes)
+    if num_bytes.shape != log_likelihood.shape:
+        raise ValueError(
+            f"num_bytes must hold one count per log-likelihood, shape {log_likelihood.shape}, "
+            f"got {num_bytes.shape}."
+        )
+    if not np.issubdtype(num_bytes.dtype, np.integer) or np.any(num_bytes < 0):
+        raise ValueError(f"num_bytes must be integer counts >= 0, got {num_bytes.dtype} values.")
+    total_bytes = int(num_bytes.sum())
+    if total_bytes == 0:
+        raise ValueError("num_bytes sums to 0: bits per byte needs text of at least one byte.")
+    return float(-log_likelihood.sum() / (math.log(2.0) * total_bytes))
 
 
 def _check_samples(samples: np.ndarray) -> np.ndarray:

@@ -26,16 +26,20 @@ from flowjax.categorical import check_categorical_dtype, sample_categorical
 Decode = Callable[[Array, Any], tuple[Array, Any]]
 
 
+def _check_nucleus(top_p: float, temperature: float) -> None:
+    if not 0.0 < top_p <= 1.0:
+        raise ValueError(f"top_p must be in (0, 1], got {top_p!r}.")
+    if not temperature > 0.0:
+        raise ValueError(f"temperature must be > 0, got {temperature!r}.")
+
+
 def nucleus_weights(
     logits: Float[Array, "*batch V"], top_p: float, temperature: float = 1.0
 ) -> Float[Array, "*batch V"]:
     """Unnormalised weights of the nucleus of softmax(logits / temperature): the probabilities of
     the most likely tokens up to cumulative mass top_p (the token that crosses it included), 0
     elsewhere. top_p = 1 keeps the whole distribution."""
-    if not 0.0 < top_p <= 1.0:
-        raise ValueError(f"top_p must be in (0, 1], got {top_p!r}.")
-    if not temperature > 0.0:
-        raise ValueError(f"temperature must be > 0, got {temperature!r}.")
+    _check_nucleus(top_p, temperature)
     probs = jax.nn.softmax(logits.astype(jnp.float32) / temperature, axis=-1)
     if top_p == 1.0:
         return probs
@@ -75,16 +79,25 @@ def autoregressive_sample(
         raise ValueError(f"prompt must be integer tokens (B, P) with P >= 1, got {prompt.shape}.")
     if not (isinstance(num_tokens, int) and num_tokens >= 1):
         raise ValueError(f"num_tokens must be an int >= 1, got {num_tokens!r}.")
+    _check_nucleus(top_p, temperature)
     dtype = check_categorical_dtype(dtype)
 
     def draw(step_key, logits):
+        if exclude:  # before the nucleus, which then holds the most likely allowed tokens
+            logits = logits.at[..., jnp.asarray(exclude)].set(-jnp.inf)
         weights = nucleus_weights(logits, top_p, temperature).astype(dtype)
-        if exclude:
-            weights = weights.at[..., jnp.asarray(exclude)].set(0.0)
         return sample_categorical(step_key, weights, dtype)
 
     keys = jax.random.split(key, num_tokens)
     logits, cache = decode(prompt, cache)
+    vocab_size = logits.shape[-1]
+    if not all(isinstance(i, int) and 0 <= i < vocab_size for i in exclude):
+        raise ValueError(
+            f"exclude must hold token ids in [0, {vocab_size}) (the model's vocabulary), got "
+            f"{exclude!r}."
+        )
+    if len(set(exclude)) >= vocab_size:
+        raise ValueError(f"exclude {exclude!r} leaves no token of the {vocab_size} to draw.")
     first = draw(keys[0], logits[:, -1])
 
     def step(carry, step_key):

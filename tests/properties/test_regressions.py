@@ -29,6 +29,7 @@ from flowjax.metrics import (
     fraction_in_support,
     fraction_near_components,
     frechet_distance,
+    bits_per_byte,
     generative_perplexity,
     inception_score_from_probs,
     negative_log_likelihood,
@@ -50,6 +51,7 @@ from flowjax.solvers import (
     FlowDivergenceSampler,
     Generator,
     SolverSettings,
+    autoregressive_sample,
     edm_time_grid,
     exact_divergence,
     hutchinson_divergence,
@@ -541,6 +543,21 @@ def test_generative_perplexity_refuses_samples_without_tokens():
             generative_perplexity(judge, np.zeros(shape, np.int64), judge_vocab_size=2)
 
 
+def test_bits_per_byte_refuses_counts_of_another_shape():
+    """test_bits_per_byte_checks_its_input: defect='shapes' (3 byte counts for 2 sequences) was
+    accepted, the two sums taken over different sequences."""
+    with pytest.raises(ValueError, match="num_bytes must hold one count per log-likelihood"):
+        bits_per_byte(np.log([0.5, 0.25]), np.asarray([1, 2, 3]))
+
+
+def test_bits_per_byte_refuses_negative_and_fractional_counts():
+    """test_bits_per_byte_checks_its_input: defect='negative bytes' ([3, -1]) and
+    'fractional bytes' ([1.5, 2.0]) were accepted."""
+    for num_bytes in ([3, -1], [1.5, 2.0]):
+        with pytest.raises(ValueError, match="num_bytes must be integer counts >= 0"):
+            bits_per_byte(np.log([0.5, 0.25]), np.asarray(num_bytes))
+
+
 def test_parse_config_refuses_a_boolean_count():
     """test_parse_config_of_toy_configs: name='checkerboard', option='worker_count',
     value=False was accepted as 0 workers."""
@@ -596,3 +613,33 @@ def test_guided_velocity_refuses_a_model_output_of_another_batch():
     guided = guided_velocity(lambda x, t, label: x[:1], 1.0, null_label=0)
     with pytest.raises(ValueError, match="velocity_fn must return one output per input"):
         guided(np.ones((2, 3), np.float32), 0.5, label=np.array([1, 2]))
+
+
+# Language models ---------------------------------------------------------------------------
+
+
+def _first_token_likeliest(tokens, cache):
+    """Logits (B, n, 3) favouring token 0 at every position."""
+    return jnp.broadcast_to(jnp.asarray([10.0, 0.0, 0.0]), tokens.shape + (3,)), cache
+
+
+def test_autoregressive_sample_never_draws_an_excluded_token_outside_a_small_nucleus():
+    """test_autoregressive_sample_draws_allowed_ids: batch=1, num_tokens=1, exclude=(0,), a
+    tiny nucleus and token 0 the likeliest drew token 0: the nucleus held only the excluded
+    token, so every weight was 0 after the exclusion."""
+    tokens = autoregressive_sample(
+        KEY, _first_token_likeliest, None, jnp.zeros((1, 1), jnp.int32), 1, top_p=1e-6,
+        exclude=(0,),
+    )
+    assert int(tokens[0, 0]) == 1
+
+
+def test_autoregressive_sample_refuses_excluded_ids_outside_the_vocabulary():
+    """test_autoregressive_sample_checks_its_input: exclude=(-1,) excluded the last token and
+    exclude=(3,) for V = 3 was dropped, both silently."""
+    for exclude in ((-1,), (3,)):
+        with pytest.raises(ValueError, match=r"exclude must hold token ids in \[0, 3\)"):
+            autoregressive_sample(
+                KEY, _first_token_likeliest, None, jnp.zeros((1, 1), jnp.int32), 1,
+                exclude=exclude,
+            )
