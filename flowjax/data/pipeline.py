@@ -25,6 +25,16 @@ dropping the incomplete last batch. Gathering a whole batch of indices at once k
 per batch in vectorised NumPy instead of one Python call per record. Toy sources draw global
 batch i from `numpy.random.default_rng([seed, i])` (see `flowjax.data.toy`).
 
+Why not grain's own `shuffle` / `batch` / per-process sharding: grain's MapDataset chain
+(`.shuffle(seed).repeat().batch(B)` after `ds[process_index::process_count]`) also resumes
+exactly, but it shards records before batching, so the global batch depends on the number of
+processes (the sharded trainer's tests compare 1 x 8 against 2 x 4 devices step by step), and
+its `batch` reads one record per Python call. Slicing each process's rows out of a global
+grain batch instead would make every process read every record. So the permutation, the
+straddling batches and the row slice are this module's (a few vectorised NumPy lines), and
+grain does what it does best here: the random-access `MapDataset`, threads and prefetching,
+multiprocessing, and the checkpointable iterator.
+
 Post-processing, identical for all sources: uint8 examples (images) are mapped to [-1, 1] by
 x / 127.5 - 1, any other dtype is cast to float32; with `random_flip=True` each image of
 shape (H, W, C) is flipped left-right with probability 1/2, decided by
