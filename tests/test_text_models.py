@@ -166,19 +166,25 @@ def test_ancestral_sampler_with_the_exact_posterior_draws_the_language(steps, re
     assert int(jnp.sum(x == MASK)) == 0
 
 
-def test_unchanged_steps_skip_the_network_and_give_the_same_samples():
-    """One sequence, 256 steps: most steps reveal nothing; reusing the logits then calls the
-    network far less often and draws exactly the same tokens."""
+def test_unchanged_steps_skip_the_network_and_keep_the_distribution():
+    """Single sequences, 256 steps: most steps reveal nothing, so reusing the candidates calls
+    the network at most L + 1 times (once per reveal, plus the first step) instead of 256, and
+    the samples still follow the language (total variation on the enumeration)."""
+    n = 20_000
     x0 = jnp.full((1, L), MASK, jnp.int32)
-    calls = {}
-    for reuse in (False, True):
+
+    def one(key, reuse):
         x, nfe = solvers.masked_diffusion_sample(
-            jax.random.key(8), exact_posterior_logits, x0, MASK_PATH, step_size=1 / 256,
+            key, exact_posterior_logits, x0, MASK_PATH, step_size=1 / 256,
             reuse_unchanged=reuse, return_nfe=True,
         )
-        calls[reuse] = (np.asarray(x), int(nfe))
-    np.testing.assert_array_equal(calls[True][0], calls[False][0])
-    assert calls[False][1] == 256 and calls[True][1] <= L + 1
+        return x[0], nfe
+
+    x, nfe = one(jax.random.key(8), False)
+    assert int(nfe) == 256
+    x, nfe = jax.jit(jax.vmap(lambda key: one(key, True)))(jax.random.split(jax.random.key(9), n))
+    assert int(nfe.max()) <= L + 1 and float(nfe.mean()) < 0.05 * 256
+    assert total_variation(np.asarray(x)) < 0.02
 
 
 def test_autoregressive_sampler_with_exact_conditionals_draws_the_language():

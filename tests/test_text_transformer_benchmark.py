@@ -91,7 +91,6 @@ def test_quick_flowjax_side_writes_consistent_results(bench, tmp_path):
         assert without["nfe"] == case["steps"]  # one network call per step
         assert 1 <= skipping["nfe"] <= case["steps"]
         assert without["fraction_masked"] == skipping["fraction_masked"] == 0.0
-        assert case["fraction_equal_tokens"] > 0.99  # skipping is exact without time input
         assert case["speedup"] == without["median_s"] / skipping["median_s"]
     # With one sequence of 16 tokens, at most 16 of the 32 steps reveal anything.
     assert cases[0]["batch"] == 1 and cases[0]["skip"]["nfe"] <= 16

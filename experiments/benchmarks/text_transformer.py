@@ -60,8 +60,9 @@ independent `TextTransformer` (time_conditioning=False, same size, random weight
 V = 1,000 data tokens + mask) with the mask path `MixtureDiscreteProbPath(MaskedDiffusion
 Scheduler("linear", 1e-3, 0.0), MaskSource(V + 1))`, 1,024 steps from all masks, batch 1 and
 16, length 128 and 32: the network evaluations (NFE, `return_nfe=True`) and the wall time with
-`reuse_unchanged` False and True, the same key for both (the fraction of equal tokens in the
-two samples is reported: skipping is exact for a network that does not read t). Each case is
+`reuse_unchanged` False and True, the same key for both (skipping keeps the law of the samples
+for a network that does not read t, not the samples of a key:
+`tests/test_text_models.py` checks the law on an enumerable language). Each case is
 compiled ahead of time, run once untimed, then `--sampler-reps` times (median).
 
 `--quick`: width 32, depth 1, 2 heads, conditioning 32, V = 256 and 64, B = 4, L = 32;
@@ -488,7 +489,6 @@ def flowjax_sampler_case(
     x_init = jnp.full((case.batch, case.length), case.vocab, jnp.int32)
     key = jax.random.key(SEED)
     result: dict[str, Any] = {"batch": case.batch, "length": case.length, "steps": case.steps}
-    samples = {}
     for reuse in (False, True):
 
         def sample(p, key, x_init, reuse=reuse):
@@ -509,9 +509,7 @@ def flowjax_sampler_case(
         record["gflops"] = harness.gflops(record["flops"], record["median_s"])
         record["fraction_masked"] = float(np.mean(np.asarray(x) == case.vocab))
         result[label] = record
-        samples[label] = np.asarray(x)
     result["speedup"] = result["no_skip"]["median_s"] / result["skip"]["median_s"]
-    result["fraction_equal_tokens"] = float(np.mean(samples["skip"] == samples["no_skip"]))
     return result
 
 
@@ -768,8 +766,7 @@ def format_table(rows, flowjax_env, peer_env, best: float) -> str:
 def format_sampler_table(results: list[dict[str, Any]]) -> str:
     header = (
         f"{'sampler case':<18} {'B':>3} {'L':>4} {'steps':>5} | {'NFE':>5} {'time s':>8} "
-        f"{'tok/s':>8} | {'NFE skip':>8} {'time s':>8} {'tok/s':>8} | {'speed-up':>8} "
-        f"{'equal':>6}"
+        f"{'tok/s':>8} | {'NFE skip':>8} {'time s':>8} {'tok/s':>8} | {'speed-up':>8}"
     )
     lines = [header, "-" * len(header)]
     for r in results:
@@ -778,12 +775,11 @@ def format_sampler_table(results: list[dict[str, Any]]) -> str:
             f"{r['case']:<18} {r['batch']:>3} {r['length']:>4} {r['steps']:>5} | "
             f"{a['nfe']:>5} {a['median_s']:8.3f} {a['tokens_per_s']:8.1f} | "
             f"{b['nfe']:>8} {b['median_s']:8.3f} {b['tokens_per_s']:8.1f} | "
-            f"{r['speedup']:7.2f}x {100 * r['fraction_equal_tokens']:5.1f}%"
+            f"{r['speedup']:7.2f}x"
         )
     lines += [
         "",
-        "reuse_unchanged False (NFE, time) vs True (NFE skip, time); equal: tokens equal in the "
-        "two samples (same key)",
+        "reuse_unchanged False (NFE, time) vs True (NFE skip, time)",
     ]
     return "\n".join(lines)
 

@@ -13,11 +13,19 @@ factorisation over positions). The step that ends at t = 1 reveals every remaini
 
 Skipping unchanged steps (MDLM's caching): when no token of the batch changed in a step, the
 network's input is the same as one step before; for a network that does not read t (MDLM and
-IMDM run without time conditioning) its logits are then the same, and the sampler reuses them
-instead of calling the network (`reuse_unchanged=True`). With many steps and short sequences
-most steps change nothing, so the number of network evaluations (NFE, returned with
-`return_nfe`) falls far below the number of steps. A time-conditioned network must be sampled
-with `reuse_unchanged=False`.
+IMDM run without time conditioning) its logits are then the same, and the sampler does not
+call the network (`reuse_unchanged=True`). With many steps and short sequences most steps
+change nothing, so the number of network evaluations (NFE, returned with `return_nfe`) falls
+far below the number of steps. A time-conditioned network must be sampled with
+`reuse_unchanged=False`.
+
+Each network evaluation draws one candidate token per position from its posterior, and a
+position revealed in a step takes its candidate. Without skipping this is the draw of every
+step. With skipping the candidates are kept until the next evaluation, so a skipped step costs
+O(B L) instead of a softmax and a draw over (B, L, V), and the samples keep their law: a
+position is revealed at most once, its candidate was drawn from the same logits (nothing
+changed since), and the reveal decisions are independent of the candidates. The same key then
+gives other samples than without skipping, from the same distribution.
 
 Categorical draws are inverse-CDF draws in `dtype` (`flowjax.categorical.sample_categorical`);
 float64 (with `jax.enable_x64`) avoids the float32 rounding that skews the draws of low-
@@ -66,8 +74,8 @@ def masked_diffusion_sample(
         that a token is unmasked at t).
       solver: the `SolverSettings`: its step and time grid (ascending in [0, 1], default
         (0, 1)); steps restart at every grid time (intermediates are states at those times).
-      reuse_unchanged: reuse the previous logits when no token changed in the last step (only
-        exact for a network that does not read t).
+      reuse_unchanged: skip the network when no token changed in the last step, keeping its
+        candidate tokens (only exact for a network that does not read t).
       return_intermediates: return the states at every grid time, (len(grid), *x_init.shape).
       return_nfe: also return the number of network evaluations (int32), as (x, nfe).
       dtype: floating dtype of the categorical draws (float64 needs `jax.enable_x64`).
@@ -101,38 +109,32 @@ def masked_diffusion_sample(
     mask = source.mask_token
     x_init = x_init.astype(jnp.int32)
 
-    def logits_at(x, t):
+    def candidates(x, t, key):
+        """One network evaluation: a token per position drawn from its posterior (no mask)."""
         logits = model_fn(x, t, **model_kwargs)
         check_logits(logits, x, path.vocab_size, "x")
-        return logits.astype(dtype)
+        weights = jax.nn.softmax(logits.astype(dtype), axis=-1).at[..., mask].set(0.0)
+        return sample_categorical(key, weights, dtype)
 
     def step(carry, inputs):
-        x, logits, changed, nfe = carry
+        x, tokens, changed, nfe = carry
         t, s, is_last, step_key = inputs
+        reveal_key, token_key = jax.random.split(step_key)
         if reuse_unchanged:
-            logits, nfe = jax.lax.cond(
+            tokens, nfe = jax.lax.cond(
                 changed,
-                lambda: (logits_at(x, t), nfe + 1),
-                lambda: (logits, nfe),
+                lambda: (candidates(x, t, token_key), nfe + 1),
+                lambda: (tokens, nfe),
             )
         else:
-            logits, nfe = logits_at(x, t), nfe + 1
+            tokens, nfe = candidates(x, t, token_key), nfe + 1
         kappa_t, kappa_s = path.scheduler(t).alpha_t, path.scheduler(s).alpha_t
         reveal = jnp.where(is_last, 1.0, (kappa_s - kappa_t) / (1.0 - kappa_t)).astype(dtype)
-        reveal_key, token_key = jax.random.split(step_key)
-        weights = jax.nn.softmax(logits, axis=-1).at[..., mask].set(0.0)
-        tokens = sample_categorical(token_key, weights, dtype)
         revealed = (x == mask) & (jax.random.uniform(reveal_key, x.shape, dtype) < reveal)
         x_next = jnp.where(revealed, tokens, x)
-        return (x_next, logits, jnp.any(revealed), nfe), x_next if return_intermediates else None
+        return (x_next, tokens, jnp.any(revealed), nfe), x_next if return_intermediates else None
 
-    logits_shape = jax.eval_shape(lambda: logits_at(x_init, ts[0]))
-    carry = (
-        x_init,
-        jnp.zeros(logits_shape.shape, dtype),
-        jnp.asarray(True),
-        jnp.zeros((), jnp.int32),
-    )
+    carry = (x_init, jnp.zeros_like(x_init), jnp.asarray(True), jnp.zeros((), jnp.int32))
     (x_final, _, _, nfe), states = jax.lax.scan(step, carry, (ts, ss, last, keys))
     if return_intermediates:
         x_final = jnp.concatenate([x_init[None], states[grid_index[1:] - 1]])
