@@ -9,7 +9,8 @@ Fixed-step methods (`euler`, `midpoint`, `heun`, `rk4`) run the whole integratio
 `step_size` starting at g_i, the last step shortened to land on g_{i+1} (without `step_size`,
 one step per interval); so the states returned at the grid's times are solver states, not
 interpolations. Adaptive methods (`dopri5`, `tsit5`) use diffrax with a PID controller and
-`throw=False`, so a sharded batch stays sharded; a failed solve returns non-finite values.
+`throw=False`, so a sharded batch stays sharded; a failed solve (its step budget `max_steps`
+spent) returns NaN. They solve in at least float32 and return the state's dtypes.
 
 With `return_nfe=True` the number of evaluations of the dynamics is returned as well: for a
 fixed-step method `EVALS_PER_STEP[method]` times the number of steps (known at trace time); for
@@ -267,6 +268,10 @@ def _integrate_fixed(
 
 
 def _integrate_adaptive(f, y0, grid, dtype, settings: SolverSettings, return_intermediates):
+    """diffrax's solve in at least float32 (times and state: a float16 or bfloat16 clock cannot
+    resolve the steps, and the error estimate of a bfloat16 state never meets the tolerances),
+    returned in the state's dtypes; NaN where the solve failed (e.g. `max_steps` reached)."""
+    dtype = jnp.promote_types(dtype, jnp.float32)
     term = diffrax.ODETerm(lambda t, y, args: f(t, y))
     step = settings.step_size
     t0, t1 = float(grid[0]), float(grid[-1])
@@ -281,7 +286,7 @@ def _integrate_adaptive(f, y0, grid, dtype, settings: SolverSettings, return_int
         t0=jnp.asarray(t0, dtype),
         t1=jnp.asarray(t1, dtype),
         dt0=None if step is None else (step if t1 > t0 else -step),
-        y0=y0,
+        y0=jax.tree.map(lambda v: v.astype(jnp.promote_types(v.dtype, dtype)), y0),
         saveat=saveat,
         stepsize_controller=diffrax.PIDController(rtol=settings.rtol, atol=settings.atol),
         max_steps=settings.max_steps,
@@ -289,4 +294,8 @@ def _integrate_adaptive(f, y0, grid, dtype, settings: SolverSettings, return_int
     )
     nfe = ADAPTIVE_EVALS_PER_STEP[settings.method] * solution.stats["num_steps"] + 1
     ys = solution.ys if return_intermediates else jax.tree.map(lambda v: v[-1], solution.ys)
+    failed = solution.result != diffrax.RESULTS.successful
+    ys = jax.tree.map(
+        lambda v, v0: jnp.where(failed, jnp.nan, v).astype(jnp.asarray(v0).dtype), ys, y0
+    )
     return ys, jnp.asarray(nfe, jnp.int32)

@@ -643,3 +643,22 @@ def test_autoregressive_sample_refuses_excluded_ids_outside_the_vocabulary():
                 KEY, _first_token_likeliest, None, jnp.zeros((1, 1), jnp.int32), 1,
                 exclude=exclude,
             )
+
+
+def test_adaptive_solvers_integrate_a_bfloat16_state():
+    """test_ode_sample_of_a_constant_velocity_is_exact (the "long" profile): method='dopri5',
+    grid=(0, 1), dtype=bfloat16, x = 0, c = 2.875 returned 1.59 instead of 2.875: diffrax
+    stepped a bfloat16 clock, spent max_steps by t = 0.55 and returned that state."""
+    for method in ("dopri5", "tsit5"):
+        x = ode_sample(lambda y, t: jnp.full_like(y, 2.875), jnp.zeros((1, 2), jnp.bfloat16),
+                       method=method)
+        assert x.dtype == jnp.bfloat16
+        np.testing.assert_array_equal(np.asarray(x, np.float32), 2.875)
+
+
+def test_an_adaptive_solve_that_spends_its_step_budget_returns_nan():
+    """Found with the case above: a solve that reached max_steps returned its last state as if
+    it had arrived."""
+    x = ode_sample(lambda y, t: 10 * jnp.sin(30 * y), jnp.ones((1, 2)), method="dopri5",
+                   max_steps=2)
+    assert np.all(np.isnan(np.asarray(x)))

@@ -250,7 +250,10 @@ def test_exact_and_hutchinson_likelihoods_agree(probe, seed, data):
         exact, estimate = _exact_and_hutchinson(probe, typed_key(seed), jnp.asarray(a), x_1)
         x_0 = np.asarray(x_1) @ scipy.linalg.expm(-a).T
         closed = -0.5 * np.sum(x_0**2, axis=1) - 1.5 * math.log(2 * math.pi) - np.trace(a)
-        np.testing.assert_allclose(exact, closed, atol=1e-6)
+        # RK4's error: |a_ij| <= 1 bounds the spectral radius by 3, so |h lambda| <= 0.15 and
+        # each of the 20 steps is off by at most about 0.15^5 / 120 = 6e-7 relative in x_0,
+        # 2.5e-5 in the quadratic log-density over the 20 steps (2.2e-5 measured for A = -1).
+        np.testing.assert_allclose(exact, closed, rtol=1e-4, atol=1e-6)
     sym = 0.5 * (a + a.T)
     off = sym - np.diag(np.diag(sym))
     variance = 2.0 * np.sum(off**2) if probe == "rademacher" else 2.0 * np.sum(sym**2)
