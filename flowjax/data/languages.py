@@ -12,7 +12,7 @@ on natural text) and their exact validity.
 
       H(X_1..L) = H(pi_k) + (L - k) h,   h = sum_s pi_k(s) H(T[s]),
 
-  with pi_k the stationary k-gram distribution (computed by power iteration to 1e-13) and h the
+  with pi_k the stationary k-gram distribution (a linear solve, or power iteration for many contexts) and h the
   entropy rate.
 - `NoisyCopyLanguage`: L = 2n tokens; the first n are i.i.d. from a unigram distribution p drawn
   from a Dirichlet(concentration), and the second n copy them, each token replaced by a uniform
@@ -68,6 +68,10 @@ def _check_settings(vocab_size: int, seq_len: int, concentration: float) -> None
         raise ValueError(f"concentration must be > 0, got {concentration!r}.")
 
 
+DIRECT_SOLVE_CONTEXTS = 2048
+"""Up to this many contexts V^k the stationary distribution is solved for directly."""
+
+
 @dataclasses.dataclass(frozen=True)
 class MarkovLanguage:
     """A stationary random order-k Markov chain over `vocab_size` symbols (module docstring)."""
@@ -97,18 +101,40 @@ class MarkovLanguage:
 
     @cached_property
     def stationary(self) -> np.ndarray:
-        """pi_k over the V^k contexts, (V^k,), by power iteration on the k-gram chain."""
+        """pi_k over the V^k contexts, (V^k,). Up to `DIRECT_SOLVE_CONTEXTS` contexts: the
+        solution of pi (P - I) = 0, sum pi = 1 for the k-gram chain P (a dense solve; power
+        iteration needs about 1 / (1 - lambda_2) steps, millions where a small concentration
+        makes a context nearly absorbing). Beyond: power iteration of the lazy chain (P + I) / 2
+        (the same stationary distribution, also for a periodic chain) to 1e-15."""
         v, k = self.vocab_size, self.order
-        pi = np.full(v**k, 1.0 / v**k)
-        shift = (np.arange(v**k) * v) % v**k  # context s followed by y -> (s * V) % V^k + y
-        for _ in range(100_000):
-            mass = pi[:, None] * self.transitions  # (V^k, V)
-            new = np.zeros_like(pi)
-            np.add.at(new, (shift[:, None] + np.arange(v)[None, :]).ravel(), mass.ravel())
-            if np.abs(new - pi).max() < 1e-15:
-                return new
-            pi = new
-        raise RuntimeError("The k-gram chain's stationary distribution did not converge.")
+        n = v**k
+        successors = ((np.arange(n) * v) % n)[:, None] + np.arange(v)[None, :]  # s, y -> s'
+        if n <= DIRECT_SOLVE_CONTEXTS:
+            chain = np.zeros((n, n))
+            np.put_along_axis(chain, successors, self.transitions, axis=1)
+            system = chain.T - np.eye(n)
+            system[n - 1] = 1.0  # one balance equation is redundant: normalise instead
+            try:
+                pi = np.linalg.solve(system, np.eye(n)[n - 1])
+            except np.linalg.LinAlgError:  # a split chain: no unique solution
+                pi = np.full(n, np.nan)
+            if np.all(np.isfinite(pi)) and np.abs(chain.T @ pi - pi).max() < 1e-12:
+                pi = np.clip(pi, 0.0, None)
+                return pi / pi.sum()
+        else:
+            pi = np.full(n, 1.0 / n)
+            for _ in range(100_000):
+                step = np.zeros_like(pi)
+                np.add.at(step, successors.ravel(), (pi[:, None] * self.transitions).ravel())
+                if np.abs(step - pi).max() < 1e-15:
+                    return step
+                pi = 0.5 * (pi + step)
+        raise ValueError(
+            f"The Markov language of concentration={self.concentration}, order={self.order} and "
+            f"language_seed={self.language_seed} has no stationary distribution that flowjax can "
+            "compute (transitions of probability 0 split the chain, or it mixes too slowly); use "
+            "a larger concentration or another language_seed."
+        )
 
     @property
     def entropy_rate(self) -> float:
@@ -150,9 +176,10 @@ class MarkovLanguage:
         """log p(x_1..L) of each sequence (B,), float64."""
         tokens = _check_tokens(tokens, self.vocab_size, self.seq_len)
         contexts = self._context_index(tokens)
-        log_start = np.log(self.stationary[contexts[:, 0]])
         nxt = tokens[:, self.order :]
-        steps = np.log(self.transitions[contexts[:, :-1], nxt]).sum(axis=1)
+        with np.errstate(divide="ignore"):  # log 0 = -inf: a sequence the language never makes
+            log_start = np.log(self.stationary[contexts[:, 0]])
+            steps = np.log(self.transitions[contexts[:, :-1], nxt]).sum(axis=1)
         return log_start + steps
 
     def log_prob_jax(self, tokens: Int[Array, "B L"]) -> Float[Array, "B"]:
@@ -220,7 +247,8 @@ class NoisyCopyLanguage:
         n = self.seq_len // 2
         first, second = tokens[:, :n], tokens[:, n:]
         copy = np.where(second == first, self._keep, self.noise / self.vocab_size)
-        return np.log(self.unigram[first]).sum(axis=1) + np.log(copy).sum(axis=1)
+        with np.errstate(divide="ignore"):  # log 0 = -inf: a sequence the language never makes
+            return np.log(self.unigram[first]).sum(axis=1) + np.log(copy).sum(axis=1)
 
     def log_prob_jax(self, tokens: Int[Array, "B L"]) -> Float[Array, "B"]:
         n = self.seq_len // 2

@@ -662,3 +662,14 @@ def test_an_adaptive_solve_that_spends_its_step_budget_returns_nan():
     x = ode_sample(lambda y, t: 10 * jnp.sin(30 * y), jnp.ones((1, 2)), method="dopri5",
                    max_steps=2)
     assert np.all(np.isnan(np.asarray(x)))
+
+
+def test_markov_language_with_a_nearly_absorbing_context():
+    """test_language_probabilities_and_entropy_match_an_enumeration (the "long" profile):
+    MarkovLanguage(vocab_size=3, seq_len=1, order=1, concentration=0.125, language_seed=3) raised
+    RuntimeError: power iteration did not converge (context 1 keeps itself with probability
+    1 - 5e-7, so it needed millions of steps)."""
+    language = data.languages.MarkovLanguage(3, 1, 1, 0.125, 3)
+    pi = language.stationary
+    np.testing.assert_allclose(pi @ language.transitions, pi, atol=1e-12)
+    np.testing.assert_allclose(np.exp(language.log_prob(np.arange(3)[:, None])).sum(), 1.0)
