@@ -33,9 +33,10 @@ def naive_attention(q, k, v, causal):
 @pytest.mark.parametrize("causal", [False, True])
 def test_attention_equals_the_naive_einsum(causal):
     q, k, v = jax.random.normal(jax.random.key(0), (3, 2, 7, 4, 8))
-    np.testing.assert_allclose(
-        attention(q, k, v, causal=causal), naive_attention(q, k, v, causal), atol=1e-6
-    )
+    ours, naive = jax.jit(
+        lambda q, k, v: (attention(q, k, v, causal=causal), naive_attention(q, k, v, causal))
+    )(q, k, v)
+    np.testing.assert_allclose(ours, naive, atol=1e-6)
 
 
 def test_rotary_keeps_norms_and_depends_on_relative_position_only():
@@ -64,36 +65,44 @@ def causal_model():
     return model
 
 
+forward = nnx.jit(lambda model, x: model(x))  # one compiled program per input shape
+decode = nnx.jit(lambda model, x, cache: model.decode(x, cache))
+
+
 def test_fresh_transformer_outputs_zero_logits():
     model = TextTransformer((8,), vocab_size=7, hidden_dim=16, depth=1, num_heads=2,
                             cond_dim=8, rngs=nnx.Rngs(0))
     x = jnp.zeros((2, 8), jnp.int32)
-    np.testing.assert_array_equal(model(x, jnp.asarray([0.1, 0.9])), 0.0)
+    logits = nnx.jit(lambda model, x, t: model(x, t))(model, x, jnp.asarray([0.1, 0.9]))
+    np.testing.assert_array_equal(logits, 0.0)
 
 
 def test_causal_logits_at_i_ignore_later_tokens(causal_model):
     x = jax.random.randint(jax.random.key(3), (2, 10), 0, 11)
     changed = x.at[:, 6:].set((x[:, 6:] + 1) % 11)
-    full, other = causal_model(x), causal_model(changed)
+    full, other = forward(causal_model, x), forward(causal_model, changed)
     np.testing.assert_array_equal(full[:, :6], other[:, :6])
     assert float(jnp.abs(full[:, 6:] - other[:, 6:]).max()) > 1e-2
 
 
 def test_kv_cache_decoding_equals_the_full_pass(causal_model):
     x = jax.random.randint(jax.random.key(4), (2, 10), 0, 11)
-    logits, cache = causal_model.decode(x[:, :4], causal_model.init_cache(2))
+    logits, cache = decode(causal_model, x[:, :4], causal_model.init_cache(2))
     steps = [logits]
     for i in range(4, 10):
-        logits, cache = causal_model.decode(x[:, i : i + 1], cache)
+        logits, cache = decode(causal_model, x[:, i : i + 1], cache)
         steps.append(logits)
     assert int(cache.length) == 10
-    np.testing.assert_allclose(jnp.concatenate(steps, axis=1), causal_model(x), atol=2e-5)
+    np.testing.assert_allclose(
+        jnp.concatenate(steps, axis=1), forward(causal_model, x), atol=2e-5
+    )
 
 
 def test_vector_input_is_the_embedding_of_one_hot_tokens(causal_model):
     x = jax.random.randint(jax.random.key(5), (2, 6), 0, 11)
     np.testing.assert_allclose(
-        causal_model(jax.nn.one_hot(x, 11)), causal_model(x), rtol=1e-5, atol=1e-5
+        forward(causal_model, jax.nn.one_hot(x, 11)), forward(causal_model, x), rtol=1e-5,
+        atol=1e-5,
     )
 
 

@@ -60,6 +60,7 @@ def test_parameter_names_and_shapes_are_the_flax_models(bench):
     np.testing.assert_array_equal(loaded.blocks[0].norm1.scale[...], scale)
 
 
+@pytest.mark.slow
 def test_quick_flowjax_side_writes_consistent_results(bench, tmp_path):
     out = tmp_path / "results.json"
     bench.main(["--quick", "--no-peer", "--matmul-reps=1", f"--out={out}"])

@@ -142,10 +142,12 @@ def plot_synthetic(result: dict, filename: str) -> None:
     plt.close(fig)
 
 
-def run_english(workdir: str) -> dict:
+def run_english(workdir: str, num_updates: int | None) -> dict:
     result = {}
     for name, variant in (("MDLM", "mdlm,cpu"), ("AR", "ar,cpu")):
         config = load_config_file(os.path.join(REPO, "configs/mdlm/lm1b.py"), variant)
+        if num_updates is not None:
+            config.train.num_steps = config.checkpoint.every_steps = num_updates
         run_dir = os.path.join(workdir, "english_" + name)
         start = time.time()
         train(config, run_dir)
@@ -154,6 +156,7 @@ def run_english(workdir: str) -> dict:
         metrics = inference.evaluate(config, run_dir, samples=samples)["metrics"]
         text = data.decode_tokens(config.data, samples[:4])
         result[name] = {"config": f"configs/mdlm/lm1b.py:{variant}", "train_seconds": seconds,
+                        "num_updates": metrics["step"],  # the run's last checkpoint
                         "metrics": metrics, "samples": text}
         print(name, json.dumps(result[name], indent=1), flush=True)
     return result
@@ -164,6 +167,8 @@ def main() -> None:
     parser.add_argument("--parts", nargs="+", default=["synthetic", "english"])
     parser.add_argument("--workdir", default="/tmp/flowjax_text")
     parser.add_argument("--num-updates", type=int, default=3000)
+    parser.add_argument("--english-updates", type=int, default=None,
+                        help="updates of the English runs (default: the cpu variant's 3,000)")
     args = parser.parse_args()
     out = os.path.join(HERE, "results")
     os.makedirs(out, exist_ok=True)
@@ -175,8 +180,9 @@ def main() -> None:
             json.dump(result, f, indent=1)
         plot_synthetic(result, os.path.join(out, "synthetic.png"))
     if "english" in args.parts:
-        result = run_english(args.workdir)
-        result["command"] = "python experiments/text/run.py --parts english"
+        result = run_english(args.workdir, args.english_updates)
+        result["command"] = "python experiments/text/run.py --parts english" + (
+            f" --english-updates {args.english_updates}" if args.english_updates else "")
         with open(os.path.join(out, "english.json"), "w") as f:
             json.dump(result, f, indent=1)
 

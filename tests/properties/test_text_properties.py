@@ -51,6 +51,7 @@ languages = st.one_of(
 )
 
 
+@fewer_examples(2)
 @given(language=languages)
 def test_language_probabilities_and_entropy_match_an_enumeration(language):
     """Over all V^L sequences: the probabilities sum to 1, -sum p log p is the closed-form
