@@ -14,6 +14,9 @@ Modes:
   sample    samples from the newest checkpoint: samples.npy, trajectories.npy, plots/*.png,
             sample_metrics.json.
   evaluate  held-out NLL (and toy sample metrics) of the newest checkpoint: metrics.json.
+  couplings a masked diffusion or IMDM teacher's samples with their starts and eps seeds, for
+            ReDi distillation (`flowjax.train.couplings`): --couplings_num samples of
+            --couplings_steps steps into --couplings_out (default <workdir>/couplings.npz).
 
 Multi-host (TPU pod slices, multi-node GPU): run the same command on every host with
 `--config.distributed.initialize=true` (plus the coordinator address, process count and id where
@@ -38,7 +41,14 @@ from absl import app, flags
 from absl import logging as absl_logging
 from ml_collections import config_flags
 
-from flowjax.train import ConfigError, NonFiniteLossError, inference, load_config_file, train
+from flowjax.train import (
+    ConfigError,
+    NonFiniteLossError,
+    couplings,
+    inference,
+    load_config_file,
+    train,
+)
 from flowjax.train.setup import setup_run
 from flowjax.train.trained import MissingCheckpointError
 
@@ -46,13 +56,32 @@ _CONFIG = config_flags.DEFINE_config_file(
     "config", None, "Config file (configs/<paper>/<experiment>.py[:variant]).", lock_config=True
 )
 _WORKDIR = flags.DEFINE_string("workdir", None, "Directory of checkpoints, metrics and plots.")
-_MODE = flags.DEFINE_enum("mode", "train", ["train", "sample", "evaluate"], "What to do.")
+_MODE = flags.DEFINE_enum(
+    "mode", "train", ["train", "sample", "evaluate", "couplings"], "What to do."
+)
+_COUPLINGS_NUM = flags.DEFINE_integer("couplings_num", 10_000, "Couplings to write.")
+_COUPLINGS_STEPS = flags.DEFINE_integer("couplings_steps", 1024, "The teacher's steps.")
+_COUPLINGS_OUT = flags.DEFINE_string("couplings_out", "", "Couplings file (.npz).")
+_COUPLINGS_PERTURBED = flags.DEFINE_bool(
+    "couplings_perturbed", False, "Start from held-out data masked at a uniform time."
+)
 flags.mark_flags_as_required(["config", "workdir"])
 
 
 def run(config, workdir: str, mode: str) -> list[str]:
     """Runs `mode`; returns lines saying what was written where (process 0 prints them)."""
     lines, flow, samples = [], None, None
+    if mode == "couplings":
+        path = couplings.write_couplings(
+            config,
+            workdir,
+            _COUPLINGS_OUT.value or os.path.join(workdir, "couplings.npz"),
+            _COUPLINGS_NUM.value,
+            steps=_COUPLINGS_STEPS.value,
+            seed=config.sample.seed,
+            perturbed=_COUPLINGS_PERTURBED.value,
+        )
+        return [f"Couplings: {path}"]
     if mode == "train":
         state = train(config, workdir)
         step, num_steps = int(jax.device_get(state.step)), config.train.num_steps

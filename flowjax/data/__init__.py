@@ -44,7 +44,12 @@ from flowjax.data.images import (
     load_digits,
     save_image_grid,
 )
-from flowjax.data.sources import decode_records, encode_records, write_array_record
+from flowjax.data.sources import (
+    decode_records,
+    encode_records,
+    save_couplings,
+    write_array_record,
+)
 from flowjax.data.tokenizers import ByteTokenizer, HFTokenizer, Tokenizer, load_tokenizer
 from flowjax.data.toy import (
     CHECKERBOARD_LOG_DENSITY,
@@ -90,6 +95,7 @@ __all__ = [
     "num_classes",
     "parse_config",
     "sample_toy",
+    "save_couplings",
     "save_image_grid",
     "toy_batch",
     "toy_event_shape",

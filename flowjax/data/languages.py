@@ -22,6 +22,12 @@ on natural text) and their exact validity.
       H(X_1..L) = n H(p) + n H_c,  H_c = -(1 - e + e/V) log(1 - e + e/V) - (V - 1)(e/V) log(e/V),
 
   e = noise; log p(x) = sum_i log p(a_i) + sum_i log((1 - e) [b_i = a_i] + e / V).
+- `RepeatedTokenLanguage`: one token v uniform over the V symbols, repeated L times (the
+  synthetic task of the Infinite Mask Diffusion Model paper, IMDM, with V = 50,000 and L = 10).
+  H(X_1..L) = log V, log p(x) = -log V if all L tokens are equal and -inf otherwise. Every
+  position's marginal is uniform while any one token fixes the rest, so a sampler that unmasks
+  all L positions of the masked sequence at once from per-position marginals makes a valid
+  sequence only with probability V^-(L-1) (`flowjax.metrics.factorization`).
 
 Every language samples global batch `index` from numpy.random.default_rng([seed, index]) (the
 toys' convention, so the data pipeline's resume and per-process rows hold), and scores tokens
@@ -258,14 +264,61 @@ class NoisyCopyLanguage:
         return unigram[first].sum(axis=1) + jnp.log(copy).sum(axis=1)
 
 
-LANGUAGES = {"markov": MarkovLanguage, "noisy_copy": NoisyCopyLanguage}
+@dataclasses.dataclass(frozen=True)
+class RepeatedTokenLanguage:
+    """One token uniform over `vocab_size` symbols repeated `seq_len` times (IMDM's synthetic
+    task; module docstring). `language_seed` is kept for the common interface: the language has
+    no random parameters."""
+
+    vocab_size: int
+    seq_len: int
+    language_seed: int = 0
+
+    def __post_init__(self):
+        _check_settings(self.vocab_size, self.seq_len, concentration=1.0)
+
+    @property
+    def entropy(self) -> float:
+        """H(X_1..L) = log V in nats."""
+        return math.log(self.vocab_size)
+
+    @property
+    def entropy_rate(self) -> float:
+        return self.entropy / self.seq_len
+
+    @property
+    def perplexity_floor(self) -> float:
+        return math.exp(self.entropy / self.seq_len)
+
+    def sample(self, rng: np.random.Generator, batch: int) -> np.ndarray:
+        """(batch, L) int32 rows, each one uniform token repeated L times."""
+        token = rng.integers(self.vocab_size, size=(batch, 1))
+        return np.repeat(token, self.seq_len, axis=1).astype(np.int32)
+
+    def log_prob(self, tokens: np.ndarray) -> np.ndarray:
+        """log p(x_1..L) (B,), float64: -log V for a constant row, -inf otherwise."""
+        tokens = _check_tokens(tokens, self.vocab_size, self.seq_len)
+        constant = (tokens == tokens[:, :1]).all(axis=1)
+        return np.where(constant, -math.log(self.vocab_size), -np.inf)
+
+    def log_prob_jax(self, tokens: Int[Array, "B L"]) -> Float[Array, "B"]:
+        constant = (tokens == tokens[:, :1]).all(axis=1)
+        return jnp.where(constant, -math.log(self.vocab_size), -jnp.inf)
+
+
+LANGUAGES = {
+    "markov": MarkovLanguage,
+    "noisy_copy": NoisyCopyLanguage,
+    "repeated_token": RepeatedTokenLanguage,
+}
 """The synthetic languages by the `name` of a "synthetic_text" data config."""
 
-Language = MarkovLanguage | NoisyCopyLanguage
+Language = MarkovLanguage | NoisyCopyLanguage | RepeatedTokenLanguage
 
 
 def make_language(name: str, **settings) -> Language:
-    """The language `name` ("markov" or "noisy_copy") with its settings (the dataclass fields)."""
+    """The language `name` ("markov", "noisy_copy" or "repeated_token") with its settings (the
+    dataclass fields)."""
     if name not in LANGUAGES:
         raise ValueError(f"Unknown synthetic language {name!r}; expected one of {list(LANGUAGES)}.")
     fields = {f.name for f in dataclasses.fields(LANGUAGES[name])}

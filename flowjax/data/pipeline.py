@@ -7,6 +7,9 @@ returns an infinite `grain.DatasetIterator` of dicts of NumPy arrays for one pro
                                                                        # and tokens (seq_len,)
      "label": int32 (global_batch_size // process_count,)}     # labelled sources only
 
+and for `couplings` {"x": int32 (local, L), "x_start": int32 (local, L), "t": float32 (local,),
+"noise_seed": uint32 (local,)}, local = global_batch_size // process_count.
+
 Design: element i of the underlying `grain.MapDataset` is *global batch i*, computed by a pure
 function of (config, seed, i); each process keeps rows
 [process_index * local, (process_index + 1) * local) of it and reads only those. Hence
@@ -16,8 +19,8 @@ function of (config, seed, i); each process keeps rows
   devices and 2 processes x 4 devices see identical global batches);
 - the processes read disjoint records, and together each record once per epoch.
 
-Record sources (`arrays`, `array_record`, `tfds`) see the data as an endless stream of
-epochs: epoch e is a permutation of all n records drawn from
+Record sources (`arrays`, `array_record`, `tfds`, `couplings`, ...) see the data as an endless
+stream of epochs: epoch e is a permutation of all n records drawn from
 `numpy.random.default_rng([seed, e, 0x5045524D])` (the identity when `shuffle=False`), global
 batch i is positions [i*B, (i+1)*B) of that stream (a batch may straddle two epochs, so no
 record is ever skipped), and with `num_epochs` set the stream stops after that many epochs,
@@ -36,9 +39,11 @@ grain does what it does best here: the random-access `MapDataset`, threads and p
 multiprocessing, and the checkpointable iterator.
 
 Post-processing, identical for all sources: uint8 examples (images) are mapped to [-1, 1] by
-x / 127.5 - 1, any other dtype is cast to float32; with `random_flip=True` each image of
-shape (H, W, C) is flipped left-right with probability 1/2, decided by
-`numpy.random.default_rng([seed, i, 0x464C4950])` for global batch i (so also deterministic).
+x / 127.5 - 1, any other dtype is cast to float32 (token ids of the text sources and
+`couplings` stay int32, and a reader's other per-example arrays pass through as read); with
+`random_flip=True` each image of shape (H, W, C) is flipped left-right with probability 1/2,
+decided by `numpy.random.default_rng([seed, i, 0x464C4950])` for global batch i (so also
+deterministic).
 
 Config keys (a `ml_collections.ConfigDict` or a dict; unknown keys raise):
 
@@ -52,8 +57,9 @@ Config keys (a `ml_collections.ConfigDict` or a dict; unknown keys raise):
                    shuffle=True, random_flip=False, num_epochs=None
     "digits":      split="train" (or "test"), shuffle=True, random_flip=False, num_epochs=None
                    (scikit-learn's 8x8 digits in [-1, 1], labels 0-9; `flowjax.data.images`)
-    "synthetic_text": name ("markov" or "noisy_copy"), vocab_size, seq_len, language_seed=0,
-                   concentration=None, order=1 (markov), noise=0.05 (noisy_copy): tokens (L,)
+    "synthetic_text": name ("markov", "noisy_copy" or "repeated_token"), vocab_size, seq_len,
+                   language_seed=0, concentration=None (markov, noisy_copy), order=1 (markov),
+                   noise=0.05 (noisy_copy): tokens (L,)
                    of a synthetic language of `flowjax.data.languages` (exact likelihood and
                    entropy), global batch i drawn from numpy.random.default_rng([seed, i])
     "tabular":     name (one of flowjax.data.tabular.TABULAR_SETS), split="train" or "test",
@@ -68,6 +74,12 @@ Config keys (a `ml_collections.ConfigDict` or a dict; unknown keys raise):
                    The three text sources give int32 token rows (local, seq_len): the corpus is
                    tokenized once into a cached stream cut into rows, read as records
                    (`flowjax.data.text`; tokenizers: `flowjax.data.tokenizers`).
+    "couplings":   path (.npz written by flowjax.data.save_couplings or
+                   flowjax.train.couplings.write_couplings), shuffle=True, num_epochs=None:
+                   a teacher's samples x with the states x_start it started from at times t
+                   and the seeds noise_seed of their infinite-mask labels, for rectified-
+                   coupling distillation; vocab_size is stored in the file (format:
+                   `flowjax.data.sources`), which is checked when it is opened.
 
 `num_threads` / `prefetch_buffer_size` are grain's `ReadOptions` (threads computing whole
 batches ahead, and how many batches to hold); `worker_count > 0` adds grain multiprocessing
@@ -115,6 +127,7 @@ SOURCES: tuple[str, ...] = (
     "tabular",
     "synthetic_text",
     *_text.TEXT_SOURCES,
+    "couplings",
 )
 """Values accepted for `config.source`."""
 
@@ -156,7 +169,7 @@ _SOURCE_KEYS: dict[str, dict[str, Any]] = {
     "digits": {"split": "train", "shuffle": True, "random_flip": False, "num_epochs": None},
     "tabular": {"name": _REQUIRED, "split": "train", "shuffle": True, "num_epochs": None},
     # A synthetic language of flowjax.data.languages: order applies to "markov", noise to
-    # "noisy_copy"; concentration None takes the language's default.
+    # "noisy_copy"; concentration None takes the language's default ("repeated_token" has none).
     "synthetic_text": {
         "name": _REQUIRED,
         "vocab_size": _REQUIRED,
@@ -194,10 +207,15 @@ _SOURCE_KEYS: dict[str, dict[str, Any]] = {
         "num_epochs": None,
         "cache_dir": None,
     },
+    # A teacher's samples with their starting states (flowjax.data.sources.save_couplings).
+    "couplings": {"path": _REQUIRED, "shuffle": True, "num_epochs": None},
 }
 
 GENERATED = ("toy", "synthetic_text")
 """Sources whose batches are drawn from a distribution, not read from records."""
+
+_TOKEN_SOURCES = (*_text.TEXT_SOURCES, "couplings")
+"""Record sources whose "x" holds token ids (kept int32, not cast to float32)."""
 
 # Domain tags keeping the NumPy streams of permutations and flips apart from the toy stream.
 _PERMUTATION_TAG = 0x5045524D
@@ -327,6 +345,8 @@ def _open_reader(spec: dict[str, Any]) -> _src.RecordReader:
         return _tabular.TabularReader(spec["name"], spec["split"])
     if source in _text.TEXT_SOURCES:
         return _text.open_reader(spec)
+    if source == "couplings":
+        return _src.CouplingsReader(str(spec["path"]))
     raise AssertionError(source)
 
 
@@ -438,7 +458,12 @@ class LanguageBatch:
 
 
 class RecordBatch:
-    """grain map: global batch index -> this process's rows, read from a record source."""
+    """grain map: global batch index -> this process's rows, read from a record source.
+
+    "x" is cast to float32 (unless `tokens`), "label" to int32, "target" to float32; the
+    reader's other per-example arrays (e.g. a couplings file's "x_start", "t", "noise_seed")
+    pass through in the dtype it reads them.
+    """
 
     def __init__(
         self,
@@ -468,6 +493,9 @@ class RecordBatch:
             out["label"] = batch["label"].astype(np.int32)
         if "target" in batch:  # regression targets of the tabular sets
             out["target"] = np.asarray(batch["target"], np.float32)
+        for key, value in batch.items():
+            if key not in ("x", "label", "target"):
+                out[key] = np.ascontiguousarray(value)
         return out
 
 
@@ -498,7 +526,7 @@ def _map_dataset(
             sampler,
             rows,
             bool(spec.get("random_flip", False)),
-            tokens=spec["source"] in _text.TEXT_SOURCES,
+            tokens=spec["source"] in _TOKEN_SOURCES,
         )
         if spec["num_epochs"] is None:
             length = sys.maxsize
@@ -575,14 +603,17 @@ def build_dataset(
 
     Returns:
       A `grain.DatasetIterator` yielding {"x": float32 (local, *event_shape)} plus
-      {"label": int32 (local,)} for labelled data, local = global_batch_size //
+      {"label": int32 (local,)} for labelled data (int32 "x" for tokens, and the extra
+      arrays of `couplings`: see the module docstring), local = global_batch_size //
       process_count. Save / restore its position with `get_state()` / `set_state()` or
       Orbax's `grain.checkpoint.CheckpointSave` / `grain.checkpoint.CheckpointRestore`.
 
     Raises:
       ValueError: before any data is read, for an unknown source or toy name, an unknown
         config key, a batch size not divisible by `process_count`, a missing file or
-        directory, or a TFDS dataset that is not prepared locally.
+        directory, a TFDS dataset that is not prepared locally, or a couplings file with
+        missing arrays, shapes that disagree or values out of range.
+      FileNotFoundError: for a missing couplings file.
     """
     local = _check_batch_args(global_batch_size, seed, process_index, process_count)
     spec = parse_config(config)
@@ -647,6 +678,8 @@ def event_shape(config: Any) -> tuple[int, ...]:
         return _images.DIGITS_SHAPE
     if source == "tabular":
         return (_tabular.tabular_set(spec["name"]).input_dim,)
+    if source == "couplings":
+        return (_src.couplings_info(str(spec["path"])).seq_len,)
     builder = _src.tfds_builder(spec["name"], spec["data_dir"])
     return _src.tfds_event_shape(builder, spec["image_key"])
 
@@ -660,7 +693,7 @@ def num_classes(config: Any) -> int | None:
     """
     spec = parse_config(config)
     source = spec["source"]
-    if source in GENERATED or source in _text.TEXT_SOURCES:
+    if source in GENERATED or source in _TOKEN_SOURCES:
         return None
     if source == "digits":
         return _images.DIGITS_NUM_CLASSES
@@ -694,6 +727,8 @@ def vocab_size(config: Any) -> int | None:
         return int(spec["vocab_size"])
     if spec["source"] in _text.TEXT_SOURCES:
         return load_tokenizer(spec["tokenizer"]).vocab_size
+    if spec["source"] == "couplings":
+        return _src.couplings_info(str(spec["path"])).vocab_size
     return toy_vocab_size(spec["name"]) if spec["source"] == "toy" else None
 
 

@@ -1,8 +1,10 @@
-"""Random-access record sources read a batch at a time: in-memory arrays, ArrayRecord, TFDS.
+"""Random-access record sources read a batch at a time: in-memory arrays, couplings files,
+ArrayRecord, TFDS.
 
 Each reader maps an array of record indices to a dict of stacked NumPy arrays,
-{"x": (k, *event_shape) in the stored dtype, "label": (k,) int32 when labelled}, and is what
-the grain pipeline in `flowjax.data.pipeline` gathers its per-process batches from. Readers
+{"x": (k, *event_shape) in the stored dtype, "label": (k,) int32 when labelled} (plus other
+per-example arrays of its own, e.g. a couplings file's "x_start", "t", "noise_seed"), and is
+what the grain pipeline in `flowjax.data.pipeline` gathers its per-process batches from. Readers
 open their underlying files lazily and pickle as their arguments only, so they can be shipped
 to grain worker processes.
 
@@ -17,6 +19,16 @@ So `numpy.load(io.BytesIO(record))["x"]` reads any record with NumPy alone and n
 records of a file share the same header, which lets a batch be decoded with one
 `numpy.frombuffer`. Files are written with ``group_size:1`` for fast random access.
 
+Couplings (written by `save_couplings`, read by `CouplingsReader`; rectified-coupling
+distillation): a .npz file of a teacher's samples with where they started from,
+
+    "x":          int32 (N, L), the teacher's final samples, ids in [0, vocab_size);
+    "x_start":    int32 (N, L), the state it started from, ids in [0, vocab_size] (masked
+                  positions hold the mask id vocab_size);
+    "t":          float32 (N,), the start time in [0, 1] (0 = all masked, 1 = data);
+    "noise_seed": uint32 (N,), the seed of the sample's infinite-mask labels (0 without them);
+    "vocab_size": a scalar int, the data vocabulary (mask excluded).
+
 TFDS: `TfdsReader` wraps `tensorflow_datasets.data_source`, which reads a dataset prepared
 with ``file_format=array_record`` (or parquet) in a local ``data_dir``; nothing is
 downloaded. `check_tfds_prepared` gives the clear error used when it is missing.
@@ -29,7 +41,7 @@ import glob
 import io
 import os
 from collections.abc import Sequence
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 import numpy as np
 
@@ -48,7 +60,8 @@ class RecordReader(Protocol):
     def has_labels(self) -> bool: ...
 
     def read(self, indices: np.ndarray) -> Batch:
-        """{"x": (k, *event), "label": (k,) int32 if labelled} for the k given indices."""
+        """{"x": (k, *event), "label": (k,) int32 if labelled, other per-example arrays (k, ...)}
+        for the k given indices."""
         ...
 
 
@@ -185,6 +198,227 @@ class LazyArrayFileReader:
 
     def read(self, indices: np.ndarray) -> Batch:
         return self._reader.read(indices)
+
+
+# --------------------------------------------------------------------------------------------
+# Couplings: a teacher's samples with the states they started from.
+
+COUPLING_ARRAYS = ("x", "x_start", "t", "noise_seed")
+"""The per-example arrays of a couplings file, each with one row per coupling."""
+
+_COUPLING_KEYS = (*COUPLING_ARRAYS, "vocab_size")
+_COUPLINGS_HINT = "; write it with flowjax.train.couplings.write_couplings"
+
+
+class CouplingsInfo(NamedTuple):
+    """What a couplings file holds, read from its headers and its vocab_size only."""
+
+    num_records: int
+    seq_len: int
+    vocab_size: int
+
+
+def _couplings_error(where: str, problem: str, hint: str) -> ValueError:
+    return ValueError(f"{where}: {problem}{hint}.")
+
+
+def _check_coupling_layout(
+    layout: dict[str, tuple[tuple[int, ...], np.dtype]], where: str, hint: str
+) -> tuple[int, int]:
+    """Checks the (shape, dtype) of the four per-example arrays; returns (N, L)."""
+    shape = tuple(layout["x"][0])
+    if len(shape) != 2 or 0 in shape:
+        raise _couplings_error(
+            where, f"x must be a non-empty (N, L) array, got shape {shape}", hint
+        )
+    n = shape[0]
+    expected = {"x": shape, "x_start": shape, "t": (n,), "noise_seed": (n,)}
+    kinds = {"x": np.integer, "x_start": np.integer, "t": np.floating, "noise_seed": np.integer}
+    for key in COUPLING_ARRAYS:
+        shape_k, dtype_k = layout[key]
+        if tuple(shape_k) != expected[key]:
+            raise _couplings_error(
+                where,
+                f"{key} has shape {tuple(shape_k)}, expected {expected[key]} (x is {shape})",
+                hint,
+            )
+        if not np.issubdtype(dtype_k, kinds[key]):
+            kind = "an integer" if kinds[key] is np.integer else "a floating-point"
+            raise _couplings_error(where, f"{key} must have {kind} dtype, got {dtype_k}", hint)
+    return int(shape[0]), int(shape[1])
+
+
+def _check_coupling_vocab(value: Any, where: str, hint: str) -> int:
+    """The vocabulary size (mask excluded) as an int, or a ValueError."""
+    v = np.asarray(value)
+    if v.shape != () or not np.issubdtype(v.dtype, np.integer) or not 1 <= v < 2**31 - 1:
+        raise _couplings_error(
+            where,
+            f"vocab_size must be a scalar int in [1, 2**31 - 2] (the data vocabulary, mask "
+            f"excluded), got {value!r}",
+            hint,
+        )
+    return int(v)
+
+
+def check_couplings(
+    x: Any, x_start: Any, t: Any, noise_seed: Any, vocab_size: Any, where: str, hint: str = ""
+) -> tuple[Batch, int]:
+    """Checks the arrays of a couplings set; returns them in the stored dtypes and vocab_size.
+
+    Args:
+      x: (N, L) integer ids in [0, vocab_size), the teacher's final samples.
+      x_start: (N, L) integer ids in [0, vocab_size], the states the teacher started from
+        (vocab_size is the mask token).
+      t: (N,) floats in [0, 1], the start times (0 = all masked, 1 = data).
+      noise_seed: (N,) integers in [0, 2**32), the seeds of the infinite-mask labels.
+      vocab_size: the data vocabulary (mask excluded).
+      where: what the arrays are, for the messages ("save_couplings", a file).
+      hint: appended to each message (what to do).
+
+    Returns:
+      ({"x": int32 (N, L), "x_start": int32 (N, L), "t": float32 (N,), "noise_seed":
+      uint32 (N,)}, vocab_size).
+    """
+    arrays = {
+        key: np.asarray(value)
+        for key, value in zip(COUPLING_ARRAYS, (x, x_start, t, noise_seed), strict=True)
+    }
+    _check_coupling_layout({k: (a.shape, a.dtype) for k, a in arrays.items()}, where, hint)
+    v = _check_coupling_vocab(vocab_size, where, hint)
+    for key, high in (("x", v - 1), ("x_start", v)):
+        lo, hi = int(arrays[key].min()), int(arrays[key].max())
+        if lo < 0 or hi > high:
+            raise _couplings_error(
+                where,
+                f"{key} holds ids in [{lo}, {hi}], outside [0, {high}] for vocab_size={v}"
+                + (" (the mask id is vocab_size)" if key == "x_start" else ""),
+                hint,
+            )
+    t_array = arrays["t"]
+    if not np.all((t_array >= 0) & (t_array <= 1)):
+        raise _couplings_error(
+            where,
+            f"t must lie in [0, 1] (0 = all masked, 1 = data), got values in "
+            f"[{np.min(t_array)}, {np.max(t_array)}]",
+            hint,
+        )
+    seeds = arrays["noise_seed"]
+    if int(seeds.min()) < 0 or int(seeds.max()) > np.iinfo(np.uint32).max:
+        raise _couplings_error(
+            where,
+            f"noise_seed must lie in [0, 2**32), got values in [{seeds.min()}, {seeds.max()}]",
+            hint,
+        )
+    dtypes = {"x": np.int32, "x_start": np.int32, "t": np.float32, "noise_seed": np.uint32}
+    return {key: arrays[key].astype(dtypes[key]) for key in COUPLING_ARRAYS}, v
+
+
+def _open_couplings_file(path: str) -> None:
+    """Checks that `path` is an existing .npz file holding all the arrays of couplings."""
+    if not path.endswith(".npz"):
+        raise ValueError(
+            f"data.path must be a .npz file for source='couplings', got {path!r}{_COUPLINGS_HINT}."
+        )
+    if not os.path.isfile(path):
+        raise FileNotFoundError(
+            f"data.path {path!r} does not exist; expected a couplings .npz file with the arrays "
+            f"{list(_COUPLING_KEYS)}{_COUPLINGS_HINT}."
+        )
+    keys = array_file_keys(path)
+    missing = [key for key in _COUPLING_KEYS if key not in keys]
+    if missing:
+        raise _couplings_error(
+            f"Couplings file {path!r}",
+            f"missing array(s) {missing} (it has {keys}; expected {list(_COUPLING_KEYS)})",
+            _COUPLINGS_HINT,
+        )
+
+
+def couplings_info(path: str) -> CouplingsInfo:
+    """(num_records, seq_len, vocab_size) of a couplings file, reading only its headers and
+    vocab_size; raises as `load_couplings` does for a missing file, key or a bad shape."""
+    _open_couplings_file(path)
+    where = f"Couplings file {path!r}"
+    layout = {key: _npy_header_from_zip(path, key) for key in COUPLING_ARRAYS}
+    n, seq_len = _check_coupling_layout(layout, where, _COUPLINGS_HINT)
+    with np.load(path, allow_pickle=False) as data:
+        v = _check_coupling_vocab(data["vocab_size"], where, _COUPLINGS_HINT)
+    return CouplingsInfo(n, seq_len, v)
+
+
+def load_couplings(path: str) -> tuple[Batch, int]:
+    """The checked arrays and vocab_size of a couplings file (see `check_couplings`)."""
+    _open_couplings_file(path)
+    with np.load(path, allow_pickle=False) as data:
+        values = [data[key] for key in _COUPLING_KEYS]
+    return check_couplings(*values, where=f"Couplings file {path!r}", hint=_COUPLINGS_HINT)
+
+
+def save_couplings(
+    path: str,
+    x: np.ndarray,
+    x_start: np.ndarray,
+    t: np.ndarray,
+    noise_seed: np.ndarray,
+    vocab_size: int,
+) -> str:
+    """Writes a couplings file for `source="couplings"`: a teacher's samples and their starts.
+
+    Args:
+      path: the .npz file to write (parent directories are created).
+      x: (N, L) ids in [0, vocab_size), the teacher's final samples (the training targets).
+      x_start: (N, L) ids in [0, vocab_size], the state the teacher started from (masked
+        positions hold the mask id vocab_size).
+      t: (N,) start times in [0, 1] (0 = all masked, 1 = data).
+      noise_seed: (N,) seeds in [0, 2**32) of each sample's infinite-mask labels (0 for a
+        model without them).
+      vocab_size: the data vocabulary, mask excluded.
+
+    Returns:
+      `path`. The arrays are stored as int32, int32, float32, uint32 and a scalar int64.
+
+    Raises:
+      ValueError: for a path not ending in .npz, shapes that disagree, or ids, times or seeds
+        out of range (nothing is written then).
+    """
+    path = os.fspath(path)
+    if not path.endswith(".npz"):
+        raise ValueError(f"save_couplings: path must end with .npz, got {path!r}.")
+    arrays, v = check_couplings(x, x_start, t, noise_seed, vocab_size, where="save_couplings")
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    with open(path, "wb") as f:
+        np.savez(f, **arrays, vocab_size=np.int64(v))
+    return path
+
+
+class CouplingsReader:
+    """A couplings file as a record source: loaded and checked on construction, pickled as its
+    path and reloaded on first use in a worker."""
+
+    def __init__(self, path: str):
+        self.path = path
+        self._len = int(self._arrays[0]["x"].shape[0])
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {k: v for k, v in self.__dict__.items() if k != "_arrays"}
+
+    @functools.cached_property
+    def _arrays(self) -> tuple[Batch, int]:
+        return load_couplings(self.path)
+
+    def __len__(self) -> int:
+        return self._len
+
+    @property
+    def has_labels(self) -> bool:
+        return False
+
+    def read(self, indices: np.ndarray) -> Batch:
+        """{"x": int32 (k, L), "x_start": int32 (k, L), "t": float32 (k,), "noise_seed":
+        uint32 (k,)} for the k given indices."""
+        arrays = self._arrays[0]
+        return {key: arrays[key][indices] for key in COUPLING_ARRAYS}
 
 
 # --------------------------------------------------------------------------------------------

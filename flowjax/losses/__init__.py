@@ -9,6 +9,7 @@ from flowjax.losses.discrete import (
     elbo_bits_per_token,
     generalized_kl,
 )
+from flowjax.losses.distillation import sdtt_loss
 from flowjax.losses.generator_matching import (
     flow_bregman,
     generator_matching_loss,
@@ -40,6 +41,7 @@ __all__ = [
     "generator_matching_loss",
     "jump_bregman",
     "riemannian_cfm_loss",
+    "sdtt_loss",
     "backprop_node_loss",
     "check_pairs",
     "simfree_node_loss",

@@ -6,6 +6,15 @@ from flowjax.metrics.digits_classifier import (
     digits_frechet_distance,
     load_digits_classifier,
 )
+from flowjax.metrics.factorization import (
+    conditional_total_correlation,
+    expected_total_correlation,
+    factorization_bound,
+    independent_validity,
+    repeated_token_total_correlation,
+    sequence_validity,
+    total_correlation,
+)
 from flowjax.metrics.frechet import (
     FeatureStatistics,
     feature_statistics,
@@ -47,6 +56,13 @@ __all__ = [
     "CLOSED_FORM_DENSITY",
     "DigitsClassifier",
     "bits_per_byte",
+    "conditional_total_correlation",
+    "expected_total_correlation",
+    "factorization_bound",
+    "independent_validity",
+    "repeated_token_total_correlation",
+    "sequence_validity",
+    "total_correlation",
     "generative_perplexity",
     "perplexity_metrics",
     "unigram_entropy",

@@ -2,10 +2,16 @@
 
 from flowjax.models.convert_gpt2 import load_gpt2
 from flowjax.models.discrete_mlp import DiscreteMLP
+from flowjax.models.distillation import Frozen, TeacherStudent
 from flowjax.models.dit import DIT_SIZES, DiT
 from flowjax.models.embeddings import batch_time, sinusoidal_embedding
 from flowjax.models.generator_mlp import BinnedJumpHead, GeneratorMLP, GeneratorOutput
 from flowjax.models.gpt2 import GPT2, GPT2Config
+from flowjax.models.infinite_mask import (
+    MASK_NOISE_KINDS,
+    InfiniteMaskEmbedding,
+    InfiniteMaskTransformer,
+)
 from flowjax.models.manifold_mlp import ManifoldMLP, manifold_features
 from flowjax.models.mlp import MLP
 from flowjax.models.simfree_node import SimFreeNODE
@@ -24,12 +30,17 @@ __all__ = [
     "GPT2",
     "GPT2Config",
     "GeneratorMLP",
+    "Frozen",
     "GeneratorOutput",
+    "InfiniteMaskEmbedding",
+    "InfiniteMaskTransformer",
+    "MASK_NOISE_KINDS",
     "MLP",
     "ManifoldMLP",
     "SimFreeNODE",
     "TEXT_TRANSFORMER_SHARDING_RULES",
     "TEXT_TRANSFORMER_SIZES",
+    "TeacherStudent",
     "TextTransformer",
     "UNet",
     "batch_time",

@@ -228,7 +228,16 @@ class TextTransformer(nnx.Module):
     ) -> Float[Array, "B L V"]:
         """Logits of every position; t is ignored when time_conditioning is False (and may be
         None for a model without it). `dropout_seed` (B,) uint32 turns dropout on (training)."""
-        h = self._embed(x)
+        return self._forward(self._embed(x), t, label, dropout_seed)
+
+    def _forward(
+        self,
+        h: Float[Array, "B L d"],
+        t: Array | None,
+        label: Array | None,
+        dropout_seed: Array | None,
+    ) -> Float[Array, "B L V"]:
+        """The blocks and the head on input embeddings h."""
         self._check_length(h.shape[1], self.max_length, "model's maximum length")
         c = self._conditioning(t, h.shape[0], label)
         for layer, block in enumerate(self.blocks):

@@ -31,6 +31,22 @@ Categorical draws are inverse-CDF draws in `dtype` (`flowjax.categorical.sample_
 float64 (with `jax.enable_x64`) avoids the float32 rounding that skews the draws of low-
 probability tokens, which moved the generative perplexity of the Flow Matching Guide's text
 models (flow_matching issue 27).
+
+The infinite mask (IMDM): with `draw_noise`, every position carries a continuous label eps
+(`flowjax.models.InfiniteMaskTransformer`), drawn once per position at the start (or given as
+`noise_init`) and passed to the network as `eps=`. From t to s a masked position
+
+    becomes token v          with probability (kappa_s - kappa_t) / (1 - kappa_t) p(v | x_t, eps),
+    stays masked, same eps   with probability (kappa_t / kappa_s - kappa_t) / (1 - kappa_t),
+    stays masked, new eps    with probability (1 - kappa_t / kappa_s)(1 - kappa_s) / (1 - kappa_t).
+
+The three sum to one, and the two masked branches together are the stay-masked probability
+(1 - kappa_s) / (1 - kappa_t) of the masked model above: the token process is MDLM's, and eps is
+refreshed where a position at s would, under the forward process, have been masked after t
+already (its label then carries no information from before s). `fixed_noise=True` keeps every
+eps to the end (MDLM's transitions given one eps: the sampler of the rectified couplings of
+IM-ReDi). A step changes the network's input when a token is revealed or an eps redrawn; with
+`reuse_unchanged` the network is skipped in the other steps.
 """
 
 from __future__ import annotations
@@ -41,7 +57,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jaxtyping import Array, Int
+from jaxtyping import Array, Float, Int
 
 from flowjax._checks import check_logits, check_tokens
 from flowjax.categorical import check_categorical_dtype, sample_categorical
@@ -58,6 +74,9 @@ def masked_diffusion_sample(
     *,
     solver: SolverSettings | None = None,
     reuse_unchanged: bool = False,
+    draw_noise: Callable[[jax.Array, tuple[int, ...]], Array] | None = None,
+    noise_init: Float[Array, "*shape D"] | None = None,
+    fixed_noise: bool = False,
     return_intermediates: bool = False,
     return_nfe: bool = False,
     dtype=jnp.float32,
@@ -76,6 +95,10 @@ def masked_diffusion_sample(
         (0, 1)); steps restart at every grid time (intermediates are states at those times).
       reuse_unchanged: skip the network when no token changed in the last step, keeping its
         candidate tokens (only exact for a network that does not read t).
+      draw_noise: (key, shape) -> eps (*shape, D_eps), the infinite mask's labels (IMDM; e.g.
+        `InfiniteMaskTransformer.draw_noise`); model_fn is then called with `eps=`.
+      noise_init: the labels at the start, (*x_init.shape, D_eps) (default: drawn).
+      fixed_noise: keep every label to the end instead of redrawing it (module docstring).
       return_intermediates: return the states at every grid time, (len(grid), *x_init.shape).
       return_nfe: also return the number of network evaluations (int32), as (x, nfe).
       dtype: floating dtype of the categorical draws (float64 needs `jax.enable_x64`).
@@ -105,37 +128,67 @@ def masked_diffusion_sample(
     ts = jnp.asarray(nodes[:-1], time_dtype)
     ss = jnp.asarray(nodes[1:], time_dtype)
     last = jnp.asarray(nodes[1:] == 1.0)
+    if draw_noise is not None:
+        noise_key, key = jax.random.split(key)
     keys = jax.random.split(key, len(nodes) - 1)
     mask = source.mask_token
     x_init = x_init.astype(jnp.int32)
+    if draw_noise is None:
+        if noise_init is not None or fixed_noise:
+            raise ValueError("noise_init and fixed_noise need draw_noise (the IMDM sampler).")
+        eps_init = jnp.zeros(x_init.shape + (0,))
+    elif noise_init is None:
+        eps_init = draw_noise(noise_key, x_init.shape)
+    else:
+        eps_init = jnp.asarray(noise_init)
+        if eps_init.shape[:-1] != x_init.shape:
+            raise ValueError(
+                f"noise_init must hold one label per position, shape {x_init.shape} + (D_eps,), "
+                f"got {eps_init.shape}."
+            )
 
-    def candidates(x, t, key):
+    def candidates(x, eps, t, key):
         """One network evaluation: a token per position drawn from its posterior (no mask)."""
-        logits = model_fn(x, t, **model_kwargs)
+        if draw_noise is None:
+            logits = model_fn(x, t, **model_kwargs)
+        else:
+            logits = model_fn(x, t, eps=eps, **model_kwargs)
         check_logits(logits, x, path.vocab_size, "x")
         weights = jax.nn.softmax(logits.astype(dtype), axis=-1).at[..., mask].set(0.0)
         return sample_categorical(key, weights, dtype)
 
     def step(carry, inputs):
-        x, tokens, changed, nfe = carry
+        x, eps, tokens, changed, nfe = carry
         t, s, is_last, step_key = inputs
         reveal_key, token_key = jax.random.split(step_key)
         if reuse_unchanged:
             tokens, nfe = jax.lax.cond(
                 changed,
-                lambda: (candidates(x, t, token_key), nfe + 1),
+                lambda: (candidates(x, eps, t, token_key), nfe + 1),
                 lambda: (tokens, nfe),
             )
         else:
-            tokens, nfe = candidates(x, t, token_key), nfe + 1
+            tokens, nfe = candidates(x, eps, t, token_key), nfe + 1
         kappa_t, kappa_s = path.scheduler(t).alpha_t, path.scheduler(s).alpha_t
         reveal = jnp.where(is_last, 1.0, (kappa_s - kappa_t) / (1.0 - kappa_t)).astype(dtype)
-        revealed = (x == mask) & (jax.random.uniform(reveal_key, x.shape, dtype) < reveal)
+        u = jax.random.uniform(reveal_key, x.shape, dtype)
+        masked = x == mask
+        revealed = masked & (u < reveal)
         x_next = jnp.where(revealed, tokens, x)
-        return (x_next, tokens, jnp.any(revealed), nfe), x_next if return_intermediates else None
+        changed = jnp.any(revealed)
+        if draw_noise is not None and not fixed_noise:
+            keep = ((kappa_t / kappa_s - kappa_t) / (1.0 - kappa_t)).astype(dtype)
+            redrawn = masked & (u >= reveal + keep)
+            fresh = draw_noise(jax.random.fold_in(step_key, 2), x.shape)
+            eps = jnp.where(redrawn[..., None], fresh, eps)
+            changed = changed | jnp.any(redrawn)
+        carry = (x_next, eps, tokens, changed, nfe)
+        return carry, x_next if return_intermediates else None
 
-    carry = (x_init, jnp.zeros_like(x_init), jnp.asarray(True), jnp.zeros((), jnp.int32))
-    (x_final, _, _, nfe), states = jax.lax.scan(step, carry, (ts, ss, last, keys))
+    carry = (
+        x_init, eps_init, jnp.zeros_like(x_init), jnp.asarray(True), jnp.zeros((), jnp.int32)
+    )
+    (x_final, _, _, _, nfe), states = jax.lax.scan(step, carry, (ts, ss, last, keys))
     if return_intermediates:
         x_final = jnp.concatenate([x_init[None], states[grid_index[1:] - 1]])
     return (x_final, nfe) if return_nfe else x_final

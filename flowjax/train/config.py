@@ -28,6 +28,7 @@ from flax import nnx
 
 from flowjax import data
 from flowjax.train import objectives, registry
+from flowjax.train.init_from import check_init_from, model_constructor
 from flowjax.parallel import MESH_AXES, data_parallel_size
 
 OPTIMIZERS = ("adam", "adamw")
@@ -87,6 +88,9 @@ def default_config(objective: str = "flow_matching") -> ml_collections.ConfigDic
         global_batch_size=256,  # examples per update, over all devices and processes
         grad_accum_steps=1,  # micro-batches per update (scanned inside the step)
         log_every=100,  # steps between metric lines (and the non-finite check)
+        # The work directory of a trained run whose EMA weights initialise this run's shared
+        # parameters when it starts (flowjax.train.init_from); "": the model's initialisation.
+        init_from="",
     )
     config.checkpoint = dict(
         every_steps=1000,  # also saved on SIGTERM / SIGINT and at the end
@@ -363,15 +367,8 @@ def _check_components(config: ml_collections.ConfigDict) -> None:
     try:
         spec = objectives.DataSpec.from_config(config.data)
         objective = objectives.build_objective(config, spec)
-        nnx.eval_shape(
-            lambda: registry.build_model(
-                config.model,
-                spec.event_shape,
-                spec.num_classes,
-                nnx.Rngs(0),
-                **objective.model_kwargs(),
-            )
-        )
+        nnx.eval_shape(lambda: model_constructor(config, objective)(nnx.Rngs(0)))
+        check_init_from(config)
     except (ValueError, FileNotFoundError) as error:
         problems.append(str(error))
     if problems:

@@ -26,6 +26,7 @@ from flowjax.train.logs import MetricsLog
 from flowjax.train.preemption import StopSignals
 from flowjax.train.setup import initialize_distributed, setup_run
 from flowjax.parallel import batch_sharding, global_batch
+from flowjax.train.init_from import load_init_weights
 from flowjax.train.state import TrainState, init_train_state
 from flowjax.train.step import Metrics, compile_train_step
 
@@ -81,6 +82,10 @@ def train(config: ml_collections.ConfigDict, workdir: str) -> TrainState:
                 init_train_state(run.model_fn, run.optimizer, config.seed, run.shardings),
                 0,
             )
+            if config.train.init_from:
+                state = jax.device_put(
+                    load_init_weights(config, state, run.mesh), run.shardings
+                )
         else:
             state, step = restored.state, restored.step
         train_step = compile_train_step(

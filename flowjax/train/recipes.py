@@ -320,10 +320,11 @@ def language_model_config(
     config.data = dict(TEXT_DATASETS[dataset], tokenizer=TOKENIZER_FILES[dataset])
     config.data.data_dir = ml_collections.config_dict.placeholder(str)  # TFDS's default
     config.evaluate.data = dict(split=TEXT_EVAL_SPLITS[dataset], shuffle=False)
-    config.model = model_defaults("text_transformer")
+    config.model = model_defaults(default_config(objective).model.name)
+    if config.model.name == "text_transformer":
+        config.model.causal = objective == "autoregressive"
     config.model.update(size="small", cond_dim=128, dropout=0.1)
     config.model.time_conditioning = time_conditioning
-    config.model.causal = objective == "autoregressive"
     config.sharding.rules = TEXT_TRANSFORMER_SHARDING_RULES
     config.optim.update(
         name="adamw", learning_rate=3e-4, b1=0.9, b2=0.999, weight_decay=0.0,

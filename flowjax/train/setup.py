@@ -9,7 +9,6 @@ the others.
 from __future__ import annotations
 
 import dataclasses
-import functools
 import logging
 from typing import Any
 
@@ -19,8 +18,9 @@ import optax
 from flax import nnx
 from jax.sharding import Mesh
 
-from flowjax.train import optim, registry
+from flowjax.train import optim
 from flowjax.train.config import check_schema
+from flowjax.train.init_from import model_constructor
 from flowjax.train.objectives import DataSpec, Objective, build_objective
 from flowjax.parallel import make_mesh, state_shardings
 from flowjax.train.state import ModelFn, TrainState, abstract_train_state
@@ -84,13 +84,7 @@ def setup_run(config: ml_collections.ConfigDict) -> RunSetup:
     mesh = make_mesh(config.sharding)
     spec = DataSpec.from_config(config.data)
     objective = build_objective(config, spec)
-    model_fn = functools.partial(
-        registry.build_model,
-        config.model,
-        spec.event_shape,
-        spec.num_classes,
-        **objective.model_kwargs(),
-    )
+    model_fn = model_constructor(config, objective)
     schedule = optim.learning_rate_schedule(config.optim, config.train.num_steps)
     optimizer = optim.make_optimizer(config.optim, schedule)
     graphdef, abstract_state = abstract_train_state(model_fn, optimizer, config.seed)

@@ -79,6 +79,7 @@ def train_step(
 ) -> tuple[TrainState, Metrics]:
     """One optimiser update on a global batch; returns the new state and scalar metrics."""
     num_micro = config.train.grad_accum_steps
+    state = objective.begin_step(state)
     inputs = objective.draw_step_noise(jax.random.fold_in(state.rng, state.step), batch)
     grad_fn = jax.value_and_grad(
         functools.partial(objective_loss, graphdef=graphdef, objective=objective), has_aux=True

@@ -11,6 +11,9 @@ module is one objective, with its paper and equations in its docstring:
   simfree_node             neural ODEs on paired data (Kim et al., 2024).
   masked_diffusion         masked diffusion language models (MDLM, Sahoo et al., 2024; MD4,
                            Shi et al., 2024).
+  imdm                     the Infinite Mask Diffusion Model: masked diffusion whose masks carry
+                           continuous labels eps; with SDTT / ReDi distillation (also for
+                           masked_diffusion).
   autoregressive           the left-to-right language model baseline (teacher forcing, KV-cache
                            sampling).
 
@@ -33,6 +36,7 @@ from flowjax.train.objectives.autoregressive import Autoregressive
 from flowjax.train.objectives.discrete import DiscreteFlowMatching
 from flowjax.train.objectives.flow_matching import FlowMatching
 from flowjax.train.objectives.generator_matching import GeneratorMatching
+from flowjax.train.objectives.imdm import InfiniteMaskDiffusion
 from flowjax.train.objectives.masked_diffusion import MaskedDiffusion
 from flowjax.train.objectives.riemannian import RiemannianFlowMatching
 from flowjax.train.objectives.simfree_node import SimFreeNODEObjective
@@ -46,6 +50,7 @@ __all__ = [
     "DiscreteFlowMatching",
     "FlowMatching",
     "GeneratorMatching",
+    "InfiniteMaskDiffusion",
     "MaskedDiffusion",
     "Objective",
     "RiemannianFlowMatching",

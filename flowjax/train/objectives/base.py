@@ -15,11 +15,14 @@ The trainer (`flowjax.train`) is one loop for every kind of flow; the objective 
                (`flowjax.solvers.SolverSettings.from_config` of `config.sample` and
                `config.evaluate`), and raises a ValueError for a bad combination of settings
                (it runs during config validation, before anything is compiled).
-  model        `model_kwargs()`: extra constructor arguments of the network (a vocabulary size).
+  model        `model_kwargs()`: extra constructor arguments of the network (a vocabulary size);
+               `model_fn(build)`: the module trained, from the configured network (a
+               distillation objective pairs it with a frozen teacher).
   training     `draw_step_noise(key, batch)`: all the randomness of one update, drawn for the
                whole global batch, so that accumulating gradients over micro-batches computes
                exactly the per-example terms of one large batch; `loss(model, batch)`: the
-               scalar loss of one (micro-)batch of that output.
+               scalar loss of one (micro-)batch of that output; `begin_step(state)`: the train
+               state as the update starts (a distillation round swaps its teacher).
   sampling     `source_batch(num, seed)`: host arrays of source samples (and class labels);
                `sampler(time_grid)`: a function (model, batch, key) -> samples at the last time,
                or (B, len(time_grid), *event) for a longer grid; `sample_settings()`: the
@@ -164,6 +167,18 @@ class Objective(abc.ABC):
     def model_kwargs(self) -> dict[str, Any]:
         """Extra constructor arguments of the model."""
         return {}
+
+    def model_fn(
+        self, build: Callable[[nnx.Rngs], nnx.Module]
+    ) -> Callable[[nnx.Rngs], nnx.Module]:
+        """rngs -> the module the run trains, from `build` (rngs -> the configured network):
+        the network itself, or e.g. a student with its teacher for distillation."""
+        return build
+
+    def begin_step(self, state: Any) -> Any:
+        """The train state at the start of an update, before its loss (inside the compiled
+        step): unchanged, or e.g. a distillation teacher replaced when a round starts."""
+        return state
 
     def _with_dropout_seeds(self, key: jax.Array, batch: Batch) -> Batch:
         """`batch` with per-example dropout seeds (from its own stream of `key`, so the other

@@ -15,24 +15,45 @@ eq. 7.26), with low-discrepancy training times (MDLM section 3.5). Samples are d
 ancestral sampler (`flowjax.solvers.masked_diffusion_sample`, MDLM section 3.2.2), which skips
 the network when no token changed for a network without time conditioning; float64 categorical
 draws are a setting. Evaluation is the ELBO in nats, bits per token and its perplexity.
+
+Few-step distillation (`loss.distill`), for this objective and the infinite-mask model ("imdm"):
+
+  "sdtt"  self-distillation through time (Deschenaux & Gulcehre, 2024; `flowjax.losses.
+          sdtt_loss`): the model is a student with a frozen teacher (`flowjax.models.
+          TeacherStudent`), both loaded from `train.init_from`; the student's one step matches
+          the teacher's `sdtt_teacher_steps` ancestral steps of dt, under the reverse KL. Round r
+          (updates r N .. (r + 1) N - 1, N = `sdtt_round_updates`) has dt = 2^r /
+          `sdtt_start_steps`, until the student's step, teacher_steps * dt, reaches
+          1 / `sdtt_min_steps`; when a round starts, the teacher becomes a copy of the student
+          (of its raw weights, as the authors do).
+  "redi"  rectified couplings (ReDi; IM-ReDi): the data are a teacher's samples with the state
+          they started from (source "couplings", written by `flowjax.train.couplings`); the loss
+          is the ELBO term at the stored start (x_start, t) with the sample as the target (and,
+          for IMDM, the labels eps regenerated from the stored seed), so the student learns the
+          teacher's whole many-step map in one step.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+import jax
 import jax.numpy as jnp
 import ml_collections
+from flax import nnx
 
-from flowjax import losses, paths, solvers
+from flowjax import losses, models, paths, solvers
 from flowjax.train import registry
 from flowjax.train.objectives.base import (
     TEXT_EVALUATE_DEFAULTS,
+    Batch,
     BatchFn,
     DataSpec,
     conditioning,
 )
 from flowjax.train.objectives.discrete import DiscreteFlowMatching
+
+SDTT_STREAM = 0x53445454  # fold_in tag of the teacher draws' seeds
 
 
 class MaskedDiffusion(DiscreteFlowMatching):
@@ -54,6 +75,11 @@ class MaskedDiffusion(DiscreteFlowMatching):
         time_std=1.2,
         t_max=0.999,  # MDLM's times in [1e-3, 1] of its own time
         label_dropout=0.0,
+        distill="none",  # "none", "sdtt" or "redi" (module docstring)
+        sdtt_start_steps=1024,  # the teacher's steps from 0 to 1 in the first round
+        sdtt_min_steps=8,  # the student's steps from 0 to 1 in the last round
+        sdtt_round_updates=10_000,  # updates per round (the step doubles after each)
+        sdtt_teacher_steps=2,  # teacher steps per student step
     )
     sample_defaults = dict(
         step_size=1.0 / 1000.0,  # MDLM samples with 1,000 steps
@@ -66,8 +92,13 @@ class MaskedDiffusion(DiscreteFlowMatching):
         "path.schedule": paths.MASKING_SCHEDULES,
         "loss.time_distribution": losses.TIME_DISTRIBUTIONS,
         "sample.categorical_dtype": ("float32", "float64"),
+        "loss.distill": ("none", "sdtt", "redi"),
     }
     positive = (
+        "loss.sdtt_start_steps",
+        "loss.sdtt_min_steps",
+        "loss.sdtt_round_updates",
+        "loss.sdtt_teacher_steps",
         "loss.time_std",
         "loss.t_max",
         "sample.step_size",
@@ -86,9 +117,94 @@ class MaskedDiffusion(DiscreteFlowMatching):
                 "which is exact only for a network that does not read t: set "
                 "model.time_conditioning=False (MDLM) or sample.reuse_unchanged=False."
             )
+        distill, couplings = config.loss.distill, config.data.get("source") == "couplings"
+        if (distill == "redi") != couplings:
+            raise ValueError(
+                "loss.distill='redi' trains on a teacher's couplings: set data.source='couplings' "
+                "(written by flowjax.train.couplings.write_couplings) with it, and only with it; "
+                f"got loss.distill={distill!r} and data.source={config.data.get('source')!r}."
+            )
+        if distill == "sdtt" and not config.train.init_from:
+            raise ValueError(
+                "loss.distill='sdtt' distils a trained model: set train.init_from to the work "
+                "directory of the masked diffusion (or IMDM) run to distil."
+            )
 
     def build_path(self) -> paths.MixtureDiscreteProbPath:
         return registry.build_masking_path(self.config.path, self.spec.vocab_size)
+
+    # Distillation ------------------------------------------------------------------------------
+
+    @property
+    def distill(self) -> str:
+        return self.config.loss.distill
+
+    def model_fn(self, build):
+        if self.distill != "sdtt":
+            return build
+        return lambda rngs: models.TeacherStudent(build, rngs)
+
+    def sdtt_dt(self, round_index: jax.Array) -> jax.Array:
+        """The teacher's step of round `round_index`: 2^r / start_steps, capped so that the
+        student's step (teacher_steps dt) is at most 1 / min_steps."""
+        c = self.config.loss
+        largest = 1.0 / (c.sdtt_min_steps * c.sdtt_teacher_steps)
+        return jnp.minimum(2.0 ** round_index.astype(jnp.float32) / c.sdtt_start_steps, largest)
+
+    def begin_step(self, state):
+        """SDTT: at the first update of a round, the teacher becomes a copy of the student."""
+        if self.distill != "sdtt":
+            return state
+        round_index = state.step // self.config.loss.sdtt_round_updates
+        new_round = (state.step % self.config.loss.sdtt_round_updates == 0) & (state.step > 0)
+        student = nnx.to_pure_dict(state.params)["student"]
+        model_state = jax.tree.map(lambda x: x, state.model_state)
+        pure = nnx.to_pure_dict(model_state)
+        pure["teacher_weights"] = jax.tree.map(
+            lambda s, t: jnp.where(new_round, s, t), student, pure["teacher_weights"]
+        )
+        pure["round"] = round_index.astype(jnp.int32)
+        nnx.replace_by_pure_dict(model_state, pure)
+        return state.replace(model_state=model_state)
+
+    def _noise(self, model: nnx.Module, batch: Batch) -> dict[str, jax.Array]:
+        """The network's extra inputs drawn per update: none (the infinite mask adds eps)."""
+        return {}
+
+    def draw_step_noise(self, key: jax.Array, batch: Batch) -> Batch:
+        if self.distill == "redi":  # the stored start of each coupling
+            out = {"x": batch["x"], "x_t": batch["x_start"], "t": batch["t"]}
+            out.update({k: batch[k] for k in ("noise_seed", "label") if k in batch})
+            return self._with_dropout_seeds(key, out)
+        out = super().draw_step_noise(key, batch)
+        if self.distill == "sdtt":
+            seed_key = jax.random.fold_in(key, SDTT_STREAM)
+            out["sdtt_seed"] = jax.random.bits(seed_key, (batch["x"].shape[0],), jnp.uint32)
+        return out
+
+    def loss(self, model: nnx.Module, batch: Batch) -> jax.Array:
+        cond = {**conditioning(batch), **self._noise(model, batch)}
+        if self.distill != "sdtt":
+            return losses.discrete_loss(
+                self._posterior(model),
+                self.path,
+                batch["x"],
+                batch["x_t"],
+                batch["t"],
+                loss=self.loss_name,
+                **cond,
+            )
+        return losses.sdtt_loss(
+            jax.vmap(jax.random.key)(batch["sdtt_seed"]),
+            self._posterior(model.student),
+            self._posterior(model.teacher()),
+            self.path,
+            batch["x_t"],
+            batch["t"],
+            self.sdtt_dt(model.round[...]),
+            teacher_steps=self.config.loss.sdtt_teacher_steps,
+            **cond,
+        )
 
     def sampler(self, time_grid: tuple[float, ...] = (0.0, 1.0)) -> BatchFn:
         sc = self.config.sample

@@ -1,0 +1,98 @@
+"""Rectified couplings of a trained masked diffusion model or IMDM (ReDi, IM-ReDi).
+
+Rectified discrete flow (ReDi) and its IMDM form retrain a model on its teacher's own couplings:
+the teacher samples with many steps from a start x_start at time t, and the pair (start, sample)
+becomes a training example (`loss.distill="redi"`, data source "couplings"). For IMDM each sample
+also has a seed from which its labels eps are drawn (`draw_noise(key(seed), (L,))`, kept fixed
+through the teacher's steps: `fixed_noise=True`), so the student sees the same eps that led the
+teacher to that sample, and one file of integers stores them. Starts are all-masked sequences
+(t = 0), or, with `perturbed=True`, held-out data masked at a uniform time t (the authors'
+"perturbed rectification"; the teacher completes the masked positions).
+
+`write_couplings(config, workdir, path, num)` writes them with `flowjax.data.save_couplings`;
+`python -m flowjax.main --mode=couplings` calls it for the run in --workdir.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+
+from flowjax import data, solvers
+from flowjax.train.inference import heldout_iterator
+from flowjax.train.objectives.imdm import InfiniteMaskDiffusion, per_example_noise
+from flowjax.train.objectives.masked_diffusion import MaskedDiffusion
+from flowjax.train.trained import load_trained_flow, map_batches
+
+log = logging.getLogger(__name__)
+
+
+def write_couplings(
+    config: ml_collections.ConfigDict,
+    workdir: str,
+    path: str,
+    num: int,
+    *,
+    steps: int = 1024,
+    seed: int = 0,
+    perturbed: bool = False,
+) -> str:
+    """Samples `num` couplings from the run in `workdir` with `steps` ancestral steps and
+    writes them to `path` (.npz); returns `path`."""
+    if not (isinstance(num, int) and num >= 1):
+        raise ValueError(f"num must be an int >= 1 couplings, got {num!r}.")
+    if not (isinstance(steps, int) and steps >= 1):
+        raise ValueError(f"steps must be an int >= 1, got {steps!r}.")
+    flow = load_trained_flow(config, workdir)
+    objective = flow.run.objective
+    if not isinstance(objective, MaskedDiffusion):
+        raise ValueError(
+            f"Couplings are written by a masked diffusion or IMDM run; {workdir!r} trains "
+            f"{config.objective!r}."
+        )
+    vocab, length = objective.spec.vocab_size, objective.spec.event_shape[0]
+    rng = np.random.default_rng(seed)
+    x_start = np.full((num, length), vocab, np.int32)
+    t = np.zeros(num, np.float32)
+    if perturbed:
+        rows = []
+        held_out = heldout_iterator(config)
+        while sum(len(r) for r in rows) < num:
+            rows.append(np.asarray(next(held_out)["x"]))
+        x_data = np.concatenate(rows)[:num]
+        t = rng.random(num).astype(np.float32)
+        kappa = np.asarray(objective.path.scheduler(jnp.asarray(t)).alpha_t)
+        x_start = np.where(rng.random((num, length)) < kappa[:, None], x_data, vocab)
+    noise_seed = rng.integers(0, 2**32, size=num, dtype=np.uint32)
+    has_noise = isinstance(objective, InfiniteMaskDiffusion)
+    sc = config.sample
+
+    def sample(model, batch, key):
+        # From each coupling's own start time to 1 with `steps` steps over [0, 1].
+        kwargs = {}
+        if has_noise:
+            eps = per_example_noise(model, batch["noise_seed"], (length,))
+            kwargs = dict(draw_noise=model.draw_noise, noise_init=eps, fixed_noise=True)
+        return solvers.masked_diffusion_sample(
+            key,
+            objective._posterior(model),
+            batch["x"],
+            objective.path,
+            step_size=1.0 / steps,
+            reuse_unchanged=sc.reuse_unchanged,
+            dtype=jnp.dtype(sc.categorical_dtype),
+            **kwargs,
+        )
+
+    compiled = flow.compile(sample)
+    inputs = {"x": x_start, "noise_seed": noise_seed}
+    x = map_batches(compiled, inputs, sc.batch_size, flow.run, jax.random.key(seed), "couplings")
+    if perturbed:  # revealed positions of a start are fixed; its masks were all sampled
+        x = np.where(x_start == vocab, x, x_start)
+    written = data.save_couplings(path, x, x_start, t, noise_seed, vocab)
+    log.info("Wrote %d couplings of %d steps from step %d to %s.", num, steps, flow.step, path)
+    return written

@@ -1,0 +1,160 @@
+"""Starting a run from the weights of another run (`train.init_from`).
+
+Distillation and fine-tuning start from a trained model: an IMDM from a masked diffusion model
+(its infinite-mask MLP starts at zero, so the two agree at step 0), an SDTT student and its
+teacher from the model they distil, a ReDi student from its teacher. `train.init_from` names the
+work directory of that run; a fresh run (no checkpoint of its own yet) takes the EMA weights of
+that run's newest checkpoint for every parameter whose path it shares, and keeps its own
+initialisation for the rest. Paths are compared without the "student" / "teacher_weights"
+prefixes of `flowjax.models.TeacherStudent`, so a distilled student loads into a plain model and
+back, and the frozen teacher gets the same weights as the student.
+
+Checked before anything compiles (`check_init_from`, part of the config validation): the
+directory holds a checkpoint with its config, every shared parameter has the same shape (a
+different vocabulary, width or D_eps is named with both shapes), and the two models share at
+least one parameter (so that a run of another kind of model is not loaded by accident).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+from flax import nnx
+
+from flowjax.parallel import replicated
+from flowjax.train import objectives, optim, registry
+from flowjax.train.checkpoint import Checkpointer
+from flowjax.train.state import TrainState, abstract_train_state
+
+log = logging.getLogger(__name__)
+_PREFIXES = ("student/", "teacher_weights/")
+
+
+def _flat(tree: Any) -> dict[str, Any]:
+    """{"a/b/c": leaf} of a nested pure dict."""
+    out = {}
+    for path, leaf in jax.tree_util.tree_leaves_with_path(tree):
+        out["/".join(str(getattr(k, "key", getattr(k, "idx", k))) for k in path)] = leaf
+    return out
+
+
+def _strip(path: str) -> str:
+    for prefix in _PREFIXES:
+        if path.startswith(prefix):
+            return path[len(prefix) :]
+    return path
+
+
+def model_constructor(config: ml_collections.ConfigDict, objective: objectives.Objective):
+    """rngs -> the model of `config` as its objective builds it (a `TeacherStudent` for SDTT)."""
+    spec = objective.spec
+
+    def build(rngs: nnx.Rngs) -> nnx.Module:
+        return registry.build_model(
+            config.model, spec.event_shape, spec.num_classes, rngs, **objective.model_kwargs()
+        )
+
+    return objective.model_fn(build)
+
+
+def _source_config(workdir: str) -> ml_collections.ConfigDict:
+    if not os.path.isdir(workdir):
+        raise FileNotFoundError(
+            f"train.init_from={workdir!r} is not a directory: give the --workdir of the trained "
+            "run whose weights this run starts from."
+        )
+    with Checkpointer(workdir) as checkpointer:
+        source = checkpointer.restore_config()
+    if source is None:
+        raise FileNotFoundError(
+            f"train.init_from={workdir!r} holds no checkpoint: train that run first."
+        )
+    return source
+
+
+def _abstract_weights(config: ml_collections.ConfigDict) -> dict[str, Any]:
+    """{stripped path: ShapeDtypeStruct} of the trainable parameters of `config`'s model."""
+    objective = objectives.build_objective(config)
+    model = nnx.eval_shape(lambda: model_constructor(config, objective)(nnx.Rngs(0)))
+    return {_strip(k): v for k, v in _flat(nnx.to_pure_dict(nnx.state(model, nnx.Param))).items()}
+
+
+def check_init_from(config: ml_collections.ConfigDict) -> None:
+    """Raises a ValueError / FileNotFoundError when `train.init_from` cannot initialise the model
+    of `config` (module docstring); does nothing when it is empty."""
+    workdir = config.train.init_from
+    if not workdir:
+        return
+    source = _source_config(workdir)
+    ours, theirs = _abstract_weights(config), _abstract_weights(source)
+    mismatched = [
+        f"{path}: {tuple(theirs[path].shape)} in the checkpoint, {tuple(leaf.shape)} here"
+        for path, leaf in ours.items()
+        if path in theirs and theirs[path].shape != leaf.shape
+    ]
+    if mismatched:
+        raise ValueError(
+            f"train.init_from={workdir!r} has weights of other shapes (another vocabulary, width, "
+            f"depth or D_eps: model {source.model.to_dict()}): " + "; ".join(mismatched) + "."
+        )
+    if not set(ours) & set(theirs):
+        raise ValueError(
+            f"train.init_from={workdir!r} shares no parameter with this model (its model is "
+            f"{source.model.name!r}, this one {config.model.name!r})."
+        )
+
+
+def load_init_weights(
+    config: ml_collections.ConfigDict, state: TrainState, mesh: jax.sharding.Mesh
+) -> TrainState:
+    """`state` (fresh) with every shared parameter, its EMA and a `TeacherStudent`'s frozen
+    teacher set to the EMA weights of the newest checkpoint of `train.init_from`."""
+    workdir = config.train.init_from
+    source = _source_config(workdir)
+    objective = objectives.build_objective(source)
+    optimizer = optim.make_optimizer(
+        source.optim, optim.learning_rate_schedule(source.optim, source.train.num_steps)
+    )
+    _, abstract = abstract_train_state(
+        model_constructor(source, objective), optimizer, source.seed
+    )
+    on_host = replicated(mesh)
+    abstract = jax.tree.map(
+        lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=on_host), abstract
+    )
+    with Checkpointer(workdir) as checkpointer:
+        restored = checkpointer.restore_latest(abstract)
+    weights = {_strip(k): v for k, v in _flat(nnx.to_pure_dict(restored.state.ema_params)).items()}
+    shared = [k for k in _flat(nnx.to_pure_dict(state.params)) if _strip(k) in weights]
+    log.info(
+        "Initialised %d of the model's %d parameter arrays from step %d of %s.",
+        len(shared),
+        len(_flat(nnx.to_pure_dict(state.params))),
+        restored.step,
+        workdir,
+    )
+
+    def load(tree: nnx.State) -> nnx.State:
+        pure = nnx.to_pure_dict(tree)
+        flat = _flat(pure)
+        loaded = {
+            path: weights[_strip(path)] if _strip(path) in weights else leaf
+            for path, leaf in flat.items()
+        }
+        leaves = [jnp.array(loaded[path], flat[path].dtype, copy=True) for path in flat]
+        new = jax.tree.unflatten(jax.tree.structure(pure), leaves)
+        out = jax.tree.map(lambda x: x, tree)
+        nnx.replace_by_pure_dict(out, new)
+        return out
+
+    return state.replace(
+        params=load(state.params),
+        ema_params=load(state.ema_params),
+        model_state=load(state.model_state),
+        opt_state=state.opt_state,
+    )
