@@ -43,7 +43,7 @@ from flowjax.solvers.likelihood import (
     ode_sample_with_log_likelihood,
     standard_normal_log_density,
 )
-from flowjax.solvers.masked import masked_diffusion_sample
+from flowjax.solvers.masked import infinite_mask_transition, masked_diffusion_sample
 from flowjax.solvers.ode import PairedFlow, ode_predict, ode_sample
 from flowjax.solvers.settings import DIVERGENCES, SolverSettings
 from flowjax.solvers.time_grids import edm_time_grid
@@ -84,6 +84,7 @@ __all__ = [
     "hutchinson_divergence",
     "hutchinson_probes",
     "integrate",
+    "infinite_mask_transition",
     "masked_diffusion_sample",
     "nucleus_weights",
     "ode_log_likelihood",

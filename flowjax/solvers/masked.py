@@ -66,6 +66,19 @@ from flowjax.solvers.integrate import step_nodes
 from flowjax.solvers.settings import SolverSettings, check_euler, split_settings
 
 
+def infinite_mask_transition(
+    kappa_t: Float[Array, "*shape"], kappa_s: Float[Array, "*shape"]
+) -> tuple[Array, Array, Array]:
+    """The probabilities that a position masked at t is, at s > t, (revealed, masked with the
+    same eps, masked with a new eps) (module docstring). The first is the masked model's reveal
+    probability; the last two sum to its stay-masked probability (1 - kappa_s) / (1 - kappa_t)."""
+    kappa_t, kappa_s = jnp.asarray(kappa_t), jnp.asarray(kappa_s)
+    reveal = (kappa_s - kappa_t) / (1.0 - kappa_t)
+    keep = (kappa_t / kappa_s - kappa_t) / (1.0 - kappa_t)
+    redraw = (1.0 - kappa_t / kappa_s) * (1.0 - kappa_s) / (1.0 - kappa_t)
+    return reveal, keep, redraw
+
+
 def masked_diffusion_sample(
     key: jax.Array,
     model_fn: Callable[..., Array],
@@ -169,16 +182,17 @@ def masked_diffusion_sample(
             )
         else:
             tokens, nfe = candidates(x, eps, t, token_key), nfe + 1
-        kappa_t, kappa_s = path.scheduler(t).alpha_t, path.scheduler(s).alpha_t
-        reveal = jnp.where(is_last, 1.0, (kappa_s - kappa_t) / (1.0 - kappa_t)).astype(dtype)
+        reveal, keep, _ = infinite_mask_transition(
+            path.scheduler(t).alpha_t, path.scheduler(s).alpha_t
+        )
+        reveal = jnp.where(is_last, 1.0, reveal).astype(dtype)
         u = jax.random.uniform(reveal_key, x.shape, dtype)
         masked = x == mask
         revealed = masked & (u < reveal)
         x_next = jnp.where(revealed, tokens, x)
         changed = jnp.any(revealed)
         if draw_noise is not None and not fixed_noise:
-            keep = ((kappa_t / kappa_s - kappa_t) / (1.0 - kappa_t)).astype(dtype)
-            redrawn = masked & (u >= reveal + keep)
+            redrawn = masked & (u >= reveal + keep.astype(dtype))
             fresh = draw_noise(jax.random.fold_in(step_key, 2), x.shape)
             eps = jnp.where(redrawn[..., None], fresh, eps)
             changed = changed | jnp.any(redrawn)
