@@ -25,6 +25,14 @@ VARIANTS: dict[str, tuple[str | None, ...]] = {
     ),
     "configs/generator_matching/checkerboard.py": (None, "8gaussians", "smoke"),
     "configs/generator_matching/mixture1d.py": (None, "smoke"),
+    "configs/imdm/lm1b.py": (
+        None, "mdm", "sdtt", "redi", "sdtt,mdm", "large", "teacher,smoke", "sdtt,imdm,cpu",
+    ),
+    "configs/imdm/owt.py": (None, "sdtt", "redi,large", "teacher,mdm,smoke", "teacher,cpu"),
+    "configs/imdm/synthetic.py": (
+        None, "teacher,mdm", "sdtt", "redi", "teacher,cpu", "sdtt,mdm,cpu", "redi,imdm,cpu",
+        "teacher,smoke", "teacher,mdm,smoke",
+    ),
     "configs/kinetic_optimal/checkerboard.py": (
         None, "mask", "uniform", "metric", "mask,demo", "uniform,demo", "metric,demo",
         "mask,smoke", "uniform,smoke", "metric,smoke",

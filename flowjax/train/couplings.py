@@ -5,7 +5,14 @@ the teacher samples with many steps from a start x_start at time t, and the pair
 becomes a training example (`loss.distill="redi"`, data source "couplings"). For IMDM each sample
 also has a seed from which its labels eps are drawn (`draw_noise(key(seed), (L,))`, kept fixed
 through the teacher's steps: `fixed_noise=True`), so the student sees the same eps that led the
-teacher to that sample, and one file of integers stores them. Starts are all-masked sequences
+teacher to that sample, and one file of integers stores them. Every random draw of the teacher's
+sampler for a coupling (which positions are revealed when, and to which token) also comes from
+its seed (`fold_in(key(seed), SAMPLER_STREAM)`): the sample is then a function of the seed, and
+so of its eps. This is what lets a one-step IMDM student learn a map from eps to whole,
+consistent sequences: with draws independent of eps, the teacher's sample given eps is as random
+as the teacher's use of eps (after ELBO training, hardly at all), and by the data-processing
+inequality no student fitted to such couplings can depend on eps more than that. For a masked
+model, whose input holds no eps, the same couplings carry no such information. Starts are all-masked sequences
 (t = 0), or, with `perturbed=True`, held-out data masked at a uniform time t (the authors'
 "perturbed rectification"; the teacher completes the masked positions).
 
@@ -29,6 +36,7 @@ from flowjax.train.objectives.masked_diffusion import MaskedDiffusion
 from flowjax.train.trained import load_trained_flow, map_batches
 
 log = logging.getLogger(__name__)
+SAMPLER_STREAM = 0x52454449  # fold_in tag of a coupling's sampler key (its eps use the seed itself)
 
 
 def write_couplings(
@@ -72,21 +80,26 @@ def write_couplings(
     sc = config.sample
 
     def sample(model, batch, key):
-        # From each coupling's own start time to 1 with `steps` steps over [0, 1].
-        kwargs = {}
-        if has_noise:
-            eps = per_example_noise(model, batch["noise_seed"], (length,))
-            kwargs = dict(draw_noise=model.draw_noise, noise_init=eps, fixed_noise=True)
-        return solvers.masked_diffusion_sample(
-            key,
-            objective._posterior(model),
-            batch["x"],
-            objective.path,
-            step_size=1.0 / steps,
-            reuse_unchanged=sc.reuse_unchanged,
-            dtype=jnp.dtype(sc.categorical_dtype),
-            **kwargs,
-        )
+        # One sampler per coupling, all its draws from its own seed: the sample is a function of
+        # the seed, so its eps (drawn from the same seed) determines it.
+        posterior = objective._posterior(model)
+
+        def one(seed, x_start):
+            kwargs = {}
+            if has_noise:
+                eps = model.draw_noise(jax.random.key(seed), (length,))[None]
+                kwargs = dict(draw_noise=model.draw_noise, noise_init=eps, fixed_noise=True)
+            return solvers.masked_diffusion_sample(
+                jax.random.fold_in(jax.random.key(seed), SAMPLER_STREAM),
+                posterior,
+                x_start[None],
+                objective.path,
+                step_size=1.0 / steps,
+                dtype=jnp.dtype(sc.categorical_dtype),
+                **kwargs,
+            )[0]
+
+        return jax.vmap(one)(batch["noise_seed"], batch["x"])
 
     compiled = flow.compile(sample)
     inputs = {"x": x_start, "noise_seed": noise_seed}

@@ -122,7 +122,8 @@ def is_text(config: ml_collections.ConfigDict) -> bool:
 
 def text_sample_metrics(config: ml_collections.ConfigDict, samples: np.ndarray) -> dict:
     """Metrics of token samples (n, L): their mean unigram entropy; on a synthetic language their
-    exact generative perplexity (`exact_gen_perplexity`, with the language's floor); under
+    exact generative perplexity (`exact_gen_perplexity`, with the language's floor; infinite when
+    a sample is impossible) and on the repeated-token task the fraction of valid samples; under
     `evaluate.judge`, their generative perplexity (`judge_gen_perplexity`)."""
     samples = np.asarray(samples)
     result = {"unigram_entropy": float(metrics.unigram_entropy(samples).mean())}
@@ -134,6 +135,8 @@ def text_sample_metrics(config: ml_collections.ConfigDict, samples: np.ndarray) 
             exact_gen_perplexity=math.exp(per_token),
             perplexity_floor=language.perplexity_floor,
         )
+        if isinstance(language, data.languages.RepeatedTokenLanguage):  # IMDM's task
+            result["validity"] = metrics.sequence_validity(samples)
     if config.evaluate.get("judge", ""):
         log_prob, vocab = load_judge(config.evaluate.judge)
         scores = metrics.generative_perplexity(

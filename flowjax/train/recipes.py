@@ -320,7 +320,7 @@ def language_model_config(
     config.data = dict(TEXT_DATASETS[dataset], tokenizer=TOKENIZER_FILES[dataset])
     config.data.data_dir = ml_collections.config_dict.placeholder(str)  # TFDS's default
     config.evaluate.data = dict(split=TEXT_EVAL_SPLITS[dataset], shuffle=False)
-    config.model = model_defaults(default_config(objective).model.name)
+    config.model = model_defaults("imdm_transformer" if objective == "imdm" else "text_transformer")
     if config.model.name == "text_transformer":
         config.model.causal = objective == "autoregressive"
     config.model.update(size="small", cond_dim=128, dropout=0.1)
@@ -384,3 +384,68 @@ def apply_text_size(
         raise ValueError(f"Unknown size variant {size!r}; use 'cpu', 'smoke' or none.")
     return sizes[size](config)
 
+
+
+IMDM_STAGES = ("teacher", "sdtt", "redi")
+IMDM_MODELS = {"imdm": "imdm", "mdm": "masked_diffusion"}
+
+
+def imdm_text_config(
+    dataset: str, arg: str | None, *, noise_dim: int, sdtt_batch: int, redi_updates: int
+) -> ml_collections.ConfigDict:
+    """The IMDM recipe on `dataset` ("lm1b" or "openwebtext"), from the variant string
+    "<stage>[,<model>][,large][,<size>]" (configs/imdm/lm1b.py, owt.py):
+
+    - stage "teacher" (default): the masked diffusion recipe (`language_model_config`: small
+      DDiT without time conditioning, MDLM's linear schedule, 1,000 sampling steps) with the
+      infinite mask (uniform eps of `noise_dim` features); an IMDM is usually started from an
+      MDLM run with --config.train.init_from=WORKDIR. "sdtt": IM-SDTT from --config.train.
+      init_from (lr 6e-5 with 500 warm-up steps, batch `sdtt_batch`, 7 rounds of 10,000 updates
+      from 1,024 teacher steps down to an 8-step student). "redi": IM-ReDi on couplings
+      (--config.data.path=FILE of `flowjax.train.couplings`, the authors' 100,000 samples of a
+      1,024-step teacher), `redi_updates` updates at 3e-4.
+    - model "imdm" (default) or "mdm" (the same stages for the masked model: MDLM + SDTT).
+    - "large": width 1536, 24 blocks, 16 heads (about 860M parameters with GPT-2's vocabulary).
+    - size "cpu" / "smoke" (`apply_text_size`; the noise dimension is cut to 64 / 8).
+    """
+    parts = [p for p in (arg or "").split(",") if p]
+    known = set(IMDM_STAGES) | set(IMDM_MODELS) | {"large", "cpu", "smoke"}
+    unknown = sorted(set(parts) - known)
+    if unknown:
+        raise ValueError(
+            f"Unknown variant(s) {unknown} of the IMDM {dataset} config; stages {IMDM_STAGES}, "
+            f"models {tuple(IMDM_MODELS)}, 'large', sizes ('cpu', 'smoke')."
+        )
+    stage = next((p for p in parts if p in IMDM_STAGES), "teacher")
+    model = next((p for p in parts if p in IMDM_MODELS), "imdm")
+    size = next((p for p in parts if p in ("cpu", "smoke")), None)
+    config = language_model_config(
+        IMDM_MODELS[model], dataset, time_conditioning=False, num_steps=500_000
+    )
+    config.path.update(schedule="linear", eps_start=1e-3, eps_end=0.0)
+    config.sample.step_size = 1.0 / 1000.0
+    if model == "imdm":
+        config.model.update(noise_dim=noise_dim, mask_noise="uniform", noise_scale=1.0)
+    if "large" in parts:
+        config.model.update(hidden_dim=1536, depth=24, num_heads=16)
+    if stage == "sdtt":
+        config.loss.update(
+            distill="sdtt", sdtt_start_steps=1024, sdtt_min_steps=8, sdtt_round_updates=10_000
+        )
+        config.optim.update(learning_rate=6e-5, warmup_steps=500)
+        config.train.update(num_steps=70_000, global_batch_size=sdtt_batch)
+    if stage == "redi":
+        config.loss.distill = "redi"
+        config.data = dict(source="couplings", path=ml_collections.config_dict.placeholder(str))
+        config.evaluate.data = dict()
+        config.train.num_steps = redi_updates
+    config = apply_text_size(config, size)
+    if size and model == "imdm":
+        config.model.noise_dim = {"cpu": 64, "smoke": 8}[size]
+    if size and stage == "sdtt":
+        config.loss.sdtt_round_updates = max(config.train.num_steps // 7, 1)
+        config.train.num_steps = 7 * config.loss.sdtt_round_updates
+    if size and stage == "redi":
+        config.data = dict(source="couplings", path=ml_collections.config_dict.placeholder(str))
+        config.evaluate.data = dict()
+    return config

@@ -11,7 +11,11 @@ carries eps along (`flowjax.solvers.masked_diffusion_sample` with `draw_noise`: 
 position keeps its eps or redraws it with the probabilities of the IMDM paper, or keeps it to
 the end with `sample.fixed_noise`). Distillation (`loss.distill` "sdtt" / "redi") is the masked
 objective's, with eps shared by teacher and student (SDTT) or regenerated from the coupling's
-seed (ReDi). The ELBO is evaluated with one eps per held-out sequence.
+seed (ReDi). In both the teacher's random draws come from the same per-example seed as eps, so
+that its result is a function of eps: the student can then learn to map eps to whole, consistent
+sequences, which a factorized one-step sampler needs (with draws independent of eps the targets
+given eps stay as random as the data, and the student's one-step marginals stay factorized; see
+`flowjax.train.couplings`). The ELBO is evaluated with one eps per held-out sequence.
 """
 
 from __future__ import annotations
@@ -55,6 +59,8 @@ class InfiniteMaskDiffusion(MaskedDiffusion):
         if "noise_seed" not in out:  # ReDi couplings bring their own
             seed_key = jax.random.fold_in(key, NOISE_STREAM)
             out["noise_seed"] = jax.random.bits(seed_key, (batch["x"].shape[0],), jnp.uint32)
+        if "sdtt_seed" in out:  # the teacher's draws from the seed of eps (module docstring)
+            out["sdtt_seed"] = out["noise_seed"]
         return out
 
     def _noise(self, model: nnx.Module, batch: Batch) -> dict[str, jax.Array]:

@@ -26,11 +26,14 @@ Few-step distillation (`loss.distill`), for this objective and the infinite-mask
           `sdtt_start_steps`, until the student's step, teacher_steps * dt, reaches
           1 / `sdtt_min_steps`; when a round starts, the teacher becomes a copy of the student
           (of its raw weights, as the authors do).
-  "redi"  rectified couplings (ReDi; IM-ReDi): the data are a teacher's samples with the state
-          they started from (source "couplings", written by `flowjax.train.couplings`); the loss
-          is the ELBO term at the stored start (x_start, t) with the sample as the target (and,
-          for IMDM, the labels eps regenerated from the stored seed), so the student learns the
-          teacher's whole many-step map in one step.
+  "redi"  rectified couplings (ReDi; IM-ReDi): the data are a teacher's samples x with the
+          state x_start (at time t_start) they started from (source "couplings", written by
+          `flowjax.train.couplings`). The student is trained on the path between the two, as
+          rectified flows are: x_t is x_start with each of its masked positions revealed to its
+          token in x with the forward probability from t_start to t, and the loss is the ELBO
+          term with target x (for IMDM with the labels eps regenerated from the coupling's
+          seed, the eps that led the teacher to x), so that one step from x_start can reach the
+          teacher's many-step sample.
 """
 
 from __future__ import annotations
@@ -172,15 +175,28 @@ class MaskedDiffusion(DiscreteFlowMatching):
         return {}
 
     def draw_step_noise(self, key: jax.Array, batch: Batch) -> Batch:
-        if self.distill == "redi":  # the stored start of each coupling
-            out = {"x": batch["x"], "x_t": batch["x_start"], "t": batch["t"]}
-            out.update({k: batch[k] for k in ("noise_seed", "label") if k in batch})
-            return self._with_dropout_seeds(key, out)
+        if self.distill == "redi":
+            return self._with_dropout_seeds(key, self._coupling_path_sample(key, batch))
         out = super().draw_step_noise(key, batch)
         if self.distill == "sdtt":
             seed_key = jax.random.fold_in(key, SDTT_STREAM)
             out["sdtt_seed"] = jax.random.bits(seed_key, (batch["x"].shape[0],), jnp.uint32)
         return out
+
+    def _coupling_path_sample(self, key: jax.Array, batch: Batch) -> Batch:
+        """ReDi: x_t on the path from each coupling's start (x_start at t_start) to its sample x:
+        t = t_start + (1 - t_start) tau with tau from the time distribution, and a position
+        masked in x_start revealed (to its token in x) with probability
+        (kappa_t - kappa_start) / (1 - kappa_start), the forward process given the start."""
+        x_1, x_start, t_start = batch["x"], batch["x_start"], batch["t"]
+        time_key, reveal_key = jax.random.split(key)
+        t = t_start + (1.0 - t_start) * self._time(time_key, x_1.shape[0])
+        kappa_start, kappa_t = self.path.scheduler(t_start).alpha_t, self.path.scheduler(t).alpha_t
+        reveal = (kappa_t - kappa_start) / (1.0 - kappa_start)
+        u = jax.random.uniform(reveal_key, x_1.shape)
+        revealed = (x_start == self.path.source.mask_token) & (u < reveal[:, None])
+        out = {"x": x_1, "x_t": jnp.where(revealed, x_1, x_start), "t": t}
+        return out | {k: batch[k] for k in ("noise_seed", "label") if k in batch}
 
     def loss(self, model: nnx.Module, batch: Batch) -> jax.Array:
         cond = {**conditioning(batch), **self._noise(model, batch)}
