@@ -255,6 +255,7 @@ def test_bad_imdm_configs_are_refused_before_compiling(mdm_run, tmp_path):
             validate_config(config)
 
 
+@pytest.mark.slow
 def test_another_noise_dimension_is_named(tmp_path_factory, mdm_run):
     source = str(tmp_path_factory.mktemp("imdm8"))
     config = smoke("teacher", "imdm", **{"train.num_steps": 1})
@@ -288,3 +289,14 @@ def test_distillation_stages_run_end_to_end(mdm_run, tmp_path):
     assert int(state.step) == redi.train.num_steps
     it = data.build_dataset(redi.data, global_batch_size=4, seed=0)
     assert set(next(it)) == {"x", "x_start", "t", "noise_seed"}
+    # the same couplings from the command line
+    from train_testing import run_cli
+
+    out = str(tmp_path / "cli.npz")
+    result = run_cli(
+        f"--config={CONFIG}:teacher,imdm,smoke", f"--workdir={imdm}", "--mode=couplings",
+        "--couplings_num=40", "--couplings_steps=16", f"--couplings_out={out}",
+        "--config.sample.seed=0",
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    np.testing.assert_array_equal(np.load(out)["x"], a["x"])

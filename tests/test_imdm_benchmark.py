@@ -54,14 +54,19 @@ def test_quick_run_writes_consistent_results(tmp_path):
             case["imdm"]["no_skip"]["median_s"] / case["mdm"]["no_skip"]["median_s"]
         )
         assert positive(ratios["skip"])
+        assert all(positive(v) for v in case["imdm_over_mdm_time_paired"].values())
+        assert positive(case["load_average_after"])
 
     updates = results["train"]["updates"]
     assert list(updates) == ["mdm_elbo", "imdm_elbo", "mdm_sdtt", "imdm_sdtt"]
     for name, record in updates.items():
-        for field in ("median_s", "updates_per_s", "gflops", "mfu", "time_over_mdm_elbo"):
+        fields = ("median_s", "updates_per_s", "gflops", "mfu", "time_over_mdm_elbo",
+                  "time_over_mdm_elbo_paired")
+        for field in fields:
             assert positive(record[field]), (name, field, record[field])
         assert math.isfinite(record["final_loss"])
         assert record["compilations"] == 1
     assert updates["mdm_elbo"]["time_over_mdm_elbo"] == 1.0
+    assert updates["mdm_elbo"]["time_over_mdm_elbo_paired"] == 1.0
     assert results["table"][-1].startswith("--quick")
     assert isinstance(results["under_load"], bool)

@@ -18,6 +18,7 @@ from flowjax.metrics import (
     expected_total_correlation,
     factorization_bound,
     independent_validity,
+    masked_sampler_validity,
     repeated_token_total_correlation,
     sequence_validity,
     total_correlation,
@@ -160,3 +161,30 @@ def test_bad_inputs_are_refused():
         total_correlation(np.full((2, 2), 0.3))
     with pytest.raises(ValueError, match="has probability 0 under joint"):
         conditional_total_correlation(_repeated_token_joint(3, 3), np.array([[0, 1, 3]]), 3)
+
+
+def test_masked_sampler_validity_matches_a_simulation_of_the_ideal_sampler():
+    """The true-posterior masked sampler on the repeated-token task, simulated: while all is
+    masked the revealed tokens are uniform draws; after the first reveal the token is known."""
+    vocab, length, kappas = 4, 3, np.array([0.0, 0.3, 0.7, 1.0])
+    rng = np.random.default_rng(0)
+    n = 200_000
+    masked = np.ones((n, length), bool)
+    known = np.zeros(n, bool)  # the sequence's token is fixed once a position is revealed
+    valid = np.ones(n, bool)
+    for a, b in zip(kappas[:-1], kappas[1:]):
+        reveal = masked & (rng.random((n, length)) < (b - a) / (1 - a))
+        draws = rng.integers(0, vocab, (n, length))
+        low = np.where(reveal, draws, vocab).min(axis=1)
+        high = np.where(reveal, draws, -1).max(axis=1)
+        first = ~known & reveal.any(axis=1)
+        valid &= ~first | (low == high)  # the first revealed tokens must agree
+        known |= first
+        masked &= ~reveal
+    exact = masked_sampler_validity(kappas, length, vocab)
+    assert abs(valid.mean() - exact) < 4 * np.sqrt(exact * (1 - exact) / n)
+    assert abs(masked_sampler_validity([0.0, 1.0], 8, 32) - factorization_bound(32, 8)) < 1e-20
+    with pytest.raises(ValueError, match="ascending"):
+        masked_sampler_validity([0.0, 0.5, 0.5, 1.0], 3, 4)
+    with pytest.raises(ValueError, match="end at 1"):
+        masked_sampler_validity([0.0, 0.5], 3, 4)

@@ -25,9 +25,12 @@ for both. Each with `reuse_unchanged=False` (every step calls the network: the f
 cost) and `reuse_unchanged=True` (the network is skipped in steps that changed nothing; the
 number of network evaluations, NFE, comes from `return_nfe`; IMDM's input also changes where an
 eps is redrawn, and the same key reveals other positions in IMDM, whose sampler splits a key off
-for eps). One timed call is one jitted sampling call of the whole batch (compiled ahead of time,
-run once untimed, then `--sample-reps` times, median); tokens/s = B L / time. The headline is
-the time ratio IMDM / MDM at every number of steps.
+for eps). One timed call is one jitted sampling call of the whole batch (compiled ahead of time);
+per number of steps the four samplers are timed round-robin (one untimed round, then
+`--sample-reps` rounds, one call of each per round), so that a load that changes during the run
+falls on all four alike; the median is reported; tokens/s = B L / time. The headline is the
+time ratio IMDM / MDM at every number of steps: the ratio of the medians, and "paired", the
+median over the rounds of the ratio of the two calls of the same round.
 
 Part 2, `train`: one jitted update, `jax.value_and_grad` of the loss and an `optax.adamw`
 update (lr 1e-4), the parameters and optimiser state donated; x_1 is one of 2 NumPy batches of
@@ -42,8 +45,9 @@ x_1) from the path (`path.sample`):
               steps 1 / 8), one key per example;
   imdm_sdtt   SDTT for IMDM, the same eps (drawn per example) read by teacher and student.
 
-One timed call is one update (`--train-warmup` untimed first, then `--train-reps`, median);
-updates/s = 1 / time, and the cost of every update relative to mdm_elbo is its time ratio.
+One timed call is one update; the four are timed round-robin (`--train-warmup` untimed rounds,
+then `--train-reps` rounds, median); updates/s = 1 / time, and the cost of every update relative
+to mdm_elbo is its time ratio (of the medians, and paired per round as above).
 
 FLOPs: the matrix multiplications only, kept simple. One network call on B sequences of L
 tokens:
@@ -63,8 +67,8 @@ repetition, a small yardstick: a smoke check.
 
 While it times, /tmp/benchmark_running exists (`harness.benchmark_running_flag`) so that other
 jobs on the machine can pause. The load average at the start and at the end is recorded, and
-the 1-minute figure after each measurement (`load_average_after`; the benchmark's own threads
-count in it); a run that starts with a 1-minute load average of 1.0 or more is labelled as
+the 1-minute figure after each group of measurements (`load_average_after`, per number of steps
+and after the updates; the benchmark's own threads count in it); a run that starts with a 1-minute load average of 1.0 or more is labelled as
 taken under load.
 
 Run, from the repository root, on a quiet machine:
@@ -233,7 +237,24 @@ def posterior(path, model):
 # ----------------------------------------------------------------------------------------------
 
 
-def sample_case(w: Workload, model, imdm: bool, steps: int, reuse: bool, reps: int, peak: float):
+def interleaved_times(calls: dict[str, Any], sync, reps: int, warmup: int):
+    """Times every call of `calls` (name -> fn) round-robin: `warmup` untimed rounds, then
+    `reps` timed ones, one call of each per round, so that a load that changes during the run
+    falls on all of them alike; returns ({name: times}, {name: last output})."""
+    times: dict[str, list[float]] = {name: [] for name in calls}
+    outputs: dict[str, Any] = {}
+    for _ in range(warmup):
+        for name, fn in calls.items():
+            outputs[name] = sync(fn())
+    for _ in range(reps):
+        for name, fn in calls.items():
+            (seconds,), outputs[name] = harness.time_calls(fn, sync, 1, 0)
+            times[name].append(seconds)
+    return times, outputs
+
+
+def compile_sampler(w: Workload, model, imdm: bool, steps: int, reuse: bool):
+    """A call of the compiled sampler, (x, nfe), of the whole batch from all masks."""
     import jax
     import jax.numpy as jnp
     from flax import nnx
@@ -254,37 +275,46 @@ def sample_case(w: Workload, model, imdm: bool, steps: int, reuse: bool, reps: i
         )
 
     compiled = jax.jit(sample).lower(params, key, x_init).compile()
-    times, (x, nfe) = harness.time_calls(
-        lambda: compiled(params, key, x_init), jax.block_until_ready, reps, 1
-    )
-    record = {**harness.median_and_times(times), "nfe": int(nfe),
-              "load_average_after": harness.load_average()}
-    record["tokens_per_s"] = w.batch * w.length / record["median_s"]
-    record["flops"] = int(nfe) * forward_flops(w, imdm)
-    record["gflops"] = harness.gflops(record["flops"], record["median_s"])
-    record["mfu"] = harness.mfu(record["gflops"], peak)
-    record["fraction_masked"] = float(np.mean(np.asarray(x) == w.vocab))
-    return record
+    return lambda: compiled(params, key, x_init)
 
 
 def run_sample(w: Workload, models: dict, reps: int, peak: float) -> dict[str, Any]:
+    """Per number of steps, the four samplers (MDM, IMDM; without and with skipping) timed
+    round-robin, each run once untimed first."""
+    import jax
+
     cases = []
     for steps in w.steps:
-        case: dict[str, Any] = {"steps": steps}
-        for name in MODELS:
-            for reuse in (False, True):
-                harness.log(f"sample: {name}, {steps} steps, reuse_unchanged={reuse} ...")
-                case.setdefault(name, {})["skip" if reuse else "no_skip"] = sample_case(
-                    w, models[name], name == "imdm", steps, reuse, reps, peak
-                )
+        harness.log(f"sample: {steps} steps, MDM and IMDM, reuse_unchanged False and True ...")
+        calls = {
+            (name, mode): compile_sampler(w, models[name], name == "imdm", steps, mode == "skip")
+            for name in MODELS for mode in ("no_skip", "skip")
+        }
+        times, outputs = interleaved_times(calls, jax.block_until_ready, reps, 1)
+        load = harness.load_average()
+        case: dict[str, Any] = {"steps": steps, "load_average_after": load}
+        for (name, mode), (x, nfe) in outputs.items():
+            record = {**harness.median_and_times(times[name, mode]), "nfe": int(nfe)}
+            record["tokens_per_s"] = w.batch * w.length / record["median_s"]
+            record["flops"] = int(nfe) * forward_flops(w, name == "imdm")
+            record["gflops"] = harness.gflops(record["flops"], record["median_s"])
+            record["mfu"] = harness.mfu(record["gflops"], peak)
+            record["fraction_masked"] = float(np.mean(np.asarray(x) == w.vocab))
+            case.setdefault(name, {})[mode] = record
         case["imdm_over_mdm_time"] = {
             mode: case["imdm"][mode]["median_s"] / case["mdm"][mode]["median_s"]
+            for mode in ("no_skip", "skip")
+        }
+        # The ratio of the calls of the same round, median over the rounds.
+        case["imdm_over_mdm_time_paired"] = {
+            mode: float(np.median(np.divide(times["imdm", mode], times["mdm", mode])))
             for mode in ("no_skip", "skip")
         }
         cases.append(case)
     return {
         "path": "MixtureDiscreteProbPath(MaskedDiffusionScheduler('linear', 1e-3, 0.0), "
                 "MaskSource(V + 1))",
+        "timing": "per number of steps the four samplers round-robin, 1 untimed round first",
         "flops_imdm_over_mdm": forward_flops(w, True) / forward_flops(w, False),
         "cases": cases,
     }
@@ -344,7 +374,9 @@ def make_update(w: Workload, update: str, models: dict):
     return params, optimizer.init(params), rest, jax.jit(step, donate_argnums=(0, 1))
 
 
-def train_case(w: Workload, update: str, models: dict, reps: int, warmup: int, peak: float):
+def update_call(w: Workload, update: str, models: dict):
+    """(one update, its jitted step): each call updates the parameters it holds, with the next
+    key and the next of the NUM_BATCHES batches."""
     import jax
     import jax.numpy as jnp
 
@@ -364,29 +396,41 @@ def train_case(w: Workload, update: str, models: dict, reps: int, warmup: int, p
         state["i"] = i + 1
         return loss
 
-    times, loss = harness.time_calls(one_update, jax.block_until_ready, reps, warmup)
-    record = {**harness.median_and_times(times), "final_loss": float(loss),
-              "load_average_after": harness.load_average(),
-              "compilations": step._cache_size()}
-    record["updates_per_s"] = 1.0 / record["median_s"]
-    record["tokens_per_s"] = w.batch * w.length / record["median_s"]
-    record["flops"] = update_flops(w, update)
-    record["gflops"] = harness.gflops(record["flops"], record["median_s"])
-    record["mfu"] = harness.mfu(record["gflops"], peak)
-    return record
+    return one_update, step
 
 
 def run_train(w: Workload, models: dict, reps: int, warmup: int, peak: float) -> dict[str, Any]:
+    """The four updates timed round-robin, `warmup` untimed rounds first."""
+    import jax
+
+    harness.log(f"train: {', '.join(UPDATES)} ...")
+    calls, steps = {}, {}
+    for update in UPDATES:
+        calls[update], steps[update] = update_call(w, update, models)
+    times, losses_out = interleaved_times(calls, jax.block_until_ready, reps, warmup)
+    load = harness.load_average()
     updates = {}
     for update in UPDATES:
-        harness.log(f"train: {update} ...")
-        updates[update] = train_case(w, update, models, reps, warmup, peak)
+        record = {**harness.median_and_times(times[update]),
+                  "final_loss": float(losses_out[update]),
+                  "compilations": steps[update]._cache_size()}
+        record["updates_per_s"] = 1.0 / record["median_s"]
+        record["tokens_per_s"] = w.batch * w.length / record["median_s"]
+        record["flops"] = update_flops(w, update)
+        record["gflops"] = harness.gflops(record["flops"], record["median_s"])
+        record["mfu"] = harness.mfu(record["gflops"], peak)
+        updates[update] = record
     base = updates["mdm_elbo"]["median_s"]
-    for record in updates.values():
+    for update, record in updates.items():
         record["time_over_mdm_elbo"] = record["median_s"] / base
+        record["time_over_mdm_elbo_paired"] = float(
+            np.median(np.divide(times[update], times["mdm_elbo"]))
+        )
     return {
         "learning_rate": LEARNING_RATE, "optimizer": "optax.adamw", "t_max": T_MAX,
-        "sdtt_teacher_steps": SDTT_TEACHER_STEPS, "sdtt_dt": SDTT_DT, "updates": updates,
+        "sdtt_teacher_steps": SDTT_TEACHER_STEPS, "sdtt_dt": SDTT_DT,
+        "timing": "the four updates round-robin, after the untimed rounds",
+        "load_average_after": load, "updates": updates,
     }
 
 
@@ -413,29 +457,37 @@ def format_sample_table(w: Workload, part: dict[str, Any]) -> str:
                 f"{a['tokens_per_s']:9.0f} {100 * a['mfu']:5.1f}% | {b['nfe']:>8} "
                 f"{b['median_s']:8.4f} {b['tokens_per_s']:9.0f} {100 * b['mfu']:5.1f}%"
             )
-    lines.append("")
-    ratios = ", ".join(
-        f"{c['steps']} steps {c['imdm_over_mdm_time']['no_skip']:.3f}x "
-        f"({c['imdm_over_mdm_time']['skip']:.3f}x)" for c in part["cases"]
-    )
-    lines.append(
-        f"IMDM / MDM time, reuse_unchanged False (True): {ratios}; IMDM / MDM FLOPs per call "
-        f"{part['flops_imdm_over_mdm']:.3f}"
-    )
+    lines += [
+        "",
+        (
+            "IMDM / MDM time, reuse_unchanged False | True (median of the times; paired: median "
+            "of the ratios of the same round):"
+        ),
+    ]
+    for c in part["cases"]:
+        r, q = c["imdm_over_mdm_time"], c["imdm_over_mdm_time_paired"]
+        lines.append(
+            f"  {c['steps']:>4} steps: {r['no_skip']:.3f}x | {r['skip']:.3f}x   (paired "
+            f"{q['no_skip']:.3f}x | {q['skip']:.3f}x); 1-minute load after: "
+            f"{c['load_average_after']:.2f}"
+        )
+    lines.append(f"IMDM / MDM matmul FLOPs per network call: {part['flops_imdm_over_mdm']:.3f}")
     return "\n".join(lines)
 
 
 def format_train_table(part: dict[str, Any]) -> str:
     header = (
         f"{'update':<10} | {'time ms':>8} {'updates/s':>9} {'GFLOP/s':>8} {'MFU':>6} | "
-        f"{'time / mdm_elbo':>15}"
+        f"{'time / mdm_elbo':>15} {'paired':>7}"
     )
     lines = ["Updates (value_and_grad + adamw), same batch", header, "-" * len(header)]
     for name, r in part["updates"].items():
         lines.append(
             f"{name:<10} | {1e3 * r['median_s']:8.2f} {r['updates_per_s']:9.2f} "
-            f"{r['gflops']:8.2f} {100 * r['mfu']:5.1f}% | {r['time_over_mdm_elbo']:14.3f}x"
+            f"{r['gflops']:8.2f} {100 * r['mfu']:5.1f}% | {r['time_over_mdm_elbo']:14.3f}x "
+            f"{r['time_over_mdm_elbo_paired']:6.3f}x"
         )
+    lines.append(f"1-minute load after: {part['load_average_after']:.2f}")
     return "\n".join(lines)
 
 
@@ -526,9 +578,9 @@ def main(argv=None) -> None:
         f"{fmt_load(machine['load_average_at_end'])} (the end includes this benchmark's own "
         "threads)"
     )
-    loads = [r["load_average_after"] for c in report.get("sample", {}).get("cases", [])
-             for m in MODELS for r in c[m].values()]
-    loads += [r["load_average_after"] for r in report.get("train", {}).get("updates", {}).values()]
+    loads = [c["load_average_after"] for c in report.get("sample", {}).get("cases", [])]
+    if "train" in report:
+        loads.append(report["train"]["load_average_after"])
     if loads and None not in loads:
         table += (
             f"\n1-minute load average after each measurement: {min(loads):.2f}-{max(loads):.2f}"

@@ -9,7 +9,10 @@ the same width-64, 2-block transformer and batch 128:
   X + SDTT      self-distillation through time of X, 10 rounds, the teacher's 1,024 steps down
                 to a one-step student;
   X + ReDi      X retrained on 20,000 of its own 128-step samples (couplings from all-masked
-                starts; for IMDM with eps fixed along each sample and regenerated from its seed).
+                starts; for IMDM with eps fixed along each sample and regenerated from its seed);
+  IMDM + ReDi, eps-determined couplings   a diagnostic: IMDM retrained on 20,000 couplings
+                whose sequence is a simple function of eps (the token read off the first
+                position's eps), i.e. on a coupling that carries a map from eps to sequences.
 
 For each model and 1, 2, 4, 8 and 128 sampling steps, over 2,048 samples: the validity, the
 entropy of the tokens of all samples pooled (log V = 3.47 nats for the data: a model that is
@@ -17,7 +20,9 @@ valid by always writing the same token has 0, so a high validity with a low entr
 collapse, not a success), and the number of distinct valid sequences. For the one-step sampler
 also the validity computed exactly from the model's own per-position marginals at the
 all-masked input, sum_v prod_i p_i(v) (for IMDM averaged over 256 draws of eps), next to the
-bound V^-(L-1) of uniform marginals and the data's factorization error (L - 1) log V.
+bound V^-(L-1) of uniform marginals and the data's factorization error (L - 1) log V; and
+the exact validity of a PERFECT masked model at each step count (the true posterior's sampler,
+`flowjax.metrics.masked_sampler_validity`), the ceiling of every masked model.
 Results: experiments/imdm/results/synthetic.json.
 
 Part "text": the same six models on the synthetic Markov language of experiments/text (V = 32,
@@ -40,7 +45,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from flowjax import data, metrics
+from flax import nnx
+
+from flowjax import data, metrics, models, paths
 from flowjax.train import load_config_file, train
 from flowjax.train.couplings import write_couplings
 from flowjax.train.objectives.imdm import InfiniteMaskDiffusion, per_example_noise
@@ -69,6 +76,20 @@ def config_of(stage: str, model: str, part: str = "synthetic", **overrides):
         section, name = key.split(".")
         config[section][name] = value
     return config
+
+
+def ideal_masked_validity(config, vocab: int, length: int) -> dict:
+    """The exact validity of the masked sampler with the true posterior at each step count
+    (`flowjax.metrics.masked_sampler_validity`): the best any masked model can reach."""
+    scheduler = paths.MaskedDiffusionScheduler(
+        config.path.schedule, config.path.eps_start, config.path.eps_end
+    )
+    out = {}
+    for steps in STEPS:
+        kappas = np.asarray(scheduler(jnp.linspace(0.0, 1.0, steps + 1)).alpha_t, np.float64)
+        kappas[-1] = 1.0  # the last step reveals every position
+        out[f"steps_{steps}"] = metrics.masked_sampler_validity(kappas, length, vocab)
+    return out
 
 
 def pooled_entropy(samples: np.ndarray, vocab: int) -> float:
@@ -140,6 +161,24 @@ def evaluate(config, workdir: str) -> dict:
     return out
 
 
+def eps_determined_couplings(config, path: str, num: int, seed: int = 0) -> str:
+    """Couplings whose sample is a simple function of eps: all-masked starts, and the sequence
+    repeating v = floor(V (eps_{1,1} / scale + 1) / 2), the token read from the first
+    coordinate of the first position's eps. No teacher: a diagnostic of whether the network
+    and the ReDi loss can learn a map from eps to whole sequences when a coupling carries one."""
+    vocab, length = config.data.vocab_size, config.data.seq_len
+    c = config.model
+    embedding = models.InfiniteMaskEmbedding(
+        8, c.noise_dim, noise=c.mask_noise, noise_scale=c.noise_scale, rngs=nnx.Rngs(0)
+    )
+    seeds = np.random.default_rng(seed).integers(0, 2**32, size=num, dtype=np.uint32)
+    eps = np.asarray(jax.vmap(lambda s: embedding.draw(jax.random.key(s), (length,)))(seeds))
+    token = np.clip(np.floor(vocab * (eps[:, 0, 0] / c.noise_scale + 1) / 2), 0, vocab - 1)
+    x = np.repeat(token.astype(np.int32)[:, None], length, axis=1)
+    x_start = np.full_like(x, vocab)
+    return data.save_couplings(path, x, x_start, np.zeros(num, np.float32), seeds, vocab)
+
+
 def train_stages(part: str, workdir: str) -> tuple[dict, dict]:
     """MDM, IMDM from it, and SDTT and ReDi of each: {name: (config, workdir)} and timings."""
     wd = lambda name: os.path.join(workdir, part, name)  # noqa: E731
@@ -165,6 +204,13 @@ def train_stages(part: str, workdir: str) -> tuple[dict, dict]:
         redi = config_of("redi", model, part, **{"train.init_from": wd(base)})
         redi.data.path = couplings
         run(f"{base} + ReDi", redi)
+    if part == "synthetic":
+        couplings = eps_determined_couplings(
+            runs["IMDM"][0], os.path.join(workdir, part, "eps_couplings.npz"), NUM_COUPLINGS
+        )
+        redi = config_of("redi", "imdm", part, **{"train.init_from": wd("IMDM")})
+        redi.data.path = couplings
+        run("IMDM + ReDi, eps-determined couplings", redi)
     for config, _ in runs.values():  # evaluate on the task, not on the couplings
         if config.loss.distill == "redi":
             config.data = config_of("teacher", "mdm", part).data
@@ -189,6 +235,7 @@ def main() -> None:
                 "independent_bound": metrics.factorization_bound(vocab, length),
                 "data_factorization_error_nats": (length - 1) * math.log(vocab),
                 "data_pooled_entropy": math.log(vocab),
+                "ideal_masked_validity": ideal_masked_validity(config, vocab, length),
             }
             judge = evaluate
         else:

@@ -29,6 +29,8 @@ repeated L times; IMDM uses V = 50,000 and L = 10) makes all of it closed-form:
   masked and 0 otherwise (any revealed token fixes the sequence);
   `expected_total_correlation`: its mean over masks that reveal each position independently
   with probability kappa, (1 - kappa)^L (L - 1) log V.
+- `masked_sampler_validity`: the exact validity of the masked sampler with the TRUE posterior
+  on a grid of steps (what a perfect masked model reaches with that many steps).
 - `total_correlation` and `conditional_total_correlation`: the same quantities of any small
   joint distribution given as a dense array, by enumeration (for checks).
 """
@@ -214,3 +216,40 @@ def expected_total_correlation(kappa_t, seq_len: int, vocab_size: int):
         raise ValueError(f"kappa_t must lie in [0, 1], got {kappa_t!r}.")
     out = (1.0 - kappa) ** seq_len * (seq_len - 1) * math.log(vocab_size)
     return float(out) if out.ndim == 0 else out
+
+
+def masked_sampler_validity(kappas, seq_len: int, vocab_size: int) -> float:
+    """The exact validity on the repeated-token language of the masked diffusion sampler with
+    the true posterior (the best any masked model can do), over the grid of unmasking
+    probabilities `kappas` (kappa at each grid time, ascending, the last 1).
+
+    While every position is masked the posteriors are uniform, so the first step that reveals
+    any position draws its j revealed tokens independently and they agree with probability
+    V^-(j - 1); after it every token is known and the rest follow. With m = L masked positions
+    each revealed from kappa_a to kappa_b with probability r = (kappa_b - kappa_a) /
+    (1 - kappa_a):
+
+        validity = sum_steps P(nothing revealed before) sum_{j >= 1} C(L, j) r^j (1 - r)^(L-j)
+                   V^-(j-1).
+
+    One step from all masks gives V^-(L-1) (`factorization_bound`); many steps tend to 1.
+    """
+    _check_size("seq_len", seq_len, 1)
+    _check_size("vocab_size", vocab_size, 2)
+    kappas = np.asarray(kappas, np.float64)
+    if kappas.ndim != 1 or kappas.size < 2 or np.any(np.diff(kappas) <= 0):
+        raise ValueError(f"kappas must be an ascending grid of >= 2 values, got {kappas!r}.")
+    if kappas[0] < 0 or kappas[-1] != 1.0:
+        raise ValueError(f"kappas must start >= 0 and end at 1, got {kappas[0]} .. {kappas[-1]}.")
+    j = np.arange(1, seq_len + 1)
+    log_binom = np.array([math.lgamma(seq_len + 1) - math.lgamma(k + 1) - math.lgamma(seq_len - k + 1) for k in j])
+    validity, untouched = 0.0, 1.0  # P(no position revealed so far)
+    for a, b in zip(kappas[:-1], kappas[1:]):
+        r = (b - a) / (1.0 - a)
+        if r >= 1.0:
+            terms = np.where(j == seq_len, 1.0, 0.0)
+        else:
+            terms = np.exp(log_binom + j * np.log(r) + (seq_len - j) * np.log1p(-r))
+        validity += untouched * float((terms * float(vocab_size) ** -(j - 1.0)).sum())
+        untouched *= (1.0 - r) ** seq_len
+    return float(validity)
