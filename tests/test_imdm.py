@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from flowjax import data, losses, models, paths, solvers
+from flowjax import data, losses, metrics, models, paths, solvers
 from flowjax.train import ConfigError, load_config_file, train, validate_config
 from flowjax.train.couplings import write_couplings
 from flowjax.train.init_from import load_init_weights
@@ -300,3 +300,27 @@ def test_distillation_stages_run_end_to_end(mdm_run, tmp_path):
     )
     assert result.returncode == 0, result.stderr[-2000:]
     np.testing.assert_array_equal(np.load(out)["x"], a["x"])
+
+
+def test_one_step_validity_of_samples_equals_the_exact_value_from_the_marginals():
+    """One step from all masks draws the positions independently from the model's marginals, so
+    the fraction of valid samples estimates sum_v prod_i p_i(v) (V = 3, L = 3: about 0.1)."""
+    vocab, length = 3, 3
+    net = models.TextTransformer(
+        (length,), vocab_size=vocab + 1, hidden_dim=16, depth=1, num_heads=2,
+        time_conditioning=False, rngs=nnx.Rngs(0),
+    )
+    net.head.kernel[...] = 0.3 * jax.random.normal(jax.random.key(1), net.head.kernel.shape)
+    path = paths.MixtureDiscreteProbPath(
+        paths.MaskedDiffusionScheduler("linear", 1e-3, 0.0), paths.MaskSource(vocab + 1)
+    )
+    posterior = lambda x, t: path.posterior_logits(net(x), x, t)  # noqa: E731
+    x_init = jnp.full((20_000, length), vocab)
+    samples = jax.jit(
+        lambda key: solvers.masked_diffusion_sample(key, posterior, x_init, path, step_size=1.0)
+    )(jax.random.key(0))
+    probs = np.asarray(jax.nn.softmax(posterior(x_init[:1], jnp.zeros(())), -1)[0, :, :vocab])
+    exact = float(metrics.independent_validity(probs.astype(np.float64)))
+    sampled = metrics.sequence_validity(np.asarray(samples))
+    assert 0.05 < exact < 0.5
+    assert abs(sampled - exact) < 4 * np.sqrt(exact * (1 - exact) / 20_000)
