@@ -6,6 +6,7 @@ the same width-64, 2-block transformer and batch 128:
 
   MDM           masked diffusion (MDLM's ELBO), from scratch;
   IMDM          the infinite-mask model loaded from MDM (`train.init_from`), trained further;
+  MDM, continued  MDM trained as much further (the same budget as IMDM, without the eps);
   X + SDTT      self-distillation through time of X, 10 rounds, the teacher's 1,024 steps down
                 to a one-step student;
   X + ReDi      X retrained on 20,000 of its own 128-step samples (couplings from all-masked
@@ -194,6 +195,8 @@ def train_stages(part: str, workdir: str) -> tuple[dict, dict]:
 
     run("MDM", config_of("teacher", "mdm", part))
     run("IMDM", config_of("teacher", "imdm", part, **{"train.init_from": wd("MDM")}))
+    # the same budget without the infinite mask: MDM trained as long as MDM + IMDM
+    run("MDM, continued", config_of("teacher", "mdm", part, **{"train.init_from": wd("MDM")}))
     for base, model in (("MDM", "mdm"), ("IMDM", "imdm")):
         run(f"{base} + SDTT", config_of("sdtt", model, part, **{"train.init_from": wd(base)}))
         if part == "text":  # couplings of 32-token sequences take too long on 2 cores

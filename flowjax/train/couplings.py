@@ -7,12 +7,13 @@ also has a seed from which its labels eps are drawn (`draw_noise(key(seed), (L,)
 through the teacher's steps: `fixed_noise=True`), so the student sees the same eps that led the
 teacher to that sample, and one file of integers stores them. Every random draw of the teacher's
 sampler for a coupling (which positions are revealed when, and to which token) also comes from
-its seed (`fold_in(key(seed), SAMPLER_STREAM)`): the sample is then a function of the seed, and
-so of its eps. This is what lets a one-step IMDM student learn a map from eps to whole,
-consistent sequences: with draws independent of eps, the teacher's sample given eps is as random
-as the teacher's use of eps (after ELBO training, hardly at all), and by the data-processing
-inequality no student fitted to such couplings can depend on eps more than that. For a masked
-model, whose input holds no eps, the same couplings carry no such information. Starts are all-masked sequences
+its seed (`fold_in(key(seed), SAMPLER_STREAM)`), so a coupling is reproducible from its seed
+and independent of how the couplings are batched. What a one-step student can learn from them is
+bounded by how much the teacher's samples depend on eps: by the data-processing inequality a
+student fitted to the couplings depends on eps no more than the teacher does (beyond the PRNG,
+which no network learns), and an IMDM trained with the ELBO hardly reads eps at all, since eps is
+independent of the data in its loss (experiments/imdm). For a masked model, whose input holds no
+eps, the couplings carry no such information either. Starts are all-masked sequences
 (t = 0), or, with `perturbed=True`, held-out data masked at a uniform time t (the authors'
 "perturbed rectification"; the teacher completes the masked positions).
 

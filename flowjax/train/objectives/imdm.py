@@ -11,11 +11,11 @@ carries eps along (`flowjax.solvers.masked_diffusion_sample` with `draw_noise`: 
 position keeps its eps or redraws it with the probabilities of the IMDM paper, or keeps it to
 the end with `sample.fixed_noise`). Distillation (`loss.distill` "sdtt" / "redi") is the masked
 objective's, with eps shared by teacher and student (SDTT) or regenerated from the coupling's
-seed (ReDi). In both the teacher's random draws come from the same per-example seed as eps, so
-that its result is a function of eps: the student can then learn to map eps to whole, consistent
-sequences, which a factorized one-step sampler needs (with draws independent of eps the targets
-given eps stay as random as the data, and the student's one-step marginals stay factorized; see
-`flowjax.train.couplings`). The ELBO is evaluated with one eps per held-out sequence.
+seed (ReDi). In both the teacher's random draws come from the same per-example seed as eps, so a
+target is reproducible from the seed alone. A one-step student can only write consistent
+sequences if its targets are a learnable function of eps; a teacher that ignores eps gives
+targets that depend on eps only through the PRNG, which no network learns (experiments/imdm
+measures both cases). The ELBO is evaluated with one eps per held-out sequence.
 """
 
 from __future__ import annotations
