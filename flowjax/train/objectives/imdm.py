@@ -27,7 +27,7 @@ import jax.numpy as jnp
 import ml_collections
 from flax import nnx
 
-from flowjax import losses, solvers
+from flowjax import losses
 from flowjax.train.objectives.base import Batch, BatchFn, DataSpec, conditioning
 from flowjax.train.objectives.masked_diffusion import MaskedDiffusion
 
@@ -66,28 +66,8 @@ class InfiniteMaskDiffusion(MaskedDiffusion):
     def _noise(self, model: nnx.Module, batch: Batch) -> dict[str, jax.Array]:
         return {"eps": per_example_noise(model, batch["noise_seed"], batch["x_t"].shape[1:])}
 
-    def sampler(self, time_grid: tuple[float, ...] = (0.0, 1.0)) -> BatchFn:
-        sc = self.config.sample
-        intermediates = len(time_grid) > 2
-
-        def sample(model, batch, key):
-            x = solvers.masked_diffusion_sample(
-                key,
-                self._posterior(model, sc.guidance_scale),
-                batch["x"],
-                self.path,
-                solver=self.sample_solver,
-                time_grid=time_grid,
-                reuse_unchanged=sc.reuse_unchanged,
-                draw_noise=model.draw_noise,
-                fixed_noise=sc.fixed_noise,
-                return_intermediates=intermediates,
-                dtype=jnp.dtype(sc.categorical_dtype),
-                **conditioning(batch),
-            )
-            return x.swapaxes(0, 1) if intermediates else x
-
-        return sample
+    def _sampler_noise(self, model: nnx.Module) -> dict[str, Any]:
+        return {"draw_noise": model.draw_noise, "fixed_noise": self.config.sample.fixed_noise}
 
     def sample_settings(self) -> dict[str, Any]:
         return {**super().sample_settings(), "fixed_noise": self.config.sample.fixed_noise}

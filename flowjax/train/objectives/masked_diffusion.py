@@ -237,11 +237,16 @@ class MaskedDiffusion(DiscreteFlowMatching):
                 reuse_unchanged=sc.reuse_unchanged,
                 return_intermediates=intermediates,
                 dtype=jnp.dtype(sc.categorical_dtype),
+                **self._sampler_noise(model),
                 **conditioning(batch),
             )
             return x.swapaxes(0, 1) if intermediates else x
 
         return sample
+
+    def _sampler_noise(self, model: nnx.Module) -> dict[str, Any]:
+        """The sampler's infinite-mask arguments: none for the masked model."""
+        return {}
 
     def sample_settings(self) -> dict[str, Any]:
         sc = self.config.sample
