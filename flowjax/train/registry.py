@@ -62,6 +62,17 @@ class ModelEntry:
     data_kind: str = "continuous"
 
 
+_TEXT_BACKBONE = dict(
+    size="tiny",
+    hidden_dim=0,  # 0: the size's width, depth and heads
+    depth=0,
+    num_heads=0,
+    cond_dim=128,
+    mlp_ratio=4.0,
+    dropout=0.0,
+)
+"""The settings of the text transformer's backbone, shared by its variants."""
+
 MODELS: dict[str, ModelEntry] = {
     # Neural ODE on paired data (objective simfree_node): encoders f, g, decoder h and a
     # velocity MLP on the embedding; the objective adds the target size and the embedding kind.
@@ -148,39 +159,21 @@ MODELS: dict[str, ModelEntry] = {
     # The text transformer of discrete diffusion / flow language models ("DDiT"): token
     # sequences (L,); `causal=True` for the autoregressive baseline.
     "text_transformer": ModelEntry(
-        TextTransformer,
-        dict(
-            size="tiny",
-            hidden_dim=0,  # 0: the size's width, depth and heads
-            depth=0,
-            num_heads=0,
-            cond_dim=128,
-            mlp_ratio=4.0,
-            dropout=0.0,
-            time_conditioning=True,
-            causal=False,
-        ),
-        data_kind="discrete",
+        TextTransformer, dict(_TEXT_BACKBONE, time_conditioning=True, causal=False), "discrete"
     ),
     # The infinite-mask text transformer of IMDM: masked positions read E[MASK] + MLP(eps), eps
     # of D_eps = noise_dim features of the kind `mask_noise` (flowjax.models.infinite_mask).
     "imdm_transformer": ModelEntry(
         InfiniteMaskTransformer,
         dict(
-            size="tiny",
-            hidden_dim=0,
-            depth=0,
-            num_heads=0,
-            cond_dim=128,
-            mlp_ratio=4.0,
-            dropout=0.0,
+            _TEXT_BACKBONE,
             time_conditioning=False,
             noise_dim=768,
             mask_noise="uniform",
             noise_scale=1.0,
             num_masks=0,
         ),
-        data_kind="discrete",
+        "discrete",
     ),
     # Generator matching: velocity and binned jump heads.
     "generator_mlp": ModelEntry(
