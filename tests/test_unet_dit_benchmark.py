@@ -1,13 +1,17 @@
-"""Keeps experiments/benchmarks/image_models.py working: its --quick mode (tiny networks)."""
+"""Keeps experiments/benchmarks/image_models.py working: its --quick mode (tiny networks); slow,
+like the other benchmarks' harness checks (run with `make test-slow` before benchmarking)."""
 
 import importlib.util
 import json
 import sys
 from pathlib import Path
 
+import pytest
+
 SCRIPT = Path(__file__).resolve().parents[1] / "experiments" / "benchmarks" / "image_models.py"
 
 
+@pytest.mark.slow
 def test_quick_benchmark_writes_consistent_results(tmp_path):
     spec = importlib.util.spec_from_file_location("image_models", SCRIPT)
     module = importlib.util.module_from_spec(spec)

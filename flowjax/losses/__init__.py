@@ -10,6 +10,7 @@ from flowjax.losses.discrete import (
     generalized_kl,
 )
 from flowjax.losses.distillation import sdtt_loss
+from flowjax.losses.flm import flm_loss, flow_map_loss, map_times, one_call_loss
 from flowjax.losses.generator_matching import (
     flow_bregman,
     generator_matching_loss,
@@ -42,6 +43,10 @@ __all__ = [
     "jump_bregman",
     "riemannian_cfm_loss",
     "sdtt_loss",
+    "flm_loss",
+    "flow_map_loss",
+    "map_times",
+    "one_call_loss",
     "backprop_node_loss",
     "check_pairs",
     "simfree_node_loss",

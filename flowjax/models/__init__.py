@@ -5,6 +5,7 @@ from flowjax.models.discrete_mlp import DiscreteMLP
 from flowjax.models.distillation import Frozen, TeacherStudent
 from flowjax.models.dit import DIT_SIZES, DiT
 from flowjax.models.embeddings import batch_time, sinusoidal_embedding
+from flowjax.models.flow_language import FlowLanguageTransformer, LossWeighting
 from flowjax.models.generator_mlp import BinnedJumpHead, GeneratorMLP, GeneratorOutput
 from flowjax.models.gpt2 import GPT2, GPT2Config
 from flowjax.models.infinite_mask import (
@@ -30,10 +31,12 @@ __all__ = [
     "GPT2",
     "GPT2Config",
     "GeneratorMLP",
+    "FlowLanguageTransformer",
     "Frozen",
     "GeneratorOutput",
     "InfiniteMaskEmbedding",
     "InfiniteMaskTransformer",
+    "LossWeighting",
     "MASK_NOISE_KINDS",
     "MLP",
     "ManifoldMLP",

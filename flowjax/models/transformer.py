@@ -236,10 +236,14 @@ class TextTransformer(nnx.Module):
         t: Array | None,
         label: Array | None,
         dropout_seed: Array | None,
+        extra_conditioning: Float[Array, "B c"] | None = None,
     ) -> Float[Array, "B L V"]:
-        """The blocks and the head on input embeddings h."""
+        """The blocks and the head on input embeddings h; `extra_conditioning` is added to the
+        conditioning vector (a flow map's end-time embedding)."""
         self._check_length(h.shape[1], self.max_length, "model's maximum length")
         c = self._conditioning(t, h.shape[0], label)
+        if extra_conditioning is not None:
+            c = c + extra_conditioning
         for layer, block in enumerate(self.blocks):
             h, _ = block(h, c, dropout_seed, layer)
         return self._logits(h, c)

@@ -15,6 +15,12 @@ from flowjax.paths.discrete import (
 )
 from flowjax.paths.geodesic import GeodesicProbPath
 from flowjax.paths.jump import MixtureJumpGenerator
+from flowjax.paths.one_hot import (
+    ArgmaxTime,
+    MonotoneTable,
+    OneHotGaussianPath,
+    argmax_probability,
+)
 from flowjax.paths.kinetic_optimal import (
     KineticOptimalScheduler,
     continuity_residual,
@@ -44,6 +50,7 @@ from flowjax.paths.schedulers import (
 
 __all__ = [
     "AffineProbPath",
+    "ArgmaxTime",
     "CategoricalSource",
     "DiscretePath",
     "DiscretePathSample",
@@ -55,6 +62,8 @@ __all__ = [
     "MaskSource",
     "MetricInducedProbPath",
     "MixtureJumpGenerator",
+    "MonotoneTable",
+    "OneHotGaussianPath",
     "MixtureDiscreteProbPath",
     "PowerBeta",
     "TokenDistance",
@@ -77,6 +86,7 @@ __all__ = [
     "SchedulerOutput",
     "VPScheduler",
     "analytic",
+    "argmax_probability",
     "jump",
     "expand_time",
 ]

@@ -43,6 +43,13 @@ from flowjax.solvers.likelihood import (
     ode_sample_with_log_likelihood,
     standard_normal_log_density,
 )
+from flowjax.solvers.flm import (
+    alpha_segments,
+    euler_map,
+    flm_sample,
+    flow_map_sample,
+    taylor_map,
+)
 from flowjax.solvers.masked import infinite_mask_transition, masked_diffusion_sample
 from flowjax.solvers.ode import PairedFlow, ode_predict, ode_sample
 from flowjax.solvers.settings import DIVERGENCES, SolverSettings
@@ -86,6 +93,11 @@ __all__ = [
     "integrate",
     "infinite_mask_transition",
     "masked_diffusion_sample",
+    "alpha_segments",
+    "euler_map",
+    "flm_sample",
+    "flow_map_sample",
+    "taylor_map",
     "nucleus_weights",
     "ode_log_likelihood",
     "ode_predict",

@@ -5,9 +5,14 @@ Distillation and fine-tuning start from a trained model: an IMDM from a masked d
 teacher from the model they distil, a ReDi student from its teacher. `train.init_from` names the
 work directory of that run; a fresh run (no checkpoint of its own yet) takes the EMA weights of
 that run's newest checkpoint for every parameter whose path it shares, and keeps its own
-initialisation for the rest. Paths are compared without the "student" / "teacher_weights"
-prefixes of `flowjax.models.TeacherStudent`, so a distilled student loads into a plain model and
-back, and the frozen teacher gets the same weights as the student.
+initialisation for the rest. Paths are compared without the "student" / "teacher_weights" /
+"map_weights" prefixes of `flowjax.models.TeacherStudent`, so a distilled student loads into a
+plain model and back, and the frozen teacher gets the same weights as the student. An objective
+may map its parameters to other ones of the source (`Objective.init_from_source`): the source's
+frozen teachers are offered under their full paths ("teacher_weights/..."), and a parameter mapped
+to None keeps its initialisation (FMLM's stage-one student starts its output layer at zero; its
+stage two loads the flow model into the student and the first teacher, the stage-one map into the
+second).
 
 Checked before anything compiles (`check_init_from`, part of the config validation): the
 directory holds a checkpoint with its config, every shared parameter has the same shape (a
@@ -32,7 +37,8 @@ from flowjax.train.checkpoint import Checkpointer
 from flowjax.train.state import TrainState, abstract_train_state
 
 log = logging.getLogger(__name__)
-_PREFIXES = ("student/", "teacher_weights/")
+_PREFIXES = ("student/", "teacher_weights/", "map_weights/")
+_FROZEN_PREFIXES = ("teacher_weights/", "map_weights/")
 
 
 def _flat(tree: Any) -> dict[str, Any]:
@@ -77,11 +83,29 @@ def _source_config(workdir: str) -> ml_collections.ConfigDict:
     return source
 
 
-def _abstract_weights(config: ml_collections.ConfigDict) -> dict[str, Any]:
-    """{stripped path: ShapeDtypeStruct} of the trainable parameters of `config`'s model."""
+def _offered(params: Any, model_state: Any) -> dict[str, Any]:
+    """The weights a run offers to another: its parameters by stripped path, its frozen teachers
+    by full path (module docstring)."""
+    weights = {_strip(k): v for k, v in _flat(nnx.to_pure_dict(params)).items()}
+    frozen = _flat(nnx.to_pure_dict(model_state))
+    weights.update({k: v for k, v in frozen.items() if k.startswith(_FROZEN_PREFIXES)})
+    return weights
+
+
+def _targets(
+    objective: objectives.Objective, params: Any, model_state: Any
+) -> dict[str, str | None]:
+    """{path of a parameter or frozen weight of this model: the source key it loads from}."""
+    paths = list(_flat(nnx.to_pure_dict(params))) + [
+        k for k in _flat(nnx.to_pure_dict(model_state)) if k.startswith(_FROZEN_PREFIXES)
+    ]
+    return {path: objective.init_from_source(path, _strip(path)) for path in paths}
+
+
+def _abstract_model(config: ml_collections.ConfigDict) -> tuple[objectives.Objective, Any, Any]:
     objective = objectives.build_objective(config)
     model = nnx.eval_shape(lambda: model_constructor(config, objective)(nnx.Rngs(0)))
-    return {_strip(k): v for k, v in _flat(nnx.to_pure_dict(nnx.state(model, nnx.Param))).items()}
+    return objective, nnx.state(model, nnx.Param), nnx.state(model, nnx.Not(nnx.Param))
 
 
 def check_init_from(config: ml_collections.ConfigDict) -> None:
@@ -91,18 +115,21 @@ def check_init_from(config: ml_collections.ConfigDict) -> None:
     if not workdir:
         return
     source = _source_config(workdir)
-    ours, theirs = _abstract_weights(config), _abstract_weights(source)
+    objective, params, model_state = _abstract_model(config)
+    theirs = _offered(*_abstract_model(source)[1:])
+    ours = {**_flat(nnx.to_pure_dict(params)), **_flat(nnx.to_pure_dict(model_state))}
+    targets = {p: k for p, k in _targets(objective, params, model_state).items() if k in theirs}
     mismatched = [
-        f"{path}: {tuple(theirs[path].shape)} in the checkpoint, {tuple(leaf.shape)} here"
-        for path, leaf in ours.items()
-        if path in theirs and theirs[path].shape != leaf.shape
+        f"{key}: {tuple(theirs[key].shape)} in the checkpoint, {tuple(ours[path].shape)} here"
+        for path, key in targets.items()
+        if theirs[key].shape != ours[path].shape
     ]
     if mismatched:
         raise ValueError(
             f"train.init_from={workdir!r} has weights of other shapes (another vocabulary, width, "
             f"depth or D_eps: model {source.model.to_dict()}): " + "; ".join(mismatched) + "."
         )
-    if not set(ours) & set(theirs):
+    if not targets:
         raise ValueError(
             f"train.init_from={workdir!r} shares no parameter with this model (its model is "
             f"{source.model.name!r}, this one {config.model.name!r})."
@@ -129,8 +156,15 @@ def load_init_weights(
     )
     with Checkpointer(workdir) as checkpointer:
         restored = checkpointer.restore_latest(abstract)
-    weights = {_strip(k): v for k, v in _flat(nnx.to_pure_dict(restored.state.ema_params)).items()}
-    shared = [k for k in _flat(nnx.to_pure_dict(state.params)) if _strip(k) in weights]
+    weights = _offered(restored.state.ema_params, restored.state.model_state)
+    targets = {
+        path: key
+        for path, key in _targets(
+            objectives.build_objective(config), state.params, state.model_state
+        ).items()
+        if key in weights
+    }
+    shared = [k for k in _flat(nnx.to_pure_dict(state.params)) if k in targets]
     log.info(
         "Initialised %d of the model's %d parameter arrays from step %d of %s.",
         len(shared),
@@ -143,8 +177,7 @@ def load_init_weights(
         pure = nnx.to_pure_dict(tree)
         flat = _flat(pure)
         loaded = {
-            path: weights[_strip(path)] if _strip(path) in weights else leaf
-            for path, leaf in flat.items()
+            path: weights[targets[path]] if path in targets else leaf for path, leaf in flat.items()
         }
         leaves = [jnp.array(loaded[path], flat[path].dtype, copy=True) for path in flat]
         new = jax.tree.unflatten(jax.tree.structure(pure), leaves)

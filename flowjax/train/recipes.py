@@ -299,6 +299,8 @@ TEXT_DATASETS = {
 }
 TEXT_EVAL_SPLITS = {"lm1b": "test", "openwebtext": "validation"}
 TOKENIZER_FILES = {"lm1b": "tokenizers/bert-base-uncased", "openwebtext": "tokenizers/gpt2"}
+TEXT_MODELS = {"imdm": "imdm_transformer", "flm": "flm_transformer"}
+"""The network of the text objectives that do not train the plain text transformer."""
 
 
 def language_model_config(
@@ -320,7 +322,7 @@ def language_model_config(
     config.data = dict(TEXT_DATASETS[dataset], tokenizer=TOKENIZER_FILES[dataset])
     config.data.data_dir = ml_collections.config_dict.placeholder(str)  # TFDS's default
     config.evaluate.data = dict(split=TEXT_EVAL_SPLITS[dataset], shuffle=False)
-    config.model = model_defaults("imdm_transformer" if objective == "imdm" else "text_transformer")
+    config.model = model_defaults(TEXT_MODELS.get(objective, "text_transformer"))
     if config.model.name == "text_transformer":
         config.model.causal = objective == "autoregressive"
     config.model.update(size="small", cond_dim=128, dropout=0.1)
@@ -448,4 +450,45 @@ def imdm_text_config(
     if size and stage == "redi":
         config.data = dict(source="couplings", path=ml_collections.config_dict.placeholder(str))
         config.evaluate.data = dict()
+    return config
+
+
+FLM_STAGES = ("flm", "flow_map", "one_call")
+
+
+def flm_text_config(dataset: str, arg: str | None) -> ml_collections.ConfigDict:
+    """The FLM / FMLM recipe on `dataset` ("lm1b" or "openwebtext", the authors' scripts), from
+    the variant string "<stage>[,<size>]" (configs/flm/lm1b.py, owt.py):
+
+    - "flm" (default): the flow language model (`language_model_config`: small DDiT with time
+      conditioning, cond width 128, dropout 0.1, AdamW 3e-4 with 2,500 warm-up steps, EMA
+      0.9999, batch 512, 1.5M updates), alpha drawn low-discrepancy, 1,024 Euler steps.
+    - "flow_map": FMLM stage one from --config.train.init_from=FLM_WORKDIR (the end-time
+      embedding, learned loss weighting, boundary pairs (0, 1) with probability 1/64; batch 128
+      on OWT, 512 on LM1B, 1M updates), sampled in 1 step (`sample.step_size`).
+    - "one_call": FMLM stage two from --config.train.init_from=STAGE_ONE_WORKDIR (boundary
+      probability 1/128, batch 512, 1M updates), sampled in 1 step.
+    - size "cpu" / "smoke" (`apply_text_size`).
+    """
+    parts = [p for p in (arg or "").split(",") if p]
+    unknown = sorted(set(parts) - set(FLM_STAGES) - {"cpu", "smoke"})
+    if unknown:
+        raise ValueError(
+            f"Unknown variant(s) {unknown} of the FLM {dataset} config; stages {FLM_STAGES}, "
+            "sizes ('cpu', 'smoke')."
+        )
+    stage = next((p for p in parts if p in FLM_STAGES), "flm")
+    size = next((p for p in parts if p in ("cpu", "smoke")), None)
+    config = language_model_config("flm", dataset, time_conditioning=True, num_steps=1_500_000)
+    config.sample.step_size = 1.0 / 1024.0
+    if stage != "flm":
+        config.loss.distill = stage
+        config.model.update(map_time=True, learned_weighting=True)
+        config.loss.boundary_probability = 1.0 / (64.0 if stage == "flow_map" else 128.0)
+        batch = 128 if stage == "flow_map" and dataset == "openwebtext" else 512
+        config.train.update(num_steps=1_000_000, global_batch_size=batch)
+        config.sample.step_size = 1.0
+    config = apply_text_size(config, size)
+    if size and stage != "flm":
+        config.sample.step_size = 1.0
     return config

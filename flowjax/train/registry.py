@@ -36,6 +36,7 @@ from flowjax.models import (
     MLP,
     DiscreteMLP,
     DiT,
+    FlowLanguageTransformer,
     GeneratorMLP,
     InfiniteMaskTransformer,
     ManifoldMLP,
@@ -172,6 +173,19 @@ MODELS: dict[str, ModelEntry] = {
             mask_noise="uniform",
             noise_scale=1.0,
             num_masks=0,
+        ),
+        "discrete",
+    ),
+    # The text transformer of flow language models (FLM) and their flow maps (FMLM): reads the
+    # (B, L, V) one-hot Gaussian state; `map_time` adds the end-time embedding of a flow map,
+    # `learned_weighting` the loss weight w(t) (flowjax.models.flow_language).
+    "flm_transformer": ModelEntry(
+        FlowLanguageTransformer,
+        dict(
+            _TEXT_BACKBONE,
+            time_conditioning=True,
+            map_time=False,
+            learned_weighting=False,
         ),
         "discrete",
     ),

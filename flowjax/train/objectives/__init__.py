@@ -14,6 +14,8 @@ module is one objective, with its paper and equations in its docstring:
   imdm                     the Infinite Mask Diffusion Model: masked diffusion whose masks carry
                            continuous labels eps; with SDTT / ReDi distillation (also for
                            masked_diffusion).
+  flm                      flow language models over one-hot tokens (FLM) and their flow maps
+                           (FMLM; Lee et al., 2026).
   autoregressive           the left-to-right language model baseline (teacher forcing, KV-cache
                            sampling).
 
@@ -34,6 +36,7 @@ from flowjax.train.objectives.base import (
 )
 from flowjax.train.objectives.autoregressive import Autoregressive
 from flowjax.train.objectives.discrete import DiscreteFlowMatching
+from flowjax.train.objectives.flm import FlowLanguageModel
 from flowjax.train.objectives.flow_matching import FlowMatching
 from flowjax.train.objectives.generator_matching import GeneratorMatching
 from flowjax.train.objectives.imdm import InfiniteMaskDiffusion
@@ -48,6 +51,7 @@ __all__ = [
     "BatchFn",
     "DataSpec",
     "DiscreteFlowMatching",
+    "FlowLanguageModel",
     "FlowMatching",
     "GeneratorMatching",
     "InfiniteMaskDiffusion",

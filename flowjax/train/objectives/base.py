@@ -17,7 +17,9 @@ The trainer (`flowjax.train`) is one loop for every kind of flow; the objective 
                (it runs during config validation, before anything is compiled).
   model        `model_kwargs()`: extra constructor arguments of the network (a vocabulary size);
                `model_fn(build)`: the module trained, from the configured network (a
-               distillation objective pairs it with a frozen teacher).
+               distillation objective pairs it with a frozen teacher);
+               `init_from_source(path, default)`: which weight of a `train.init_from` run
+               initialises each of its parameters.
   training     `draw_step_noise(key, batch)`: all the randomness of one update, drawn for the
                whole global batch, so that accumulating gradients over micro-batches computes
                exactly the per-example terms of one large batch; `loss(model, batch)`: the
@@ -174,6 +176,12 @@ class Objective(abc.ABC):
         """rngs -> the module the run trains, from `build` (rngs -> the configured network):
         the network itself, or e.g. a student with its teacher for distillation."""
         return build
+
+    def init_from_source(self, path: str, default: str) -> str | None:
+        """The weight of the `train.init_from` run that initialises this model's parameter (or
+        frozen weight) `path`: `default` (the same path without the distillation prefixes), another
+        key of the source, or None to keep the initialisation (`flowjax.train.init_from`)."""
+        return default
 
     def begin_step(self, state: Any) -> Any:
         """The train state at the start of an update, before its loss (inside the compiled
