@@ -37,8 +37,10 @@ from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jaxtyping import Array, Float, Int
 
+from flowjax._checks import concrete_value
 from flowjax.losses.time_sampling import sample_time
 from flowjax.paths.one_hot import ArgmaxTime
 from flowjax.paths.affine import expand_time
@@ -83,6 +85,17 @@ def map_times(
     return jnp.where(boundary, 0.0, s), jnp.where(boundary, 1.0, s + d)
 
 
+def check_map_times(alpha_s: Array, alpha_t: Array) -> None:
+    """A flow map X_{s,t} runs forward: s <= t (checked when the times are concrete)."""
+    s, t = concrete_value(alpha_s), concrete_value(alpha_t)
+    if s is not None and t is not None and np.any(s > t):
+        raise ValueError(
+            f"A flow map X_(s,t) runs from s to a later time t, but s > t for "
+            f"{int(np.sum(s > t))} pairs (e.g. s={float(np.max(s))}); draw the pairs with "
+            "flowjax.losses.map_times or order them."
+        )
+
+
 def flow_map_loss(
     student_fn: MapLogitsFn,
     teacher_probs_fn: LogitsFn,
@@ -97,6 +110,7 @@ def flow_map_loss(
     """FMLM stage one: the semigroup loss of the student's correction g_theta (module docstring).
     `student_fn(x, alpha_s, alpha_t)` -> g_theta (B, L, V); `teacher_probs_fn(x, alpha)` -> p_hat
     of the frozen FLM."""
+    check_map_times(alpha_s, alpha_t)
     alpha_u = 0.5 * (alpha_s + alpha_t)
     g_s, g_u, g_t = (time.alpha_to_g(a) for a in (alpha_s, alpha_u, alpha_t))
     correction = lambda x, a, b: jax.lax.stop_gradient(student_fn(x, a, b, **model_kwargs))  # noqa: E731
@@ -129,6 +143,7 @@ def one_call_loss(
     """FMLM stage two: || X_{s,t}(x_s) - Euler map of p_theta(x_s, s, t) ||^2 summed over the
     vocabulary, mean over tokens. `stage_one_map(x, alpha_s, alpha_t, g_s, g_t)` is the frozen
     stage-one map; `student_probs_fn(x, alpha_s, alpha_t)` the student's probabilities."""
+    check_map_times(alpha_s, alpha_t)
     g_s, g_t = time.alpha_to_g(alpha_s), time.alpha_to_g(alpha_t)
     target = jax.lax.stop_gradient(stage_one_map(x_s, alpha_s, alpha_t, g_s, g_t, **model_kwargs))
     prediction = euler_map(x_s, student_probs_fn(x_s, alpha_s, alpha_t, **model_kwargs), g_s, g_t)
