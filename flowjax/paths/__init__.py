@@ -20,6 +20,7 @@ from flowjax.paths.one_hot import (
     MonotoneTable,
     OneHotGaussianPath,
     argmax_probability,
+    one_hot_velocity,
 )
 from flowjax.paths.kinetic_optimal import (
     KineticOptimalScheduler,
@@ -88,5 +89,6 @@ __all__ = [
     "analytic",
     "argmax_probability",
     "jump",
+    "one_hot_velocity",
     "expand_time",
 ]

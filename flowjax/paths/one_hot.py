@@ -23,10 +23,12 @@ alpha(1) = 1, and alpha rises monotonically in between. q is computed by Gauss-H
 quadrature (100 nodes, as the authors), in float64 on the host.
 
 `ArgmaxTime` tabulates alpha in both directions with monotone piecewise-cubic (Fritsch-Carlson)
-interpolants, each on its own uniform grid: g -> alpha on 10,000 values of g, alpha -> g on
-10,000 values of alpha whose g is found by bisection of the quadrature (the authors fit cubic
-splines to the one table of uniform g and swap it for the inverse; those can overshoot, and in
-float32 the inverse's knots near alpha = 1, 1e-14 apart, collapse). Near g = 1, alpha is 1 to
+interpolants: g -> alpha on 10,000 uniform values of g, alpha -> g on 10,000 uniform values of
+alpha joined with the forward table's values (for a large vocabulary alpha stays below 1e-4 up
+to g ~ 0.3, which a uniform alpha grid alone would put in its first interval), g found by
+bisection (the authors fit cubic splines to the one table of uniform g and swap it for the
+inverse; those can overshoot, and in float32 the inverse's knots near alpha = 1, 1e-14 apart,
+collapse: ours merges knots float32 cannot tell apart). Near g = 1, alpha is 1 to
 float64 precision (for K = 50,257 beyond g ~ 0.93), so g -> alpha -> g round-trips only where
 alpha still moves; alpha -> g -> alpha round-trips everywhere.
 
@@ -57,7 +59,7 @@ def argmax_probability(
     g: Float[np.ndarray, "*shape"], vocab_size: int, nodes: int = QUADRATURE_NODES
 ) -> Float[np.ndarray, "*shape"]:
     """alpha(g) = K/(K-1) (E_z[Phi(z + g/(1-g))^(K-1)] - 1/K), float64, by Gauss-Hermite
-    quadrature with `nodes` nodes; alpha(1) = 1 (module docstring)."""
+    quadrature with `nodes` nodes; alpha(0) = 0 and alpha(1) = 1 exactly (module docstring)."""
     import scipy.special  # host-side; imported only when a table is built
 
     if not (isinstance(vocab_size, (int, np.integer)) and vocab_size >= 2):
@@ -72,7 +74,8 @@ def argmax_probability(
     log_cdf = scipy.special.log_ndtr(z[None, :] + margin.reshape(-1, 1))
     q = np.sum(w * np.exp((vocab_size - 1) * log_cdf), axis=-1).reshape(g.shape)
     alpha = vocab_size / (vocab_size - 1.0) * (q - 1.0 / vocab_size)
-    return np.where(inner, np.clip(alpha, 0.0, 1.0), 1.0)
+    # The ends exactly: q(0) = 1/K (a uniform guess), q(1) = 1.
+    return np.where(g <= 0.0, 0.0, np.where(inner, np.clip(alpha, 0.0, 1.0), 1.0))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -119,16 +122,21 @@ class MonotoneTable:
 def _tables(vocab_size: int, points: int, nodes: int) -> tuple[MonotoneTable, MonotoneTable]:
     g = np.linspace(0.0, 1.0, points)
     forward = MonotoneTable.fit(g, argmax_probability(g, vocab_size, nodes))
-    # The inverse on a uniform grid of alpha: bisection of the forward interpolant (float64).
-    alpha = np.linspace(0.0, 1.0, points)
-    lo, hi = np.zeros(points), np.ones(points)
+    # The inverse on the knots alpha of a uniform grid and the values alpha(g) of the forward
+    # table (so that both ends, where alpha or g crowds, are resolved), g by bisection of the
+    # forward interpolant in float64; knots that float32 cannot tell apart are merged (keeping
+    # the largest g, so that alpha = 1 maps to g = 1).
+    alpha = np.union1d(np.linspace(0.0, 1.0, points), forward.y)
+    lo, hi = np.zeros(alpha.shape), np.ones(alpha.shape)
     for _ in range(64):
         mid = 0.5 * (lo + hi)
         below = forward.host(mid) < alpha
         lo, hi = np.where(below, mid, lo), np.where(below, hi, mid)
     inverse_g = np.maximum.accumulate(hi)
     inverse_g[0], inverse_g[-1] = 0.0, 1.0
-    inverse = MonotoneTable.fit(alpha, inverse_g)
+    _, last = np.unique(alpha.astype(np.float32)[::-1], return_index=True)
+    keep = np.sort(len(alpha) - 1 - last)
+    inverse = MonotoneTable.fit(alpha[keep], inverse_g[keep])
     return forward, inverse
 
 

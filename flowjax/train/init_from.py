@@ -118,7 +118,15 @@ def check_init_from(config: ml_collections.ConfigDict) -> None:
     objective, params, model_state = _abstract_model(config)
     theirs = _offered(*_abstract_model(source)[1:])
     ours = {**_flat(nnx.to_pure_dict(params)), **_flat(nnx.to_pure_dict(model_state))}
-    targets = {p: k for p, k in _targets(objective, params, model_state).items() if k in theirs}
+    wanted = _targets(objective, params, model_state)
+    missing = sorted({k for k in wanted.values() if k and k.startswith(_FROZEN_PREFIXES)} - set(theirs))
+    if missing:
+        raise ValueError(
+            f"train.init_from={workdir!r} has no frozen teacher weights such as {missing[0]!r}, "
+            f"which this model loads (its objective {source.objective!r}, loss.distill="
+            f"{source.loss.get('distill', 'none')!r}): start from the run of the previous stage."
+        )
+    targets = {p: k for p, k in wanted.items() if k in theirs}
     mismatched = [
         f"{key}: {tuple(theirs[key].shape)} in the checkpoint, {tuple(ours[path].shape)} here"
         for path, key in targets.items()
