@@ -12,6 +12,12 @@ _SIMFREE = (None, "trigonometric", "data_space", "backprop", "smoke", "backprop,
 VARIANTS: dict[str, tuple[str | None, ...]] = {
     "configs/fds/checkerboard.py": (None, "smoke"),
     "configs/fds/mixture.py": (None, "sweep", "smoke"),
+    "configs/flm/lm1b.py": (None, "flow_map", "one_call", "smoke", "flow_map,cpu"),
+    "configs/flm/owt.py": (None, "flow_map", "one_call,smoke", "cpu"),
+    "configs/flm/synthetic.py": (
+        None, "markov", "repeated,flow_map", "repeated,one_call", "markov,mdm", "markov,flm,smoke",
+        "repeated,one_call,smoke",
+    ),
     "configs/fm_guide/checkerboard.py": (None, "demo", "smoke"),
     "configs/fm_guide/cifar10.py": (None, "dit_b2", "smoke", "dit_smoke"),
     "configs/fm_guide/digits.py": (None, "dit", "smoke", "dit_smoke"),
