@@ -6,6 +6,7 @@ session; each snippet's result is reported by its own test.
 """
 
 import json
+import os
 import pathlib
 import re
 import subprocess
@@ -46,7 +47,8 @@ def snippet_results(tmp_path_factory):
         capture_output=True,
         text=True,
         timeout=1200,
-        env={"JAX_PLATFORMS": "cpu", "PATH": "/usr/bin:/bin", "PYTHONPATH": str(ROOT)},
+        env={"JAX_PLATFORMS": "cpu", "PATH": "/usr/bin:/bin", "PYTHONPATH": str(ROOT),
+             "XLA_FLAGS": os.environ.get("XLA_FLAGS", "")},  # conftest's: compile fast
     )
     assert process.returncode == 0, f"The README runner failed:\n{process.stderr[-5000:]}"
     return json.loads((work / "results.json").read_text())

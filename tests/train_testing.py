@@ -34,7 +34,6 @@ def repo_config(path: str, variant: str | None = None):
 def run_cli(*args: str, timeout: float = 1200) -> subprocess.CompletedProcess:
     """`python -m flowjax.main *args` from the repository root on one CPU device."""
     env = {**os.environ, "JAX_PLATFORMS": "cpu"}
-    env.pop("XLA_FLAGS", None)
     return subprocess.run(
         [sys.executable, "-m", "flowjax.main", *args],
         cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout,
@@ -108,7 +107,9 @@ def free_port() -> int:
 def start_worker(*args: str, devices: int = 1) -> subprocess.Popen:
     """Starts this file as a worker process with `devices` virtual CPU devices."""
     env = dict(os.environ)
-    env["XLA_FLAGS"] = f"--xla_force_host_platform_device_count={devices}"
+    env["XLA_FLAGS"] = (
+        f"{os.environ.get('XLA_FLAGS', '')} --xla_force_host_platform_device_count={devices}"
+    )
     env["JAX_PLATFORMS"] = "cpu"
     return subprocess.Popen(
         [sys.executable, os.path.abspath(__file__), *args],
