@@ -50,7 +50,15 @@ from flowjax.data.sources import (
     save_couplings,
     write_array_record,
 )
-from flowjax.data.tokenizers import ByteTokenizer, HFTokenizer, Tokenizer, load_tokenizer
+from flowjax.data.tokenizers import (
+    ByteLevelTokenizer,
+    ByteTokenizer,
+    HFTokenizer,
+    MaxPrefixTokenizer,
+    Tokenizer,
+    byte_level_alphabet,
+    load_tokenizer,
+)
 from flowjax.data.toy import (
     CHECKERBOARD_LOG_DENSITY,
     CHECKERBOARD_NLL,
@@ -70,14 +78,17 @@ __all__ = [
     "DISCRETE_CHECKERBOARD_NLL",
     "DISCRETE_TOYS",
     "IMAGE_DATASETS",
+    "ByteLevelTokenizer",
     "ByteTokenizer",
     "HFTokenizer",
     "ImageDataset",
+    "MaxPrefixTokenizer",
     "SOURCES",
     "TOY_DISTRIBUTIONS",
     "EpochIndexSampler",
     "Tokenizer",
     "build_dataset",
+    "byte_level_alphabet",
     "build_map_dataset",
     "dataset_from_arrays",
     "decode_records",
