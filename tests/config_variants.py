@@ -10,6 +10,7 @@ from flowjax.train import load_config_file
 
 _SIMFREE = (None, "trigonometric", "data_space", "backprop", "smoke", "backprop,smoke")
 VARIANTS: dict[str, tuple[str | None, ...]] = {
+    "configs/bytes/markov.py": (None, "smoke"),
     "configs/fds/checkerboard.py": (None, "smoke"),
     "configs/fds/mixture.py": (None, "sweep", "smoke"),
     "configs/flm/lm1b.py": (None, "flow_map", "one_call", "smoke", "flow_map,cpu"),

@@ -13,7 +13,7 @@ import pytest
 from flax import nnx
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 
-from flowjax.data import ByteTokenizer, HFTokenizer, MaxPrefixTokenizer
+from flowjax.data import ByteTokenizer, HFTokenizer, MaxPrefixTokenizer, byte_level_alphabet
 from flowjax.models import GPT2, GPT2Config
 from flowjax.solvers.byte_level import (
     END,
@@ -228,3 +228,121 @@ def test_byte_level_bpe_encodes_bytes_as_it_encodes_text(tokenizers_):
     for text in ("0110", "0001111", "1"):
         assert tokenizer.encode_bytes(text.encode()) == tokenizer.encode(text)
         assert b"".join(tokenizer.token_bytes[i] for i in tokenizer.encode(text)) == text.encode()
+
+
+# GPT-2 converted from a local checkpoint, with a GPT-2-style tokenizer -------------------------
+
+
+MERGES = [("t", "h"), ("h", "e"), ("i", "n"), ("e", "r"), ("a", "n"), ("\u0120", "t"),
+          ("\u0120", "a"), ("th", "e"), ("\u0120t", "he"), ("o", "n"), ("r", "e"), ("a", "t"),
+          ("e", "n"), ("s", "t"), ("in", "g"), ("\u0120", "s"), ("o", "r"), ("a", "r"),
+          ("\u0120", "w"), ("e", "s"), ("l", "e"), ("\u0120", "c"), ("t", "e"), ("i", "s"),
+          ("a", "l"), ("e", "d"), ("th", "er"), ("e", "a"), ("the", "a"), ("thea", "t")]
+"""30 merges (U+0120 is the byte-level character of a space)."""
+
+
+def gpt2_style_tokenizer(path) -> HFTokenizer:
+    """A byte-level BPE with GPT-2's pre-tokenizer and 97 ids, as the tiny checkpoint has: 66
+    characters, 30 merges and <|endoftext|> = 96 (the checkpoint's BOS / EOS)."""
+    character = {b: ch for ch, b in byte_level_alphabet().items()}
+    letters = b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789 .,!"
+    vocab = {character[b]: i for i, b in enumerate(letters)}
+    for left, right in MERGES:
+        vocab[left + right] = len(vocab)
+    tok = Tokenizer(models.BPE(vocab=vocab, merges=MERGES))
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)
+    tok.decoder = decoders.ByteLevel()
+    tok.add_special_tokens(["<|endoftext|>"])
+    tok.save(str(path))
+    return HFTokenizer(str(path))
+
+
+def test_gpt2_from_a_local_checkpoint_sums_its_valid_covers(tmp_path):
+    """The lemma through `logits_token_model` (one padded batch of split points) equals the sum,
+    cover by cover, of GPT-2's own log p(cover) over the covers that re-encode to themselves."""
+    from tests.test_gpt2 import CHECKPOINT  # the tiny GPT-2 saved by transformers
+
+    from flowjax.models import load_gpt2
+
+    tokenizer = gpt2_style_tokenizer(tmp_path / "tokenizer.json")
+    assert tokenizer.vocab_size == 97 and tokenizer.eos_id == 96
+    for text in ("the theater", "héllo wörld  x!", "ab\u00e9"):
+        assert tokenizer.encode_bytes(text.encode()) == tokenizer.encode(text)
+        assert tokenizer.encode_bytes_batch([text.encode()]) == [tokenizer.encode(text)]
+    model = load_gpt2(CHECKPOINT)
+    lm = ByteLevelModel(logits_token_model(model, max_length=32), tokenizer, context=(96,))
+    text = b"the"
+    covers = []
+    for i in range(len(text)):
+        head = tuple(tokenizer.encode_bytes(text[:i]))
+        for v in lm.tokens_starting_with(text[i:]):
+            cover = head + (int(v),)
+            if tuple(tokenizer.encode_bytes(text[:i] + lm.token_bytes[v])) == cover:
+                covers.append(cover)
+    assert len(covers) >= 3
+    longest = max(len(c) for c in covers)
+    padded = np.asarray([(96, *c) + (0,) * (longest - len(c)) for c in covers])
+    each = []
+    for row, cover in zip(padded, covers):
+        each.append(float(model.log_prob(jnp.asarray(row[None, : len(cover) + 1]))[0]))
+    np.testing.assert_allclose(lm.log_prob(text), np.logaddexp.reduce(each), rtol=1e-5)
+    state = lm.prefix(text)
+    assert state.calls == 1
+    np.testing.assert_allclose(np.exp(lm.next_byte_log_probs(state)).sum(), 1.0, rtol=1e-12)
+
+
+def test_the_cached_model_equals_the_full_passes(tmp_path):
+    """Byte by byte through the key/value cache: the same next-byte distributions and prefix
+    probabilities as full passes, one decoding step per byte."""
+    from tests.test_gpt2 import CHECKPOINT
+
+    from flowjax.models import load_gpt2
+    from flowjax.solvers.byte_level import cached_token_model
+
+    tokenizer = gpt2_style_tokenizer(tmp_path / "tokenizer.json")
+    model = load_gpt2(CHECKPOINT)
+    full = ByteLevelModel(logits_token_model(model, max_length=32), tokenizer, context=(96,))
+    cached = ByteLevelModel(
+        cached_token_model(model.decode, model.init_cache, max_length=32), tokenizer,
+        context=(96,),
+    )
+    a, b = full.prefix(b"th"), cached.prefix(b"th")
+    for byte in b"e theat":
+        np.testing.assert_allclose(cached.next_byte_log_probs(b), full.next_byte_log_probs(a),
+                                   atol=2e-5)
+        a, b = full.advance(a, byte), cached.advance(b, byte)
+    np.testing.assert_allclose(cached.prefix_log_prob(b), full.prefix_log_prob(a), rtol=1e-5)
+    assert b.calls == 1 + len(b"e theat")
+
+
+def test_the_config_trains_a_model_that_gives_byte_probabilities(tokenizers_, tmp_path):
+    """configs/bytes/markov.py (smoke) on a corpus of the chain's texts with the trained BPE:
+    the trainer's model, loaded, reads the bytes through the lemma (BOS = the extra id)."""
+    from flax import nnx as _nnx
+
+    from flowjax.train import load_config_file, train
+    from flowjax.train.trained import load_trained_flow
+
+    tokenizer = tokenizers_["BPE"]
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    texts, probs = chain_texts(b"01", LENGTH, 3, third, third_start)
+    rng = np.random.default_rng(0)
+    for i in range(20):
+        picks = rng.choice(len(texts), size=40, p=probs / probs.sum())
+        (corpus / f"{i}.txt").write_bytes(b"".join(texts[j] for j in picks))
+    config = load_config_file("configs/bytes/markov.py", "smoke")
+    config.data.update(path=str(corpus), tokenizer=tokenizer.path, cache_dir=str(tmp_path / "c"))
+    config.evaluate.after_training = False
+    train(config, str(tmp_path / "run"))
+    flow = load_trained_flow(config, str(tmp_path / "run"))
+    net = _nnx.merge(flow.run.graphdef, flow.state.ema_params, flow.state.model_state)
+    vocab = tokenizer.vocab_size
+    lm = ByteLevelModel(
+        logits_token_model(lambda t: net(t)[..., :vocab], max_length=config.data.seq_len),
+        tokenizer, context=(vocab,),
+    )
+    state = lm.advance(lm.prefix(b"0110"), ord("1"))
+    probs_next = np.exp(lm.next_byte_log_probs(state))
+    assert state.calls == 2 and abs(probs_next.sum() - 1.0) < 1e-9
+    assert probs_next[[ord("0"), ord("1"), END]].sum() > 1.0 - 1e-9  # only spelled bytes

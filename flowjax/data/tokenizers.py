@@ -87,6 +87,10 @@ class ByteLevelTokenizer(Tokenizer, Protocol):
         """The ids of a byte string (which need not be valid UTF-8), without special tokens."""
         ...
 
+    def encode_bytes_batch(self, data: Sequence[bytes]) -> list[list[int]]:
+        """`encode_bytes` of each byte string."""
+        ...
+
 
 class ByteTokenizer:
     """UTF-8 bytes as ids 0-255 and an end-of-text id 256 (no BOS: `bos_id` is None)."""
@@ -103,6 +107,9 @@ class ByteTokenizer:
 
     def encode_bytes(self, data: bytes) -> list[int]:
         return list(bytes(data))
+
+    def encode_bytes_batch(self, data: Sequence[bytes]) -> list[list[int]]:
+        return [list(bytes(d)) for d in data]
 
     def encode_batch(self, texts: Sequence[str]) -> list[np.ndarray]:
         return [np.frombuffer(t.encode("utf-8"), np.uint8).astype(np.int32) for t in texts]
@@ -267,6 +274,24 @@ class HFTokenizer:
                 ids.extend(token.id for token in model.tokenize(piece))
         return ids
 
+    def encode_bytes_batch(self, data: Sequence[bytes]) -> list[list[int]]:
+        """`encode_bytes` of each byte string; the valid UTF-8 ones in one call of the Rust
+        encoder (the same ids, faster)."""
+        out: list[list[int] | None] = [None] * len(data)
+        texts, where = [], []
+        for i, d in enumerate(data):
+            try:
+                texts.append(bytes(d).decode("utf-8"))
+                where.append(i)
+            except UnicodeDecodeError:
+                out[i] = self.encode_bytes(d)
+        if texts:
+            self._to_alphabet  # refuses a tokenizer that is not byte-level
+            encodings = self._tokenizer.encode_batch(texts, add_special_tokens=False)
+            for i, encoding in zip(where, encodings):
+                out[i] = list(encoding.ids)
+        return out
+
 
 class MaxPrefixTokenizer:
     """Maximum-prefix encoding (Phan et al., 2024, "Understanding and Mitigating Tokenization
@@ -308,6 +333,9 @@ class MaxPrefixTokenizer:
                     "vocabulary: no token sequence spells these bytes."
                 )
         return ids
+
+    def encode_bytes_batch(self, data: Sequence[bytes]) -> list[list[int]]:
+        return [self.encode_bytes(d) for d in data]
 
     def encode(self, text: str) -> list[int]:
         return self.encode_bytes(text.encode("utf-8"))

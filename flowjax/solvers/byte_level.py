@@ -45,8 +45,10 @@ the next one to start with its bytes).
 
 The model is any function over token sequences (`TokenModel`); `logits_token_model` wraps a
 causal network `apply(tokens (B, L)) -> logits (B, L, V)`, e.g. `TextTransformer(causal=True)`
-or `GPT2`. Everything here runs on the host in float64; the network calls run on the
-accelerator, batched over split points.
+or `GPT2` (one padded batch over the split points, each read in full), and
+`cached_token_model` its key/value-cache decoding (a new split point is one decoding step from
+the split it extends). The cover bookkeeping runs on the host in float64; the network calls run
+on the accelerator.
 """
 
 from __future__ import annotations
@@ -103,9 +105,10 @@ class ByteLevelModel:
     Args:
       model: `TokenModel` over the tokenizer's ids.
       tokenizer: a byte-level tokenizer (`flowjax.data.ByteLevelTokenizer`: `token_bytes`,
-        `encode_bytes`, `eos_id`).
-      context: token ids read before the bytes (a BOS id; fill-in-the-middle sentinels and the
-        encoded suffix); the probabilities are conditional on it.
+        `encode_bytes`, `encode_bytes_batch`, `eos_id`).
+      context: token ids read before the bytes (a BOS id, which may lie outside the tokenizer's
+        vocabulary; fill-in-the-middle sentinels and the encoded suffix); the probabilities are
+        conditional on it.
       check_validity: restrict the covers to valid encodings (see the module docstring).
     """
 
@@ -148,8 +151,8 @@ class ByteLevelModel:
         )
         for name, value in extra.items():
             object.__setattr__(self, name, value)
-        if any(not 0 <= i < self.vocab_size for i in self.context):
-            raise ValueError(f"context ids must be in [0, {self.vocab_size}), got {self.context}.")
+        if any(i < 0 for i in self.context):
+            raise ValueError(f"context ids must be >= 0, got {self.context}.")
 
     # Tokens ----------------------------------------------------------------------------------
 
@@ -184,11 +187,11 @@ class ByteLevelModel:
         if cached is not None:
             return cached
         context = b"".join(self.token_bytes[i] or b"" for i in tail)
+        encodings = self.tokenizer.encode_bytes_batch(
+            [context + self.token_bytes[v] for v in self.order]
+        )
         valid = np.ones(self.vocab_size, bool)
-        for v in self.order:
-            valid[v] = tuple(self.tokenizer.encode_bytes(context + self.token_bytes[v])) == (
-                *tail, int(v)
-            )
+        valid[self.order] = [tuple(e) == (*tail, int(v)) for e, v in zip(encodings, self.order)]
         if len(self.validity_cache) > 4096:
             self.validity_cache.clear()
         self.validity_cache[tail] = valid
@@ -309,9 +312,11 @@ def _as_bytes(data: bytes | str) -> bytes:
     raise ValueError(f"Expected bytes or str, got {type(data).__name__}.")
 
 
-def _draw(key: jax.Array, log_probs: np.ndarray, temperature: float) -> int:
-    logits = jnp.asarray(np.where(np.isfinite(log_probs), log_probs / temperature, -np.inf))
-    return int(jax.random.categorical(key, logits))
+def _draw(uniform: float, log_probs: np.ndarray, temperature: float) -> int:
+    """The outcome whose cumulative probability first exceeds `uniform` (inverse CDF)."""
+    scaled = np.where(np.isfinite(log_probs), log_probs / temperature, -np.inf)
+    cdf = np.cumsum(np.exp(scaled - _logsumexp(scaled)))
+    return int(min(np.searchsorted(cdf, uniform * cdf[-1], side="right"), len(cdf) - 1))
 
 
 def sample_bytes(
@@ -322,9 +327,11 @@ def sample_bytes(
     *,
     weights: Sequence[float] | None = None,
     temperature: float = 1.0,
+    stop_at_end: bool = True,
 ) -> tuple[bytes, list[CoverState]]:
     """Up to `num_bytes` bytes drawn after `prompt`, one at a time from the exact next-byte
-    distribution (of one model, or of an ensemble's average); stops early at the end of text.
+    distribution (of one model, or of an ensemble's average); stops early at the end of text
+    (`stop_at_end=False`: the end is never drawn, exactly `num_bytes` bytes).
 
     Each model keeps its covers incrementally: one batched call for the prompt, then one call per
     byte. Returns the bytes and each model's final state (`state.calls` counts its calls).
@@ -335,10 +342,13 @@ def sample_bytes(
     if not temperature > 0:
         raise ValueError(f"temperature must be > 0, got {temperature!r}.")
     states = [m.prefix(prompt) for m in members]
+    uniforms = np.asarray(jax.random.uniform(key, (num_bytes,), jnp.float32), np.float64)
     out = bytearray()
     for step in range(num_bytes):
         log_probs = ensemble_next_byte_log_probs(members, states, weights)
-        byte = _draw(jax.random.fold_in(key, step), log_probs, temperature)
+        if not stop_at_end:
+            log_probs = np.concatenate([log_probs[:END], [-np.inf]])
+        byte = _draw(uniforms[step], log_probs, temperature)
         if byte == END:
             break
         out.append(byte)
@@ -495,10 +505,83 @@ def logits_token_model(
     return model
 
 
+def cached_token_model(
+    decode: Callable[[jax.Array, Any], tuple[jax.Array, Any]],
+    init_cache: Callable[[int, int], Any],
+    *,
+    max_length: int,
+    vocab_size: int | None = None,
+    capacity: int = 256,
+) -> TokenModel:
+    """A `TokenModel` over a network's key/value cache: a sequence one token longer than one
+    seen before costs one decoding step from that sequence's cache, which is what byte-level
+    sampling asks for (each new split point extends an earlier one by its last token); any
+    other sequence is read in one pass (prefill). Sequences are processed one at a time.
+
+    Args:
+      decode: (tokens (1, n), cache) -> (logits (1, n, V'), cache), e.g. a causal
+        `TextTransformer`'s or `GPT2`'s `decode`; jitted here.
+      init_cache: (batch, max_length) -> an empty cache.
+      max_length: the cache's length; a longer sequence is refused.
+      vocab_size: keep the first `vocab_size` logits (a network whose input vocabulary has an
+        extra BOS id predicts only the data ids).
+      capacity: sequences whose cache and next-token log-probabilities are kept (least
+        recently used dropped first).
+    """
+    from collections import OrderedDict
+
+    step = jax.jit(decode)
+    memo: OrderedDict[tuple[int, ...], tuple[Any, float, np.ndarray]] = OrderedDict()
+
+    def log_softmax(logits: jax.Array) -> np.ndarray:
+        logits = np.asarray(logits, np.float64)
+        logits = logits[..., :vocab_size] if vocab_size else logits
+        return logits - _logsumexp(logits, axis=-1)[..., None]
+
+    def read(s: tuple[int, ...]) -> tuple[Any, float, np.ndarray]:
+        if s in memo:
+            memo.move_to_end(s)
+            return memo[s]
+        parent = memo.get(s[:-1])
+        if parent is not None:
+            cache, score, logp = parent
+            logits, cache = step(jnp.asarray([[s[-1]]], jnp.int32), cache)
+            entry = (cache, score + float(logp[s[-1]]), log_softmax(logits[0, -1]))
+        else:
+            logits, cache = step(jnp.asarray([s], jnp.int32), init_cache(1, max_length))
+            logp = log_softmax(logits[0])
+            score = float(logp[np.arange(len(s) - 1), np.asarray(s[1:], np.int64)].sum())
+            entry = (cache, score, logp[-1])  # score from position 1: the first is the context
+        memo[s] = entry
+        if len(memo) > capacity:
+            memo.popitem(last=False)
+        return entry
+
+    def model(sequences: Sequence[Sequence[int]], start: int) -> tuple[np.ndarray, np.ndarray]:
+        if start < 1:
+            raise ValueError(
+                "A network needs at least one context token before the bytes (e.g. its BOS id): "
+                "set ByteLevelModel(context=(bos_id,))."
+            )
+        scores, nexts = [], []
+        for s in sequences:
+            s = tuple(int(i) for i in s)
+            if len(s) > max_length:
+                raise ValueError(f"A sequence of {len(s)} tokens exceeds the cache's {max_length}.")
+            _, score, logp = read(s)
+            context_score = read(s[:start])[1] if start > 1 else 0.0
+            scores.append(score - context_score)
+            nexts.append(logp)
+        return np.asarray(scores), np.stack(nexts)
+
+    return model
+
+
 __all__ = [
     "END",
     "ByteLevelModel",
     "CoverState",
+    "cached_token_model",
     "Split",
     "TokenModel",
     "ensemble_next_byte_log_probs",
