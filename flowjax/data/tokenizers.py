@@ -76,7 +76,13 @@ class Tokenizer(Protocol):
 
 
 class ByteLevelTokenizer(Tokenizer, Protocol):
-    """A tokenizer whose tokens are byte strings: what `flowjax.solvers.byte_level` needs."""
+    """A tokenizer whose tokens are byte strings: what `flowjax.solvers.byte_level` needs.
+
+    `validity_context` is the context on which appending a token to an encoding is checked:
+    "pair" (the last token: BPE) or "longest" (the last tokens spelling at least the longest
+    token: maximum-prefix encoding)."""
+
+    validity_context: str
 
     @property
     def token_bytes(self) -> tuple[bytes | None, ...]:
@@ -101,6 +107,7 @@ class ByteTokenizer:
     sep_id = None
     fingerprint = "bytes-utf8-eos256"
     token_bytes = tuple(bytes([b]) for b in range(256)) + (None,)
+    validity_context = "pair"  # every byte sequence is valid
 
     def encode(self, text: str) -> list[int]:
         return list(text.encode("utf-8"))
@@ -178,6 +185,8 @@ class HFTokenizer:
     Encoding never adds special tokens and never truncates or pads (whatever the file sets);
     the vocabulary size counts the added tokens (GPT-2: 50,257).
     """
+
+    validity_context = "pair"  # BPE (the byte-level methods refuse other models)
 
     def __init__(self, path: str):
         from tokenizers import Tokenizer as _Tokenizer
@@ -304,6 +313,7 @@ class MaxPrefixTokenizer:
 
     bos_id = None
     sep_id = None
+    validity_context = "longest"
 
     def __init__(self, tokens: Sequence[bytes | str]):
         pieces = tuple(t.encode("utf-8") if isinstance(t, str) else bytes(t) for t in tokens)

@@ -30,8 +30,11 @@ distribution is one model call: byte-level sampling costs about one model call p
 (`advance`), and the split points of a whole prompt are evaluated in one batched call (`prefix`).
 
 Validity: t_1..t_{k-1} + [v] is valid when the tokenizer encodes its bytes back to it, checked on
-a local context of at least the longest token's length (exact for maximum-prefix encoding and
-for BPE without a pre-tokenizer; with a pre-tokenizer, such as GPT-2's, a local approximation).
+a local context that the tokenizer names (`validity_context`): the last token for BPE, whose
+valid sequences are those whose adjacent pairs are valid (Berglund & van der Merwe, 2023,
+"Formalizing BPE Tokenization"), and the last tokens spelling at least the longest token for
+maximum-prefix encoding (exact for both; with a pre-tokenizer, such as GPT-2's, a local
+approximation). The checks of one context are cached.
 Validity only removes mass the model should not have: with `check_validity=False` (the
 authors' fast mode) every cover counts. With an exact token-level model the lemma reproduces the
 byte distribution exactly; the maximum-prefix correction of paper 1 is this computation under
@@ -147,6 +150,7 @@ class ByteLevelModel:
             order=np.asarray(order, np.int64),
             sorted_bytes=[token_bytes[i] for i in order],
             end_id=eos if has_end else None,
+            validity_context=getattr(self.tokenizer, "validity_context", "longest"),
             validity_cache={},
         )
         for name, value in extra.items():
@@ -176,10 +180,14 @@ class ByteLevelModel:
         return ids
 
     def _valid_continuations(self, tokens: tuple[int, ...]) -> np.ndarray:
-        """(V,) bool: which next tokens v keep tokens + [v] a valid encoding (checked on the last
-        tokens spelling at least `longest` bytes); special ids other than the end stay valid."""
+        """(V,) bool: which next tokens v keep tokens + [v] a valid encoding, checked on the
+        tokenizer's `validity_context`: "pair", the last token only (BPE: a sequence is valid when
+        each adjacent pair is, Berglund & van der Merwe, 2023), or "longest", the last tokens
+        spelling at least the longest token's length (maximum-prefix encoding). Special ids other
+        than the end stay valid."""
         keep, length = 0, 0
-        while keep < len(tokens) and length < self.longest:
+        wanted = 1 if self.validity_context == "pair" else self.longest
+        while keep < len(tokens) and length < wanted:
             keep += 1
             length += len(self.token_bytes[tokens[-keep]] or b"")
         tail = tokens[len(tokens) - keep :]
@@ -342,7 +350,8 @@ def sample_bytes(
     if not temperature > 0:
         raise ValueError(f"temperature must be > 0, got {temperature!r}.")
     states = [m.prefix(prompt) for m in members]
-    uniforms = np.asarray(jax.random.uniform(key, (num_bytes,), jnp.float32), np.float64)
+    # The draws' uniforms: a NumPy stream seeded by the key's bits (no compile per length).
+    uniforms = np.random.default_rng(np.asarray(jax.random.key_data(key))).random(num_bytes)
     out = bytearray()
     for step in range(num_bytes):
         log_probs = ensemble_next_byte_log_probs(members, states, weights)
