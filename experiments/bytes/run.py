@@ -14,6 +14,7 @@ vocabularies against each member (byte-level perplexity).
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import itertools
 import json
 import os
@@ -44,11 +45,14 @@ MERGES = {"small": 24, "large": 96}
 """BPE merges of the two vocabularies (on top of the 8 letters)."""
 
 
-def train_bpe(texts: list[str], alphabet: bytes, merges: int, path: str) -> HFTokenizer:
-    """A byte-level BPE with `merges` merges over `alphabet` (no pre-tokenizer split, so that
-    prefixes of encodings are encodings) and <|endoftext|> (id 0), saved at `path`."""
+def train_bpe(
+    texts: list[str], alphabet: bytes, merges: int, path: str, split_words: bool = False
+) -> HFTokenizer:
+    """A byte-level BPE with `merges` merges over `alphabet` and <|endoftext|> (id 0), saved at
+    `path`; no pre-tokenizer split (prefixes of encodings are encodings), or GPT-2's
+    (`split_words`: letters, punctuation and spaces in separate pieces)."""
     tok = Tokenizer(models.BPE())
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=split_words)
     tok.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(
         vocab_size=1 + len(alphabet) + merges, special_tokens=["<|endoftext|>"],
@@ -138,6 +142,26 @@ def load_model(config, workdir: str, tokenizer: HFTokenizer) -> ByteLevelModel:
     )
 
 
+def train_on(documents: list[str], tokenizer: HFTokenizer, workdir: str, name: str,
+             num_updates: int | None) -> tuple[ByteLevelModel, float]:
+    """configs/bytes/markov.py trained on `documents` (one .txt file each) with `tokenizer`;
+    the trained model as a `ByteLevelModel` and the training time."""
+    corpus = os.path.join(workdir, f"corpus_{name}")
+    os.makedirs(corpus, exist_ok=True)
+    for i, doc in enumerate(documents):
+        with open(os.path.join(corpus, f"doc{i:04d}.txt"), "w") as f:
+            f.write(doc)
+    config = load_config_file(CONFIG)
+    config.data.update(path=corpus, tokenizer=tokenizer.path,
+                       cache_dir=os.path.join(workdir, "cache"))
+    if num_updates:
+        config.train.num_steps = num_updates
+    run_dir = os.path.join(workdir, name)
+    start = time.time()
+    train(config, run_dir)
+    return load_model(config, run_dir, tokenizer), time.time() - start
+
+
 def next_byte_errors(truth: np.ndarray, log_probs: np.ndarray, actual: int) -> dict:
     """Total variation to the true next-letter distribution, KL(truth || model) and the model's
     log-loss of the byte that came."""
@@ -153,12 +177,7 @@ def run_trained(workdir: str, num_updates: int | None) -> dict:
     language = MarkovLanguage(vocab_size=8, seq_len=1_000, order=1, concentration=0.3,
                               language_seed=1)
     rng = np.random.default_rng(0)
-    corpus = os.path.join(workdir, "corpus")
-    os.makedirs(corpus, exist_ok=True)
     documents = [bytes(LETTERS[s] for s in row).decode() for row in language.sample(rng, 4_000)]
-    for i, doc in enumerate(documents):
-        with open(os.path.join(corpus, f"doc{i:03d}.txt"), "w") as f:
-            f.write(doc)
     held_out = [bytes(LETTERS[s] for s in row)[:96] for row in
                 language.sample(np.random.default_rng(1), 12)]
     transitions = language.transitions
@@ -170,20 +189,10 @@ def run_trained(workdir: str, num_updates: int | None) -> dict:
         "byte_perplexity_floor": float(np.exp(language.entropy_rate)),
     }}
     for vocabulary in ("small", "large"):
-        config = load_config_file(CONFIG)
         merges = MERGES[vocabulary]
         path = os.path.join(workdir, f"tokenizer_{vocabulary}.json")
         tokenizer = train_bpe(documents, LETTERS, merges, path)
-        config.data.path = corpus
-        config.data.tokenizer = path
-        config.data.cache_dir = os.path.join(workdir, "cache")
-        if num_updates:
-            config.train.num_steps = num_updates
-        run_dir = os.path.join(workdir, vocabulary)
-        start = time.time()
-        train(config, run_dir)
-        seconds = time.time() - start
-        lm = load_model(config, run_dir, tokenizer)
+        lm, seconds = train_on(documents, tokenizer, workdir, vocabulary, num_updates)
         sizes = [len(tokenizer.token_bytes[i]) for i in lm.order]
         per_method = {m: [] for m in ("plain prompt", "token healing", "byte-level",
                                       "byte-level, no validity check")}
@@ -209,7 +218,7 @@ def run_trained(workdir: str, num_updates: int | None) -> dict:
                              for d in held_out for k in range(1, len(d))])
         result[vocabulary] = {
             "merges": merges, "vocab_size": tokenizer.vocab_size, "longest_token": max(sizes),
-            "train_seconds": seconds, "updates": config.train.num_steps,
+            "train_seconds": seconds, "updates": num_updates or 2_000,
             "model_calls_per_byte": calls / sum(len(d) for d in held_out),
             "true_nll": float(truth_nll),
             "methods": {m: {k: float(np.mean([r[k] for r in rows])) for k in ("tv", "kl", "nll")}
@@ -236,9 +245,73 @@ def run_trained(workdir: str, num_updates: int | None) -> dict:
     return result
 
 
+# Part "fim" ----------------------------------------------------------------------------------
+
+FIM = (16, 1, 16)
+"""Bytes of the prefix, the middle and the suffix of each fill-in-the-middle example."""
+
+
+def run_fim(workdir: str, num_updates: int | None) -> dict:
+    """Fill-in-the-middle in the suffix-prefix-middle order: "<" suffix ">" prefix middle "."
+    (the sentinels are punctuation, which GPT-2's pre-tokenizer keeps apart from letters). The
+    prompt "<" suffix ">" prefix ends where the middle starts, inside a token of the training
+    text (prefix and middle are one run of letters). The first byte of the middle has a known
+    answer, the chain's bridge: P(b | prefix ending in a, suffix starting with c) is
+    proportional to T[a, b] (T^m)[b, c], m = the middle's length."""
+    language = MarkovLanguage(vocab_size=8, seq_len=sum(FIM), order=1, concentration=0.3,
+                              language_seed=1)
+    n_pre, n_mid, _ = FIM
+
+    def example(row) -> tuple[bytes, bytes, bytes]:
+        text = bytes(LETTERS[s] for s in row)
+        return text[:n_pre], text[n_pre : n_pre + n_mid], text[n_pre + n_mid :]
+
+    def spm(pre, mid, suf) -> str:
+        return f"<{suf.decode()}>{pre.decode()}{mid.decode()}."
+
+    rows = language.sample(np.random.default_rng(2), 64_000).reshape(400, 160, -1)
+    documents = ["".join(spm(*example(r)) for r in doc) for doc in rows]
+    tokenizer = train_bpe(documents, LETTERS + b"<>.", MERGES["large"],
+                          os.path.join(workdir, "tokenizer_fim.json"), split_words=True)
+    trained, seconds = train_on(documents, tokenizer, workdir, "fim", num_updates)
+    bridge = np.linalg.matrix_power(language.transitions, n_mid)
+    per_method = {m: [] for m in ("plain prompt", "token healing", "byte-level",
+                                  "the chain without the suffix (exact)")}
+    calls, truth_nll = 0, []
+    for row in language.sample(np.random.default_rng(3), 300):
+        pre, mid, suf = example(row)
+        context = trained.context + tuple(tokenizer.encode(f"<{suf.decode()}>"))
+        lm = dataclasses.replace(trained, context=context)
+        a, c = LETTERS.index(pre[-1]), LETTERS.index(suf[0])
+        truth = language.transitions[a] * bridge[:, c]
+        truth /= truth.sum()
+        state = lm.prefix(pre)
+        calls += state.calls
+        for method, log_probs in (
+            ("plain prompt", naive_next_byte_log_probs(lm, pre)),
+            ("token healing", token_healing_next_byte_log_probs(lm, pre)),
+            ("byte-level", lm.next_byte_log_probs(state)),
+        ):
+            per_method[method].append(next_byte_errors(truth, log_probs, mid[0]))
+        no_suffix = np.full(257, -np.inf)
+        no_suffix[list(LETTERS)] = np.log(language.transitions[a])
+        per_method["the chain without the suffix (exact)"].append(
+            next_byte_errors(truth, no_suffix, mid[0]))
+        truth_nll.append(-np.log(truth[LETTERS.index(mid[0])]))
+    return {
+        "layout": dict(zip(("prefix", "middle", "suffix"), FIM)),
+        "vocab_size": tokenizer.vocab_size, "train_seconds": seconds,
+        "updates": num_updates or 2_000, "prompts": 300, "calls_per_prompt": calls / 300,
+        "true_nll": float(np.mean(truth_nll)),
+        "methods": {m: {k: float(np.mean([r[k] for r in rows])) for k in ("tv", "kl", "nll")}
+                    for m, rows in per_method.items()},
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--parts", nargs="+", default=["exact", "trained"])
+    parser.add_argument("--parts", nargs="+", default=["exact", "trained", "fim"],
+                        choices=["exact", "trained", "fim"])
     parser.add_argument("--workdir", default="/tmp/bytes_runs")
     parser.add_argument("--updates", type=int, default=None, help="override the updates")
     args = parser.parse_args()
@@ -247,7 +320,10 @@ def main() -> None:
     os.makedirs(results_dir, exist_ok=True)
     for part in args.parts:
         start = time.time()
-        result = run_exact(args.workdir) if part == "exact" else run_trained(args.workdir, args.updates)
+        if part == "exact":
+            result = run_exact(args.workdir)
+        else:
+            result = {"trained": run_trained, "fim": run_fim}[part](args.workdir, args.updates)
         result = {"command": "python experiments/bytes/run.py --parts " + part, "seconds":
                   time.time() - start, "load": os.getloadavg()[0], "results": result}
         with open(os.path.join(results_dir, f"{part}.json"), "w") as f:

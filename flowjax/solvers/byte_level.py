@@ -121,10 +121,8 @@ class ByteLevelModel:
     check_validity: bool = True
 
     def __post_init__(self):
-        try:
+        try:  # a ValueError (an HFTokenizer that is not byte-level) goes to the caller as it is
             token_bytes = tuple(self.tokenizer.token_bytes)
-        except ValueError:
-            raise
         except AttributeError as error:
             raise ValueError(
                 f"{type(self.tokenizer).__name__} is not a byte-level tokenizer (it has no "
@@ -520,7 +518,7 @@ def cached_token_model(
     *,
     max_length: int,
     vocab_size: int | None = None,
-    capacity: int = 256,
+    capacity: int = 64,
 ) -> TokenModel:
     """A `TokenModel` over a network's key/value cache: a sequence one token longer than one
     seen before costs one decoding step from that sequence's cache, which is what byte-level
@@ -535,16 +533,20 @@ def cached_token_model(
       vocab_size: keep the first `vocab_size` logits (a network whose input vocabulary has an
         extra BOS id predicts only the data ids).
       capacity: sequences whose cache and next-token log-probabilities are kept (least
-        recently used dropped first).
+        recently used dropped first). Above the longest token's length in bytes, every new
+        split point finds the split it extends; each kept cache holds max_length positions.
     """
     from collections import OrderedDict
 
-    step = jax.jit(decode)
+    @jax.jit
+    def step(tokens, cache):  # the logits of every position (1, n, V), sliced to the data ids
+        logits, cache = decode(tokens, cache)
+        return (logits[..., :vocab_size] if vocab_size else logits), cache
+
     memo: OrderedDict[tuple[int, ...], tuple[Any, float, np.ndarray]] = OrderedDict()
 
     def log_softmax(logits: jax.Array) -> np.ndarray:
         logits = np.asarray(logits, np.float64)
-        logits = logits[..., :vocab_size] if vocab_size else logits
         return logits - _logsumexp(logits, axis=-1)[..., None]
 
     def read(s: tuple[int, ...]) -> tuple[Any, float, np.ndarray]:
@@ -554,10 +556,10 @@ def cached_token_model(
         parent = memo.get(s[:-1])
         if parent is not None:
             cache, score, logp = parent
-            logits, cache = step(jnp.asarray([[s[-1]]], jnp.int32), cache)
-            entry = (cache, score + float(logp[s[-1]]), log_softmax(logits[0, -1]))
+            logits, cache = step(np.asarray([[s[-1]]], np.int32), cache)
+            entry = (cache, score + float(logp[s[-1]]), log_softmax(logits)[0, -1])
         else:
-            logits, cache = step(jnp.asarray([s], jnp.int32), init_cache(1, max_length))
+            logits, cache = step(np.asarray([s], np.int32), init_cache(1, max_length))
             logp = log_softmax(logits[0])
             score = float(logp[np.arange(len(s) - 1), np.asarray(s[1:], np.int64)].sum())
             entry = (cache, score, logp[-1])  # score from position 1: the first is the context
