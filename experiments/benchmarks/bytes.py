@@ -15,6 +15,8 @@ ship with the interpreter (offline); one more input id is the BOS.
 - token-level, host loop: the same decoding step called from Python once per token (the cache
   not donated, the draw in NumPy), as the byte-level sampler calls the network; the baseline of
   a per-token loop such as Hugging Face's `generate`.
+- a prompt's split points (`ByteLevelModel.prefix`, the text of the "if" topic, up to 900 bytes):
+  one padded batch through the network, against one call per split point.
 - byte-level: `solvers.byte_level.sample_bytes` over `cached_token_model` (each byte one
   decoding step from the cache of the split point it extends; a host loop), with the covers'
   validity checked (exact) and without (`check_validity=False`, the authors' fast mode); and, at
@@ -171,6 +173,24 @@ def byte_level(lm, target: int, reps: int) -> dict[str, Any]:
             "times_s": times}
 
 
+def prompt_covers(lm, sequential_lm, prompt: bytes, reps: int) -> dict[str, Any]:
+    """A prompt's split points (`ByteLevelModel.prefix`): in one padded batch, as `prefix` does,
+    against one network call per split point."""
+    lm.prefix(prompt)
+    sequential_lm.prefix(prompt)
+    out = {}
+    for name, model in (("one batched call", lm), ("one call per split point", sequential_lm)):
+        times = []
+        for _ in range(reps):
+            start = time.perf_counter()
+            state = model.prefix(prompt)
+            times.append(time.perf_counter() - start)
+        out[name] = {"seconds": median(times), "times_s": times}
+    out["split_points"] = len(state.splits)
+    out["prompt_bytes"] = len(prompt)
+    return out
+
+
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true")
@@ -220,6 +240,20 @@ def main(argv=None) -> None:
             harness.log(f"{target} bytes: " + ", ".join(
                 f"{k} {c['ms_per_byte']:.2f} ms/byte" for k, c in row.items()))
     report["results"] = cells
+
+    def one_at_a_time(sequences, start):  # the same network, one split point per call
+        import numpy as np
+
+        parts = [full.model([s], start) for s in sequences]
+        return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
+
+    import pydoc_data.topics
+
+    text = pydoc_data.topics.topics["if"].encode()[: 256 if args.quick else 900]
+    sequential = ByteLevelModel(one_at_a_time, tokenizer, context=(bos,))
+    with harness.benchmark_running_flag():
+        report["prompt"] = prompt_covers(full, sequential, text, reps)
+    harness.log(f"prompt: {report['prompt']}")
     machine["load_average_at_end"] = harness.load_averages()
     start = machine["load_average_at_start"]
     report["under_load"] = bool(start and start[0] >= QUIET_LOAD)
@@ -232,6 +266,12 @@ def main(argv=None) -> None:
             lines.append(f"| {target} | {name} | {cell['calls_per_byte']:.2f} | "
                          f"{cell['ms_per_byte']:.2f} | {cell['ms_per_byte'] / base:.1f} | "
                          f"{cell['ms_per_byte'] / loop:.1f} |")
+    covers = report["prompt"]
+    lines.append(
+        f"\nA prompt of {covers['prompt_bytes']} bytes, {covers['split_points']} split points: "
+        f"{1e3 * covers['one batched call']['seconds']:.1f} ms in one batched call, "
+        f"{1e3 * covers['one call per split point']['seconds']:.1f} ms one call per split point"
+    )
     table = "\n".join(lines)
     table += (f"\n{jax.default_backend()}; load average at start {start}, at end "
               f"{machine['load_average_at_end']}")

@@ -249,6 +249,8 @@ def run_trained(workdir: str, num_updates: int | None) -> dict:
 
 FIM = (16, 1, 16)
 """Bytes of the prefix, the middle and the suffix of each fill-in-the-middle example."""
+FIM_UPDATES = 6_000
+"""Updates of the FIM model (at 2,000 it has not yet learned to read the suffix)."""
 
 
 def run_fim(workdir: str, num_updates: int | None) -> dict:
@@ -273,7 +275,8 @@ def run_fim(workdir: str, num_updates: int | None) -> dict:
     documents = ["".join(spm(*example(r)) for r in doc) for doc in rows]
     tokenizer = train_bpe(documents, LETTERS + b"<>.", MERGES["large"],
                           os.path.join(workdir, "tokenizer_fim.json"), split_words=True)
-    trained, seconds = train_on(documents, tokenizer, workdir, "fim", num_updates)
+    updates = num_updates or FIM_UPDATES
+    trained, seconds = train_on(documents, tokenizer, workdir, "fim", updates)
     bridge = np.linalg.matrix_power(language.transitions, n_mid)
     per_method = {m: [] for m in ("plain prompt", "token healing", "byte-level",
                                   "the chain without the suffix (exact)")}
@@ -301,7 +304,7 @@ def run_fim(workdir: str, num_updates: int | None) -> dict:
     return {
         "layout": dict(zip(("prefix", "middle", "suffix"), FIM)),
         "vocab_size": tokenizer.vocab_size, "train_seconds": seconds,
-        "updates": num_updates or 2_000, "prompts": 300, "calls_per_prompt": calls / 300,
+        "updates": updates, "prompts": 300, "calls_per_prompt": calls / 300,
         "true_nll": float(np.mean(truth_nll)),
         "methods": {m: {k: float(np.mean([r[k] for r in rows])) for k in ("tv", "kl", "nll")}
                     for m, rows in per_method.items()},
@@ -324,7 +327,9 @@ def main() -> None:
             result = run_exact(args.workdir)
         else:
             result = {"trained": run_trained, "fim": run_fim}[part](args.workdir, args.updates)
-        result = {"command": "python experiments/bytes/run.py --parts " + part, "seconds":
+        command = "python experiments/bytes/run.py --parts " + part + (
+            f" --updates {args.updates}" if args.updates else "")
+        result = {"command": command, "seconds":
                   time.time() - start, "load": os.getloadavg()[0], "results": result}
         with open(os.path.join(results_dir, f"{part}.json"), "w") as f:
             json.dump(result, f, indent=1, default=float)

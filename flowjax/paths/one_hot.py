@@ -109,7 +109,10 @@ class MonotoneTable:
         dtype = value.dtype if jnp.issubdtype(value.dtype, jnp.floating) else jnp.float32
         x, y, m = (jnp.asarray(a, dtype) for a in (self.x, self.y, self.slopes))
         v = jnp.clip(value.astype(dtype), x[0], x[-1])
-        k = jnp.clip(jnp.searchsorted(x, v, side="right") - 1, 0, x.shape[0] - 2)
+        # compare_all: no loop (the default's while loop, nested in a sampler's scan, failed to
+        # run on an H200 with jax 0.11.2); (*shape, N) comparisons, N up to about 20,000 knots.
+        k = jnp.searchsorted(x, v, side="right", method="compare_all")
+        k = jnp.clip(k - 1, 0, x.shape[0] - 2)
         h = x[k + 1] - x[k]
         s = (v - x[k]) / h
         h00, h10 = (1 + 2 * s) * (1 - s) ** 2, s * (1 - s) ** 2
