@@ -1,5 +1,8 @@
-"""Flax NNX networks for velocity, posterior and generator fields, text transformers and GPT-2."""
+"""Flax NNX networks for velocity, posterior and generator fields, text transformers, GPT-2 and
+the KL autoencoder of latent diffusion."""
 
+from flowjax.models.autoencoder import AutoencoderConfig, AutoencoderKL
+from flowjax.models.convert_autoencoder import load_autoencoder_kl
 from flowjax.models.convert_gpt2 import load_gpt2
 from flowjax.models.discrete_mlp import DiscreteMLP
 from flowjax.models.distillation import Frozen, TeacherStudent
@@ -24,6 +27,8 @@ from flowjax.models.transformer import (
 from flowjax.models.unet import UNet
 
 __all__ = [
+    "AutoencoderConfig",
+    "AutoencoderKL",
     "DIT_SIZES",
     "DiT",
     "BinnedJumpHead",
@@ -47,6 +52,7 @@ __all__ = [
     "TextTransformer",
     "UNet",
     "batch_time",
+    "load_autoencoder_kl",
     "load_gpt2",
     "manifold_features",
     "sinusoidal_embedding",
