@@ -16,6 +16,7 @@ from flowjax.losses.generator_matching import (
     generator_matching_loss,
     jump_bregman,
 )
+from flowjax.losses.lpl import feature_loss, lpl_loss, outlier_mask
 from flowjax.losses.riemannian import riemannian_cfm_loss
 from flowjax.losses.simfree_node import (
     backprop_node_loss,
@@ -37,8 +38,11 @@ __all__ = [
     "discrete_elbo",
     "discrete_loss",
     "elbo_bits_per_token",
+    "feature_loss",
     "flow_bregman",
     "generalized_kl",
+    "lpl_loss",
+    "outlier_mask",
     "generator_matching_loss",
     "jump_bregman",
     "riemannian_cfm_loss",
