@@ -50,6 +50,7 @@ from flowjax.data.sources import (
     save_couplings,
     write_array_record,
 )
+from flowjax.data.latents import decode_in_batches, latents_glob, sample_moments, write_latents
 from flowjax.data.tokenizers import (
     ByteLevelTokenizer,
     ByteTokenizer,
@@ -91,6 +92,7 @@ __all__ = [
     "byte_level_alphabet",
     "build_map_dataset",
     "dataset_from_arrays",
+    "decode_in_batches",
     "decode_records",
     "decode_tokens",
     "encode_records",
@@ -99,8 +101,11 @@ __all__ = [
     "image_grid",
     "in_support",
     "language",
+    "latents_glob",
     "languages",
     "load_digits",
+    "sample_moments",
+    "write_latents",
     "load_tokenizer",
     "log_density",
     "num_classes",
