@@ -42,6 +42,7 @@ import math
 import jax
 import jax.numpy as jnp
 import numpy as np
+from scipy.special import logsumexp as _logsumexp
 
 
 def _entropy(p: np.ndarray) -> float:
@@ -49,15 +50,6 @@ def _entropy(p: np.ndarray) -> float:
     p = np.ravel(p)
     safe = np.where(p > 0, p, 1.0)
     return float(-(p * np.log(safe)).sum())
-
-
-def _logsumexp(a: np.ndarray, axis: int) -> np.ndarray:
-    """log sum exp along `axis`; -inf where every term is -inf, without warnings."""
-    top = a.max(axis=axis, keepdims=True)
-    top = np.where(np.isfinite(top), top, 0.0)
-    with np.errstate(divide="ignore"):
-        out = np.log(np.exp(a - top).sum(axis=axis))
-    return out + np.squeeze(top, axis=axis)
 
 
 def _check_size(name: str, value, minimum: int) -> None:

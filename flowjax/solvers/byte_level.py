@@ -64,6 +64,7 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 import numpy as np
+from scipy.special import logsumexp as _logsumexp
 
 END = 256
 """Index of the end of text in a next-byte distribution (257,): bytes are 0-255."""
@@ -71,15 +72,6 @@ END = 256
 TokenModel = Callable[[Sequence[Sequence[int]], int], tuple[np.ndarray, np.ndarray]]
 """(sequences, start) -> (scores (N,), next_log_probs (N, V)): for each token sequence s,
 sum_{k >= start} log P(s_k | s_<k) and log P(. | s); one call is one (batched) network call."""
-
-
-def _logsumexp(values: np.ndarray, axis=None) -> np.ndarray:
-    values = np.asarray(values, np.float64)
-    top = np.max(values, axis=axis, keepdims=True)
-    top = np.where(np.isfinite(top), top, 0.0)
-    with np.errstate(divide="ignore"):
-        out = np.log(np.sum(np.exp(values - top), axis=axis, keepdims=True)) + top
-    return np.squeeze(out, axis=axis) if axis is not None else out.reshape(())
 
 
 class Split(NamedTuple):
