@@ -5,6 +5,13 @@ Ho & Salimans (2022), in the form of the Flow Matching Guide (Lipman et al., 202
 conditional field. The same combination applies to velocities, x_1-predictions and
 epsilon-predictions of affine paths, which are all affine in the score.
 
+Two conditions, semantic y (a class, a text) and control metadata c (crop, flip, size), have a
+guidance scale each (Berrada et al., 2024, "On Improved Conditioning Mechanisms and Pre-training
+Strategies for Diffusion Models"; the composition of Brooks et al., 2023, InstructPix2Pix,
+eq. 3): u = u(null, null) + s_y (u(y, null) - u(null, null)) + s_c (u(y, c) - u(y, null))
+(`two_scale_guidance`); s_y = s_c = 1 gives the fully conditional u(y, c), s_c = 0 ignores the
+control metadata.
+
 For discrete models (posterior logits, section 7 of the Guide) the same combination of logits,
 (1 + w) l(. | x_t, y) - w l(. | x_t), is the guided posterior
 p_w(x_1 | x_t, y) proportional to p(x_1 | x_t, y)^(1 + w) p(x_1 | x_t)^(-w) (`guided_logits`).
@@ -88,3 +95,22 @@ def guided_logits(
     one call of `logits_fn` on a doubled batch, as in `guided_velocity`.
     """
     return guided_velocity(logits_fn, guidance_scale, null_label=null_label, label_name=label_name)
+
+
+def two_scale_guidance(
+    unconditional: jax.Array,
+    semantic: jax.Array,
+    full: jax.Array,
+    semantic_scale: float | jax.Array,
+    control_scale: float | jax.Array,
+) -> jax.Array:
+    """u(null, null) + s_y (u(y, null) - u(null, null)) + s_c (u(y, c) - u(y, null)) from the
+    model's outputs without conditions, with the semantic condition only, and with both."""
+    shapes = {jnp.shape(unconditional), jnp.shape(semantic), jnp.shape(full)}
+    if len(shapes) != 1:
+        raise ValueError(f"The three outputs must have one shape; got {sorted(shapes)}.")
+    return (
+        unconditional
+        + semantic_scale * (semantic - unconditional)
+        + control_scale * (full - semantic)
+    )

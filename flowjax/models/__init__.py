@@ -7,7 +7,7 @@ from flowjax.models.convert_gpt2 import load_gpt2
 from flowjax.models.discrete_mlp import DiscreteMLP
 from flowjax.models.distillation import Frozen, TeacherStudent
 from flowjax.models.dit import DIT_SIZES, DiT
-from flowjax.models.embeddings import batch_time, sinusoidal_embedding
+from flowjax.models.embeddings import batch_time, control_strength, sinusoidal_embedding
 from flowjax.models.flow_language import FlowLanguageTransformer, LossWeighting
 from flowjax.models.generator_mlp import BinnedJumpHead, GeneratorMLP, GeneratorOutput
 from flowjax.models.gpt2 import GPT2, GPT2Config
@@ -52,6 +52,7 @@ __all__ = [
     "TextTransformer",
     "UNet",
     "batch_time",
+    "control_strength",
     "load_autoencoder_kl",
     "load_gpt2",
     "manifold_features",
