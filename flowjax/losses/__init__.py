@@ -1,6 +1,6 @@
 """Training objectives."""
 
-from flowjax.losses.cfm import REGRESSION_TARGETS, cfm_loss, cfm_loss_per_sample
+from flowjax.losses.cfm import REGRESSION_TARGETS, cfm_loss, cfm_loss_per_sample, cfm_regression
 from flowjax.losses.discrete import (
     DISCRETE_LOSSES,
     cross_entropy,
@@ -16,7 +16,7 @@ from flowjax.losses.generator_matching import (
     generator_matching_loss,
     jump_bregman,
 )
-from flowjax.losses.lpl import feature_loss, lpl_loss, outlier_mask
+from flowjax.losses.lpl import clean_estimate, feature_loss, lpl_loss, outlier_mask
 from flowjax.losses.riemannian import riemannian_cfm_loss
 from flowjax.losses.simfree_node import (
     backprop_node_loss,
@@ -34,6 +34,8 @@ __all__ = [
     "TIME_DISTRIBUTIONS",
     "cfm_loss",
     "cfm_loss_per_sample",
+    "cfm_regression",
+    "clean_estimate",
     "cross_entropy",
     "discrete_elbo",
     "discrete_loss",

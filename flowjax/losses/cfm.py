@@ -45,6 +45,21 @@ def cfm_loss_per_sample(
       t: times in [0, 1], shape (B,).
       prediction: "velocity", "target" (x_1) or "epsilon" (x_0).
     """
+    return cfm_regression(model_fn, path, x_0, x_1, t, prediction=prediction, **model_kwargs)[0]
+
+
+def cfm_regression(
+    model_fn: Callable[..., jax.Array],
+    path: AffineProbPath,
+    x_0: Float[Array, "B *event"],
+    x_1: Float[Array, "B *event"],
+    t: Float[Array, "B"],
+    *,
+    prediction: str = "velocity",
+    **model_kwargs: Any,
+) -> tuple[Float[Array, "B"], Float[Array, "B *event"], PathSample]:
+    """`cfm_loss_per_sample` with what it computed on the way: (the squared error (B,), the
+    model's output, the path sample (x_t, t, ...)), for a loss that also reads the output."""
     if prediction not in REGRESSION_TARGETS:
         raise ValueError(
             f"Unknown prediction {prediction!r}; expected one of {tuple(REGRESSION_TARGETS)}."
@@ -57,7 +72,7 @@ def cfm_loss_per_sample(
             f"got {output.shape}."
         )
     error = (output - REGRESSION_TARGETS[prediction](sample)) ** 2
-    return flat_batch(error).sum(axis=1)
+    return flat_batch(error).sum(axis=1), output, sample
 
 
 def cfm_loss(

@@ -36,6 +36,8 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Float
 
+from flowjax.paths.affine import AffineProbPath
+
 FeatureFn = Callable[[Array], Sequence[Array]]
 """latent (B, h, w, z) -> decoder feature maps [(B, H_l, W_l, C_l)]."""
 
@@ -122,6 +124,25 @@ def feature_loss(
     return total
 
 
+def clean_estimate(
+    path: AffineProbPath,
+    prediction: str,
+    output: Float[Array, "B *event"],
+    x_t: Float[Array, "B *event"],
+    t: Float[Array, "B"],
+) -> Float[Array, "B *event"]:
+    """The one-step estimate of the data x_1 from a model's output (velocity, x_1-target or
+    epsilon prediction) by the affine path's conversions."""
+    conversions = {
+        "velocity": path.velocity_to_target,
+        "target": lambda out, x, s: out,
+        "epsilon": path.epsilon_to_target,
+    }
+    if prediction not in conversions:
+        raise ValueError(f"Unknown prediction {prediction!r}; expected one of {tuple(conversions)}.")
+    return conversions[prediction](output, x_t, t)
+
+
 def lpl_loss(
     features: FeatureFn,
     z_hat: Float[Array, "B h w z"],
@@ -145,4 +166,13 @@ def lpl_loss(
     return jnp.where(t >= t_min, per_example, 0.0)
 
 
-__all__ = ["T_MIN", "dilate", "erode", "feature_loss", "layer_weights", "lpl_loss", "outlier_mask"]
+__all__ = [
+    "T_MIN",
+    "clean_estimate",
+    "dilate",
+    "erode",
+    "feature_loss",
+    "layer_weights",
+    "lpl_loss",
+    "outlier_mask",
+]

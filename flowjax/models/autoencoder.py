@@ -36,6 +36,8 @@ import jax.numpy as jnp
 from flax import nnx
 from jaxtyping import Array, Float
 
+from flowjax.models.distillation import Frozen
+
 LOGVAR_RANGE = (-30.0, 20.0)
 """The posterior's log-variance is clipped to this range (diffusers' DiagonalGaussianDistribution)."""
 
@@ -266,10 +268,35 @@ class AutoencoderKL(nnx.Module):
         return self.decode(latents / self.config.scaling_factor)
 
 
+def freeze(module: nnx.Module) -> nnx.Module:
+    """`module` with every parameter turned into a `Frozen` weight (kept in the train state's
+    model_state, never updated); in place, returned for convenience."""
+    for _, node in list(nnx.iter_graph(module)):
+        if isinstance(node, nnx.Module):
+            for name, value in list(vars(node).items()):
+                if isinstance(value, nnx.Param):
+                    setattr(node, name, Frozen(value[...]))
+    return module
+
+
+class FlowWithDecoder(nnx.Module):
+    """A latent flow's network `net` and a frozen autoencoder (whose decoder features the latent
+    perceptual loss reads); called, it is the network."""
+
+    def __init__(self, net: nnx.Module, autoencoder: AutoencoderKL):
+        self.net = net
+        self.autoencoder = freeze(autoencoder)
+
+    def __call__(self, *args, **kwargs):
+        return self.net(*args, **kwargs)
+
+
 __all__ = [
+    "FlowWithDecoder",
     "LOGVAR_RANGE",
     "AutoencoderConfig",
     "AutoencoderKL",
     "Decoder",
     "Encoder",
+    "freeze",
 ]

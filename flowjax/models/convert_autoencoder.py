@@ -86,18 +86,29 @@ def _leaf(path: tuple, value: np.ndarray, target_ndim: int) -> tuple[tuple, np.n
     return (*module, "kernel"), value
 
 
-def read_checkpoint(path: str | os.PathLike) -> tuple[AutoencoderConfig, dict[str, np.ndarray]]:
-    """The config and the arrays (diffusers names) of a checkpoint directory."""
-    from safetensors.numpy import load_file
-
+def _files(path: str | os.PathLike) -> tuple[str, str]:
+    """config.json and the weights of a checkpoint directory; FileNotFoundError naming a missing
+    one."""
     path = os.path.expanduser(os.fspath(path))
     config_file, weights = os.path.join(path, "config.json"), os.path.join(path, WEIGHTS)
     for file in (config_file, weights):
         if not os.path.isfile(file):
             raise FileNotFoundError(f"No {os.path.basename(file)} at {file!r}. {_HOW_TO_GET}")
+    return config_file, weights
+
+
+def read_config(path: str | os.PathLike) -> AutoencoderConfig:
+    """The config of a checkpoint directory (its weights must be there too, not read)."""
+    config_file, _ = _files(path)
     with open(config_file) as f:
-        config = AutoencoderConfig.from_diffusers_json(json.load(f))
-    return config, load_file(weights)
+        return AutoencoderConfig.from_diffusers_json(json.load(f))
+
+
+def read_checkpoint(path: str | os.PathLike) -> tuple[AutoencoderConfig, dict[str, np.ndarray]]:
+    """The config and the arrays (diffusers names) of a checkpoint directory."""
+    from safetensors.numpy import load_file
+
+    return read_config(path), load_file(_files(path)[1])
 
 
 def load_autoencoder_kl(path: str | os.PathLike) -> AutoencoderKL:
@@ -133,4 +144,4 @@ def load_autoencoder_kl(path: str | os.PathLike) -> AutoencoderKL:
     return nnx.merge(graphdef, nnx.from_flat_state(flat))
 
 
-__all__ = ["WEIGHTS", "load_autoencoder_kl", "read_checkpoint"]
+__all__ = ["WEIGHTS", "load_autoencoder_kl", "read_checkpoint", "read_config"]

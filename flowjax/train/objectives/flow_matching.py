@@ -6,6 +6,12 @@ x_1- or x_0-prediction (eqs. 4.65-4.67), samples by solving dx/dt = u_t(x) (eq. 
 classifier-free guidance for class-conditional models) and the exact-divergence likelihood
 log p_1(x_1) = log p_0(x_0) - int_0^1 div u_t(x_t) dt (eq. 3.31); for images, FID and Inception
 Score of the samples (`scores_images`).
+
+In an autoencoder's latent space, `loss.lpl_weight` > 0 adds the latent perceptual loss
+(Berrada et al., `flowjax.losses.lpl`): the decoder of the diffusers AutoencoderKL at
+`loss.lpl_autoencoder` (frozen, in the model's state) reads the one-step data estimate of the
+model's output and the true latent (the data are latents scaled by its scaling factor), for the
+examples with t >= `loss.lpl_t_min`. With the weight 0 nothing changes.
 """
 
 from __future__ import annotations
@@ -14,11 +20,14 @@ import math
 from typing import Any
 
 import jax
+import jax.numpy as jnp
 import ml_collections
 import numpy as np
 from flax import nnx
 
 from flowjax import guidance, losses, metrics, solvers
+from flowjax.models.autoencoder import FlowWithDecoder
+from flowjax.models.convert_autoencoder import load_autoencoder_kl, read_config
 from flowjax.train import registry
 from flowjax.train.objectives.base import (
     Batch,
@@ -55,6 +64,9 @@ class FlowMatching(Objective):
         time_std=1.2,
         t_max=1.0,  # times are drawn in [0, t_max)
         label_dropout=0.0,  # probability of replacing a class label by the null label (CFG)
+        lpl_weight=0.0,  # weight of the latent perceptual loss (0: none)
+        lpl_autoencoder="",  # the diffusers AutoencoderKL directory whose decoder LPL reads
+        lpl_t_min=0.8,  # LPL only where t >= lpl_t_min (DDPM timestep 200 of 1,000)
     )
     sample_defaults = dict(
         method="midpoint",  # one of flowjax.solvers.METHODS
@@ -103,8 +115,8 @@ class FlowMatching(Objective):
         "evaluate.step_size",
         "evaluate.fid_num_samples",
     )
-    non_negative = ("sample.guidance_scale",)
-    unit_interval = ("loss.t_max", "loss.label_dropout")
+    non_negative = ("sample.guidance_scale", "loss.lpl_weight")
+    unit_interval = ("loss.t_max", "loss.label_dropout", "loss.lpl_t_min")
 
     def __init__(self, config: ml_collections.ConfigDict, spec: DataSpec):
         super().__init__(config, spec)
@@ -125,6 +137,9 @@ class FlowMatching(Objective):
                 f"sample.time_grid='edm' is a grid for a fixed-step method (e.g. 'heun'), got "
                 f"sample.method={sc.method!r}."
             )
+        self.lpl = config.loss.lpl_weight > 0
+        if self.lpl:
+            self.autoencoder_config = self._check_lpl(config.loss.lpl_autoencoder, spec)
         if config.evaluate.fid_reference:
             if len(spec.event_shape) != 3:
                 raise ValueError(
@@ -133,6 +148,29 @@ class FlowMatching(Objective):
                 )
             metrics.inception.require_weights(config.evaluate.inception_weights or None)
             metrics.inception.check_reference(config.evaluate.fid_reference)
+
+    @staticmethod
+    def _check_lpl(path: str, spec: DataSpec):
+        """The autoencoder's config; its latents must be the data (clear errors otherwise)."""
+        if not path:
+            raise ValueError(
+                "loss.lpl_weight > 0 needs the autoencoder whose decoder the latent perceptual "
+                "loss reads: set loss.lpl_autoencoder to a diffusers AutoencoderKL directory."
+            )
+        config = read_config(path)
+        latent = spec.event_shape
+        if len(latent) != 3 or latent[-1] != config.latent_channels:
+            raise ValueError(
+                f"loss.lpl_weight > 0 reads the data as latents (h, w, {config.latent_channels}) "
+                f"of the autoencoder at {path!r}, but the data have event shape {latent}."
+            )
+        return config
+
+    def model_fn(self, build):
+        if not self.lpl:
+            return build
+        path = self.config.loss.lpl_autoencoder
+        return lambda rngs: FlowWithDecoder(build(rngs), load_autoencoder_kl(path))
 
     def draw_step_noise(self, key: jax.Array, batch: Batch) -> Batch:
         """x_0 ~ N(0, I) of the shape of batch["x"], t (B,), dropped labels and, for a model
@@ -147,15 +185,23 @@ class FlowMatching(Objective):
         return drop_labels(drop_key, out, self.config.loss.label_dropout, self.spec.num_classes)
 
     def loss(self, model: nnx.Module, batch: Batch) -> jax.Array:
-        return losses.cfm_loss(
-            model,
-            self.path,
-            batch["x_0"],
-            batch["x"],
-            batch["t"],
-            prediction=self.config.loss.prediction,
-            **conditioning(batch),
+        lc = self.config.loss
+        if not self.lpl:
+            return losses.cfm_loss(
+                model, self.path, batch["x_0"], batch["x"], batch["t"],
+                prediction=lc.prediction, **conditioning(batch),
+            )
+        error, output, sample = losses.cfm_regression(
+            model.net, self.path, batch["x_0"], batch["x"], batch["t"],
+            prediction=lc.prediction, **conditioning(batch),
         )
+        scale = self.autoencoder_config.scaling_factor
+        x_1_hat = losses.clean_estimate(self.path, lc.prediction, output, sample.x_t, sample.t)
+        perceptual = losses.lpl_loss(
+            model.autoencoder.decoder_features, x_1_hat / scale, batch["x"] / scale,
+            batch["t"], t_min=lc.lpl_t_min,
+        )
+        return jnp.mean(error) / batch["x"][0].size + lc.lpl_weight * jnp.mean(perceptual)
 
     def source_batch(self, num: int, seed: int) -> dict[str, np.ndarray]:
         rng = np.random.default_rng(seed)
