@@ -115,6 +115,7 @@ class FlowMatching(Objective):
         "evaluate.step_size",
         "evaluate.fid_num_samples",
     )
+    lpl = False  # the latent perceptual loss is on (set from loss.lpl_weight in __init__)
     non_negative = ("sample.guidance_scale", "loss.lpl_weight")
     unit_interval = ("loss.t_max", "loss.label_dropout", "loss.lpl_t_min")
 
