@@ -261,12 +261,22 @@ class ByteLevelModel:
         data, out = state.data, np.full(257, -np.inf)
         for split in state.splits:
             offset = len(data) - split.start
+            if offset == 0:  # the split at byte n: every next token, by its first byte, and the end
+                out = np.logaddexp(out, self.by_first_byte(split.next_log_probs, split.log_prob))
+                continue
             ids = self.tokens_starting_with(data[split.start :])
             ids = ids[self.lengths[ids] > offset]
             nxt = np.fromiter((self.token_bytes[i][offset] for i in ids), np.int64, len(ids))
             np.logaddexp.at(out, nxt, split.log_prob + split.next_log_probs[ids])
-            if offset == 0 and self.end_id is not None:
-                out[END] = np.logaddexp(out[END], split.log_prob + split.next_log_probs[self.end_id])
+        return out
+
+    def by_first_byte(self, log_probs: np.ndarray, base: float = 0.0) -> np.ndarray:
+        """(257,) base + log of next-token mass `log_probs` (V,) grouped by each token's first
+        byte, and base + the end id's."""
+        out = np.full(257, -np.inf)
+        np.logaddexp.at(out, self.first_byte[self.order], base + log_probs[self.order])
+        if self.end_id is not None:
+            out[END] = base + log_probs[self.end_id]
         return out
 
     def next_byte_log_probs(self, state: CoverState) -> np.ndarray:
@@ -376,23 +386,13 @@ def ensemble_next_byte_log_probs(
 # Baselines ------------------------------------------------------------------------------------
 
 
-def _first_bytes(lm: ByteLevelModel, log_probs: np.ndarray, base: float = 0.0) -> np.ndarray:
-    """(257,) log of the next-token mass grouped by the token's first byte (and the end id)."""
-    out = np.full(257, -np.inf)
-    ids = lm.order
-    np.logaddexp.at(out, lm.first_byte[ids], base + log_probs[ids])
-    if lm.end_id is not None:
-        out[END] = base + log_probs[lm.end_id]
-    return out
-
-
 def naive_next_byte_log_probs(lm: ByteLevelModel, prompt: bytes | str) -> np.ndarray:
     """The next-byte distribution of plain prompting (257,): the prompt is tokenized and the
     next token's first byte read off log P(. | encode(prompt)) (biased when the prompt's last
     token could be extended)."""
     tokens = lm.encode(_as_bytes(prompt))
     _, logp = lm.model([lm.context + tokens], len(lm.context))
-    out = _first_bytes(lm, np.asarray(logp, np.float64)[0])
+    out = lm.by_first_byte(np.asarray(logp, np.float64)[0])
     return out - _logsumexp(out)
 
 
@@ -414,7 +414,7 @@ def token_healing_next_byte_log_probs(lm: ByteLevelModel, prompt: bytes | str) -
         if len(piece) > len(last):
             out[piece[len(last)]] = np.logaddexp(out[piece[len(last)]], logp[0, v])
     exact = tokens[-1]
-    out = np.logaddexp(out, _first_bytes(lm, logp[1], base=logp[0, exact]))
+    out = np.logaddexp(out, lm.by_first_byte(logp[1], base=logp[0, exact]))
     return out - _logsumexp(out)
 
 
