@@ -10,7 +10,9 @@ guidance scale each (Berrada et al., 2024, "On Improved Conditioning Mechanisms 
 Strategies for Diffusion Models"; the composition of Brooks et al., 2023, InstructPix2Pix,
 eq. 3): u = u(null, null) + s_y (u(y, null) - u(null, null)) + s_c (u(y, c) - u(y, null))
 (`two_scale_guidance`); s_y = s_c = 1 gives the fully conditional u(y, c), s_c = 0 ignores the
-control metadata.
+control metadata. `two_scale_guided_velocity` wraps a model taking `label` and `control`
+(NaN rows: no metadata, `flowjax.models.conditioning`) into this combination, evaluated as one
+call on a tripled batch.
 
 For discrete models (posterior logits, section 7 of the Guide) the same combination of logits,
 (1 + w) l(. | x_t, y) - w l(. | x_t), is the guided posterior
@@ -114,3 +116,43 @@ def two_scale_guidance(
         + semantic_scale * (semantic - unconditional)
         + control_scale * (full - semantic)
     )
+
+
+def two_scale_guided_velocity(
+    velocity_fn: Callable[..., jax.Array],
+    semantic_scale: float | jax.Array,
+    control_scale: float | jax.Array,
+    *,
+    null_label: int | None,
+) -> Callable[..., jax.Array]:
+    """f(x, t, label=None, control, **kwargs) -> `two_scale_guidance` of the three evaluations
+    u(null, null), u(y, null), u(y, c), run as one call of `velocity_fn` on a (3B, ...) batch.
+
+    `control` (B, K) is required; the null control is a row of NaN. `null_label` is the model's
+    "no label" token, or None for a model without labels (then u(y, null) = u(null, null) and
+    only the control scale matters).
+    """
+
+    def guided(x: jax.Array, t: jax.Array, **model_kwargs: Any) -> jax.Array:
+        if "control" not in model_kwargs:
+            raise ValueError("two_scale_guided_velocity needs the control metadata as `control`.")
+        control = jnp.asarray(model_kwargs.pop("control"), jnp.float32)
+        if control.ndim != 2 or control.shape[0] != x.shape[0]:
+            raise ValueError(
+                f"control must have shape ({x.shape[0]}, K), got {tuple(control.shape)}."
+            )
+        none = jnp.full_like(control, jnp.nan)
+        kwargs = dict(model_kwargs, control=jnp.concatenate([none, none, control]))
+        if null_label is not None:
+            if "label" not in model_kwargs:
+                raise ValueError("A class-conditional model needs its labels as `label`.")
+            labels = jnp.asarray(model_kwargs["label"])
+            kwargs["label"] = jnp.concatenate([jnp.full_like(labels, null_label), labels, labels])
+        t = jnp.asarray(t)
+        outputs = velocity_fn(
+            jnp.concatenate([x, x, x]), jnp.concatenate([t, t, t]) if t.ndim == 1 else t, **kwargs
+        )
+        unconditional, semantic, full = jnp.split(outputs, 3)
+        return two_scale_guidance(unconditional, semantic, full, semantic_scale, control_scale)
+
+    return guided

@@ -43,19 +43,22 @@ x / 127.5 - 1, any other dtype is cast to float32 (token ids of the text sources
 `couplings` stay int32, and a reader's other per-example arrays pass through as read); with
 `random_flip=True` each image of shape (H, W, C) is flipped left-right with probability 1/2,
 decided by `numpy.random.default_rng([seed, i, 0x464C4950])` for global batch i (so also
-deterministic).
+deterministic). With `flip_control=True` as well, the batch carries the flip as control
+metadata, "control": float32 (local, 1), 1.0 for a flipped image (the control conditioning of
+Berrada et al., 2024; `flowjax.models.conditioning`).
 
 Config keys (a `ml_collections.ConfigDict` or a dict; unknown keys raise):
 
     common:        source, worker_count=0, num_threads=1, prefetch_buffer_size=2
     "toy":         name (one of TOY_DISTRIBUTIONS)
     "arrays":      path (.npz, or .npy memory-mapped), x_key="x", label_key=None, shuffle=True,
-                   num_classes=None, random_flip=False, num_epochs=None
+                   num_classes=None, random_flip=False, flip_control=False, num_epochs=None
     "array_record": path (file, glob or list, written by write_array_record), shuffle=True,
-                   num_classes=None, random_flip=False, num_epochs=None
+                   num_classes=None, random_flip=False, flip_control=False, num_epochs=None
     "tfds":        name, split="train", data_dir=None, image_key="image", label_key="label",
-                   shuffle=True, random_flip=False, num_epochs=None
-    "digits":      split="train" (or "test"), shuffle=True, random_flip=False, num_epochs=None
+                   shuffle=True, random_flip=False, flip_control=False, num_epochs=None
+    "digits":      split="train" (or "test"), shuffle=True, random_flip=False,
+                   flip_control=False, num_epochs=None
                    (scikit-learn's 8x8 digits in [-1, 1], labels 0-9; `flowjax.data.images`)
     "synthetic_text": name ("markov", "noisy_copy" or "repeated_token"), vocab_size, seq_len,
                    language_seed=0, concentration=None (markov, noisy_copy), order=1 (markov),
@@ -147,6 +150,7 @@ _SOURCE_KEYS: dict[str, dict[str, Any]] = {
         "shuffle": True,
         "num_classes": None,
         "random_flip": False,
+        "flip_control": False,
         "num_epochs": None,
     },
     "array_record": {
@@ -154,6 +158,7 @@ _SOURCE_KEYS: dict[str, dict[str, Any]] = {
         "shuffle": True,
         "num_classes": None,
         "random_flip": False,
+        "flip_control": False,
         "num_epochs": None,
     },
     "tfds": {
@@ -164,9 +169,16 @@ _SOURCE_KEYS: dict[str, dict[str, Any]] = {
         "label_key": "label",
         "shuffle": True,
         "random_flip": False,
+        "flip_control": False,
         "num_epochs": None,
     },
-    "digits": {"split": "train", "shuffle": True, "random_flip": False, "num_epochs": None},
+    "digits": {
+        "split": "train",
+        "shuffle": True,
+        "random_flip": False,
+        "flip_control": False,
+        "num_epochs": None,
+    },
     "tabular": {"name": _REQUIRED, "split": "train", "shuffle": True, "num_epochs": None},
     # A synthetic language of flowjax.data.languages: order applies to "markov", noise to
     # "noisy_copy"; concentration None takes the language's default ("repeated_token" has none).
@@ -282,6 +294,11 @@ def parse_config(config: Any) -> dict[str, Any]:
     num_epochs = spec.get("num_epochs")
     if num_epochs is not None and (not _is_int(num_epochs) or num_epochs < 1):
         raise ValueError(f"data.num_epochs must be None (forever) or >= 1, got {num_epochs!r}.")
+    if spec.get("flip_control") and not spec.get("random_flip"):
+        raise ValueError(
+            "data.flip_control=True records each image's random flip as control metadata: "
+            "set data.random_flip=True as well."
+        )
     num_classes = spec.get("num_classes")
     if num_classes is not None and (not _is_int(num_classes) or num_classes < 1):
         raise ValueError(f"data.num_classes must be None or a positive int, got {num_classes!r}.")
@@ -472,11 +489,13 @@ class RecordBatch:
         rows: _Rows,
         random_flip: bool,
         tokens: bool = False,
+        flip_control: bool = False,
     ):
         self.reader = reader
         self.sampler = sampler
         self.rows = rows
         self.random_flip = random_flip
+        self.flip_control = flip_control
         self.tokens = tokens  # token ids stay int32
 
     def __call__(self, index: int) -> dict[str, np.ndarray]:
@@ -489,6 +508,8 @@ class RecordBatch:
             flip = (rng.random(self.sampler.global_batch_size) < 0.5)[self.rows.lo : self.rows.hi]
             x = np.where(flip[:, None, None, None], x[:, :, ::-1, :], x)
         out = {"x": np.ascontiguousarray(x)}
+        if self.flip_control:
+            out["control"] = flip.astype(np.float32)[:, None]
         if "label" in batch:
             out["label"] = batch["label"].astype(np.int32)
         if "target" in batch:  # regression targets of the tabular sets
@@ -527,6 +548,7 @@ def _map_dataset(
             rows,
             bool(spec.get("random_flip", False)),
             tokens=spec["source"] in _TOKEN_SOURCES,
+            flip_control=bool(spec.get("flip_control", False)),
         )
         if spec["num_epochs"] is None:
             length = sys.maxsize
@@ -682,6 +704,11 @@ def event_shape(config: Any) -> tuple[int, ...]:
         return (_src.couplings_info(str(spec["path"])).seq_len,)
     builder = _src.tfds_builder(spec["name"], spec["data_dir"])
     return _src.tfds_event_shape(builder, spec["image_key"])
+
+
+def control_dim(config: Any) -> int:
+    """The number of control metadata values per example ("control"), 0 when there are none."""
+    return 1 if parse_config(config).get("flip_control") else 0
 
 
 def num_classes(config: Any) -> int | None:

@@ -2,6 +2,7 @@
 the KL autoencoder of latent diffusion."""
 
 from flowjax.models.autoencoder import AutoencoderConfig, AutoencoderKL
+from flowjax.models.conditioning import ControlEmbedding, noisy_replicate_padding
 from flowjax.models.convert_autoencoder import load_autoencoder_kl
 from flowjax.models.convert_gpt2 import load_gpt2
 from flowjax.models.discrete_mlp import DiscreteMLP
@@ -32,6 +33,7 @@ __all__ = [
     "DIT_SIZES",
     "DiT",
     "BinnedJumpHead",
+    "ControlEmbedding",
     "DiscreteMLP",
     "GPT2",
     "GPT2Config",
@@ -56,5 +58,6 @@ __all__ = [
     "load_autoencoder_kl",
     "load_gpt2",
     "manifold_features",
+    "noisy_replicate_padding",
     "sinusoidal_embedding",
 ]

@@ -15,8 +15,27 @@ each token back to its p x p x C patch, and the patches are put back into an ima
 Sizes (table 1 of the paper): S (hidden 384, depth 12, 6 heads), B (768, 12, 12),
 L (1024, 24, 16), XL (1152, 28, 16); patch sizes 2, 4, 8 (DiT-B/2 = size B, patch 2).
 `hidden_dim`, `depth` and `num_heads` override the size's values when positive (tiny models for
-tests). Shapes: x (B, H, W, C) with H = W = `image_size` divisible by the patch size, t a scalar
-or (B,), label (B,) int in [0, num_classes] (num_classes is the "no label" token).
+tests). Patch size 1 reads each position of a small latent as a token. Shapes: x (B, H, W, C)
+with H = W = `image_size` divisible by the patch size, t a scalar or (B,), label (B,) int in
+[0, num_classes] (num_classes is the "no label" token).
+
+Conditioning (Berrada et al., 2024, "On Improved Conditioning Mechanisms and Pre-training
+Strategies for Diffusion Models", section 3; `flowjax.models.conditioning`):
+
+- conditioning="adaln" (DiT's own): the label embedding is added to c.
+- conditioning="attention": the label is one extra token (and text embeddings `context`
+  (B, M, context_dim), when `context_dim` > 0, M more tokens, projected to `hidden`) placed
+  before the image tokens, so every block's self-attention reads it (DiT's "in-context"
+  conditioning, the joint attention of MMDiT); c carries time (and control) only.
+- control metadata `control` (B, control_dim) when `control_dim` > 0: embedded on its own and
+  added to c as s(t) * ControlEmbedding(control), with s the cosine ramp `control_strength`
+  (`control_schedule="cosine"`: 0 at noise, 1 at data) or s = 1 ("constant": the shared adaLN
+  baseline of the paper when combined with conditioning="adaln"). No control, or a NaN row, is
+  the null control.
+- `position_base_grid` > 0: the sine-cosine positions of a model pre-trained on that many
+  tokens per side, interpolated to this model's grid (positions scaled by base / grid), for
+  transfer between resolutions (section 4; with the noise-schedule shift of
+  `flowjax.paths.ShiftedScheduler`).
 """
 
 from __future__ import annotations
@@ -28,6 +47,8 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
+from flowjax.models.conditioning import ControlEmbedding
+from flowjax.models.embeddings import batch_time, control_strength
 from flowjax.models.layers import (
     MultiHeadSelfAttention,
     TimeLabelEmbedding,
@@ -44,20 +65,25 @@ DIT_SIZES: dict[str, tuple[int, int, int]] = {
     "XL": (1152, 28, 16),
 }
 """(hidden, depth, heads) of each DiT size."""
-PATCH_SIZES = (2, 4, 8)
+PATCH_SIZES = (1, 2, 4, 8)
+CONDITIONING = ("adaln", "attention")
+CONTROL_SCHEDULES = ("cosine", "constant")
 
 _zeros = nnx.initializers.zeros_init()
 _xavier = nnx.initializers.xavier_uniform()
 
 
-def position_embedding_2d(grid: int, dim: int) -> np.ndarray:
+def position_embedding_2d(grid: int, dim: int, base_grid: int = 0) -> np.ndarray:
     """Fixed sine-cosine position features of a grid x grid token layout, (grid^2, dim): half
     the features encode the row, half the column, each as sin / cos of geometric frequencies
-    1 / 10000^(k / (dim / 4))."""
+    1 / 10000^(k / (dim / 4)). With `base_grid` > 0 the positions are scaled by
+    base_grid / grid: the embedding of a base_grid x base_grid model interpolated to this grid
+    (equal to it at the shared positions)."""
     if dim % 4:
         raise ValueError(f"The DiT width must be divisible by 4, got {dim}.")
     freqs = 1.0 / 10000.0 ** (np.arange(dim // 4, dtype=np.float64) / (dim // 4))
-    rows, cols = np.meshgrid(np.arange(grid), np.arange(grid), indexing="ij")
+    positions = np.arange(grid) * (base_grid / grid if base_grid else 1.0)
+    rows, cols = np.meshgrid(positions, positions, indexing="ij")
 
     def features(pos):
         angles = pos.reshape(-1)[:, None] * freqs[None, :]
@@ -106,9 +132,25 @@ class DiT(nnx.Module):
         num_heads: int = 0,
         mlp_ratio: float = 4.0,
         num_classes: int | None = None,
+        conditioning: str = "adaln",
+        control_dim: int = 0,
+        control_schedule: str = "cosine",
+        context_dim: int = 0,
+        position_base_grid: int = 0,
         dtype=None,
         rngs: nnx.Rngs,
     ):
+        if conditioning not in CONDITIONING:
+            raise ValueError(f"DiT conditioning must be one of {CONDITIONING}, got {conditioning!r}.")
+        if control_schedule not in CONTROL_SCHEDULES:
+            raise ValueError(
+                f"DiT control_schedule must be one of {CONTROL_SCHEDULES}, got {control_schedule!r}."
+            )
+        if context_dim and conditioning != "attention":
+            raise ValueError(
+                "Text embeddings (context_dim > 0) are read through attention: set "
+                "conditioning='attention'."
+            )
         if size not in DIT_SIZES:
             raise ValueError(f"Unknown DiT size {size!r}; expected one of {list(DIT_SIZES)}.")
         if patch_size not in PATCH_SIZES:
@@ -130,9 +172,24 @@ class DiT(nnx.Module):
         self.patch_embed = nnx.Linear(patch_dim, hidden, dtype=dtype, kernel_init=_xavier,
                                       rngs=rngs)
         self.hidden = hidden
+        self.conditioning = conditioning
+        self.control_dim = control_dim
+        self.control_schedule = control_schedule
+        self.context_dim = context_dim
+        self.position_base_grid = position_base_grid
+        in_adaln = num_classes if conditioning == "adaln" else None
         self.embed = TimeLabelEmbedding(
-            hidden, frequency_dim=256, num_classes=num_classes, dtype=dtype, rngs=rngs
+            hidden, frequency_dim=256, num_classes=in_adaln, dtype=dtype, rngs=rngs
         )
+        if num_classes is not None and conditioning == "attention":
+            self.label_token = nnx.Embed(
+                num_classes + 1, hidden, embedding_init=nnx.initializers.normal(0.02), rngs=rngs
+            )
+        if control_dim:
+            self.control_embed = ControlEmbedding(control_dim, hidden, dtype=dtype, rngs=rngs)
+        if context_dim:
+            self.context_proj = nnx.Linear(context_dim, hidden, dtype=dtype, kernel_init=_xavier,
+                                           rngs=rngs)
         self.blocks = nnx.List(
             [DiTBlock(hidden, num_heads, mlp_ratio, dtype=dtype, rngs=rngs) for _ in range(depth)]
         )
@@ -142,18 +199,55 @@ class DiT(nnx.Module):
                                          rngs=rngs)
         self.out = nnx.Linear(hidden, patch_dim, dtype=dtype, kernel_init=_zeros, rngs=rngs)
 
-    def __call__(self, x: jax.Array, t: jax.Array, label: jax.Array | None = None) -> jax.Array:
+    def __call__(
+        self,
+        x: jax.Array,
+        t: jax.Array,
+        label: jax.Array | None = None,
+        control: jax.Array | None = None,
+        context: jax.Array | None = None,
+    ) -> jax.Array:
+        """x (B, H, W, C), t scalar or (B,), label (B,), control (B, control_dim) (NaN rows or
+        None: no metadata), context (B, M, context_dim) -> (B, H, W, C)."""
         check_image_input("DiT", x, self.event_shape)
         check_labels("DiT", label, self.num_classes, x.shape[0])
+        if control is not None and not self.control_dim:
+            raise ValueError("This DiT takes no control metadata (control_dim=0) but got control.")
+        if (context is None) != (not self.context_dim):
+            raise ValueError(
+                f"This DiT reads text embeddings (B, M, {self.context_dim}) as `context`."
+                if self.context_dim else "This DiT takes no text embeddings (context_dim=0)."
+            )
         b, p, g = x.shape[0], self.patch_size, self.grid
         channels = x.shape[-1]
         patches = x.reshape(b, g, p, g, p, channels).transpose(0, 1, 3, 2, 4, 5)
         tokens = self.patch_embed(patches.reshape(b, g * g, p * p * channels).astype(self.dtype
                                                                                    or x.dtype))
-        tokens = tokens + jnp.asarray(position_embedding_2d(g, self.hidden), tokens.dtype)
+        positions = position_embedding_2d(g, self.hidden, self.position_base_grid)
+        tokens = tokens + jnp.asarray(positions, tokens.dtype)
         c = self.embed(t, b, label)
+        if self.control_dim:
+            if control is None:
+                control = jnp.full((b, self.control_dim), jnp.nan, jnp.float32)
+            strength = (
+                control_strength(batch_time(t, b, jnp.float32))
+                if self.control_schedule == "cosine"
+                else jnp.ones((b,), jnp.float32)
+            )
+            c = c + strength[:, None].astype(c.dtype) * self.control_embed(control).astype(c.dtype)
+        extra = []
+        if self.num_classes is not None and self.conditioning == "attention":
+            extra.append(self.label_token(label)[:, None, :].astype(tokens.dtype))
+        if self.context_dim:
+            if context.ndim != 3 or context.shape[0] != b or context.shape[2] != self.context_dim:
+                raise ValueError(
+                    f"context must have shape ({b}, M, {self.context_dim}), got {context.shape}."
+                )
+            extra.append(self.context_proj(context.astype(self.dtype or x.dtype)))
+        tokens = jnp.concatenate([*extra, tokens], axis=1)
         for block in self.blocks:
             tokens = block(tokens, c)
+        tokens = tokens[:, tokens.shape[1] - g * g :]
         shift, scale = jnp.split(self.modulation_out(nnx.silu(c)), 2, axis=-1)
         out = self.out(modulate(self.norm_out(tokens), shift, scale))
         out = out.reshape(b, g, g, p, p, channels).transpose(0, 1, 3, 2, 4, 5)

@@ -46,7 +46,9 @@ from flowjax.paths.schedulers import (
     PolynomialScheduler,
     Scheduler,
     SchedulerOutput,
+    ShiftedScheduler,
     VPScheduler,
+    resolution_shift,
 )
 
 __all__ = [
@@ -85,7 +87,9 @@ __all__ = [
     "ScheduleTransformedModel",
     "Scheduler",
     "SchedulerOutput",
+    "ShiftedScheduler",
     "VPScheduler",
+    "resolution_shift",
     "analytic",
     "argmax_probability",
     "jump",

@@ -89,6 +89,56 @@ class PolynomialScheduler(ConvexScheduler):
 
 
 @dataclasses.dataclass(frozen=True)
+class ShiftedScheduler(ConvexScheduler):
+    """A convex scheduler with its signal-to-noise ratio divided by `shift` at every time.
+
+    The resolution-dependent shift of the noise schedule (Berrada et al., 2024, "On Improved
+    Conditioning Mechanisms and Pre-training Strategies for Diffusion Models", section 4; the
+    same shift as Esser et al., 2024, eq. 23): an image with `shift` times the side of the one a
+    schedule was tuned for keeps more of its signal under the same noise, so the log-SNR
+    log(alpha_t / sigma_t)^2 is lowered by 2 log(shift). With kappa_t of `base`,
+
+        kappa'_t = kappa_t / (kappa_t + shift (1 - kappa_t)),
+
+    so kappa' / (1 - kappa') = (kappa / (1 - kappa)) / shift, kappa'_0 = 0, kappa'_1 = 1, and
+    shift = 1 is `base`. For the conditional-OT base, kappa'_t = t / (t + shift (1 - t)).
+    """
+
+    base: ConvexScheduler = dataclasses.field(default_factory=CondOTScheduler)
+    shift: float = 1.0
+
+    def __post_init__(self):
+        if not isinstance(self.base, ConvexScheduler):
+            raise ValueError(
+                "The resolution shift applies to a convex scheduler (sigma_t = 1 - kappa_t: "
+                f"'cond_ot' or 'polynomial'), got {type(self.base).__name__}."
+            )
+        if not self.shift > 0:
+            raise ValueError(f"The resolution shift must be > 0, got {self.shift!r}.")
+
+    def __call__(self, t: Float[Array, "*shape"]) -> SchedulerOutput:
+        kappa, _, d_kappa, _ = self.base(t)
+        denominator = kappa + self.shift * (1.0 - kappa)
+        shifted = kappa / denominator
+        d_shifted = self.shift * d_kappa / denominator**2
+        return SchedulerOutput(shifted, 1.0 - shifted, d_shifted, -d_shifted)
+
+    def kappa_inverse(self, kappa: Float[Array, "*shape"]) -> Float[Array, "*shape"]:
+        kappa = jnp.asarray(kappa)
+        return self.base.kappa_inverse(self.shift * kappa / (1.0 - kappa + self.shift * kappa))
+
+
+def resolution_shift(resolution: float, base_resolution: float) -> float:
+    """The shift of `ShiftedScheduler` for images of side `resolution` when the schedule was
+    set for `base_resolution` (their ratio: the log-SNR moves by 2 log of it)."""
+    if not (resolution > 0 and base_resolution > 0):
+        raise ValueError(
+            f"Resolutions must be > 0, got {resolution!r} and {base_resolution!r}."
+        )
+    return float(resolution) / float(base_resolution)
+
+
+@dataclasses.dataclass(frozen=True)
 class VPScheduler(Scheduler):
     """Variance-preserving schedule of score-based diffusion (Song et al., 2021) in FM time.
 

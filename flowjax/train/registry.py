@@ -155,6 +155,13 @@ MODELS: dict[str, ModelEntry] = {
             depth=0,
             num_heads=0,
             mlp_ratio=4.0,
+            # Berrada et al., 2024 (flowjax.models.dit): the label through adaLN or attention,
+            # control metadata (the data's "control") with a cosine or constant strength, and
+            # positions interpolated from a model trained on position_base_grid tokens a side.
+            conditioning="adaln",
+            control_dim=0,
+            control_schedule="cosine",
+            position_base_grid=0,
         ),
     ),
     # The text transformer of discrete diffusion / flow language models ("DDiT"): token
@@ -245,8 +252,14 @@ def build_model(
 
 
 def build_path(path_config: ml_collections.ConfigDict) -> paths.AffineProbPath:
-    """The affine probability path x_t = alpha_t x_1 + sigma_t x_0 of the configured scheduler."""
-    return paths.AffineProbPath(SCHEDULERS[path_config.scheduler](path_config))
+    """The affine probability path x_t = alpha_t x_1 + sigma_t x_0 of the configured scheduler,
+    with its signal-to-noise ratio divided by `path.resolution_shift` when that is set and not 1
+    (`paths.ShiftedScheduler`; convex schedulers only)."""
+    scheduler = SCHEDULERS[path_config.scheduler](path_config)
+    shift = path_config.get("resolution_shift", 1.0)
+    if shift != 1.0:
+        scheduler = paths.ShiftedScheduler(scheduler, shift)
+    return paths.AffineProbPath(scheduler)
 
 
 def build_discrete_path(

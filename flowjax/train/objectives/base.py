@@ -79,12 +79,14 @@ class DataSpec:
       num_classes: the number of class labels, or None for unlabelled data.
       vocab_size: the number of token values of discrete data, or None for continuous data.
       toy: the name of a toy distribution, or None for other sources.
+      control_dim: the number of control metadata values per example (`data.flip_control`).
     """
 
     event_shape: tuple[int, ...]
     num_classes: int | None
     vocab_size: int | None
     toy: str | None
+    control_dim: int = 0
 
     @classmethod
     def from_config(cls, data_config: ml_collections.ConfigDict) -> DataSpec:
@@ -93,6 +95,7 @@ class DataSpec:
             num_classes=data.num_classes(data_config),
             vocab_size=data.vocab_size(data_config),
             toy=data_config.name if data_config.source == "toy" else None,
+            control_dim=data.control_dim(data_config),
         )
 
 
@@ -105,9 +108,18 @@ def drop_labels(key: jax.Array, batch: Batch, probability: float, null_label: in
 
 
 def conditioning(batch: Batch) -> dict[str, jax.Array]:
-    """The model's keyword arguments from a batch: its labels and, in training batches of a
-    network with dropout, the per-example dropout seeds."""
-    return {k: batch[k] for k in ("label", "dropout_seed") if k in batch}
+    """The model's keyword arguments from a batch: its labels, its control metadata and, in
+    training batches of a network with dropout, the per-example dropout seeds."""
+    return {k: batch[k] for k in ("label", "control", "dropout_seed") if k in batch}
+
+
+def drop_control(key: jax.Array, batch: Batch, probability: float) -> Batch:
+    """The batch with each example's control metadata replaced by the null control (a row of
+    NaN, `flowjax.models.conditioning`) with `probability` (for control guidance)."""
+    if "control" not in batch or probability <= 0:
+        return batch
+    drop = jax.random.bernoulli(key, probability, batch["control"].shape[:1])
+    return {**batch, "control": jnp.where(drop[:, None], jnp.nan, batch["control"])}
 
 
 def dropout_seeds(key: jax.Array, batch_size: int) -> jax.Array:
@@ -159,6 +171,18 @@ class Objective(abc.ABC):
             raise ValueError(
                 f"The model {config.model.name!r} reads {model_kind} data; the objective "
                 f"{self.name!r} needs a {self.data_kind} model such as {self.default_model!r}."
+            )
+        model_control = config.model.get("control_dim", 0)
+        if model_control != spec.control_dim:
+            raise ValueError(
+                f"The data carry {spec.control_dim} control metadata value(s) per example "
+                f"(data.flip_control={bool(spec.control_dim)}), but the model reads "
+                f"{model_control} (model.control_dim={model_control}); make them equal (the DiT "
+                "reads control metadata)."
+                if "control_dim" in config.model or not spec.control_dim
+                else f"The data carry control metadata (data.flip_control=True), but the model "
+                f"{config.model.name!r} reads none; use a DiT with model.control_dim="
+                f"{spec.control_dim}."
             )
         if config.loss.get("label_dropout", 0.0) > 0 and spec.num_classes is None:
             raise ValueError(

@@ -12,6 +12,15 @@ In an autoencoder's latent space, `loss.lpl_weight` > 0 adds the latent perceptu
 `loss.lpl_autoencoder` (frozen, in the model's state) reads the one-step data estimate of the
 model's output and the true latent (the data are latents scaled by its scaling factor), for the
 examples with t >= `loss.lpl_t_min`. With the weight 0 nothing changes.
+
+Control metadata (data with `flip_control`, a DiT with `control_dim`; Berrada et al., 2024):
+the batch's "control" is dropped to the null control with probability `loss.control_dropout`;
+samples take the metadata `sample.control` (empty: none), and `sample.control_guidance_scale`
+w_c with `sample.guidance_scale` w give the two-scale guidance u(null, null) + (1 + w)
+(u(y, null) - u(null, null)) + (1 + w_c) (u(y, c) - u(y, null)).
+
+`path.resolution_shift` s != 1 divides the path's signal-to-noise ratio by s at every time
+(`flowjax.paths.ShiftedScheduler`: for images with s times the side of the base resolution).
 """
 
 from __future__ import annotations
@@ -35,6 +44,7 @@ from flowjax.train.objectives.base import (
     DataSpec,
     Objective,
     conditioning,
+    drop_control,
     drop_labels,
     dropout_seeds,
 )
@@ -56,6 +66,7 @@ class FlowMatching(Objective):
         polynomial_n=1.0,  # exponent of the "polynomial" scheduler
         vp_beta_min=0.1,  # range of the "vp" scheduler
         vp_beta_max=20.0,
+        resolution_shift=1.0,  # divide the SNR by this (> 1: images larger than the base)
     )
     loss_defaults = dict(
         prediction="velocity",  # regression target: "velocity", "target" (x_1) or "epsilon" (x_0)
@@ -64,6 +75,7 @@ class FlowMatching(Objective):
         time_std=1.2,
         t_max=1.0,  # times are drawn in [0, t_max)
         label_dropout=0.0,  # probability of replacing a class label by the null label (CFG)
+        control_dropout=0.0,  # probability of replacing the control metadata by the null control
         lpl_weight=0.0,  # weight of the latent perceptual loss (0: none)
         lpl_autoencoder="",  # the diffusers AutoencoderKL directory whose decoder LPL reads
         lpl_t_min=0.8,  # LPL only where t >= lpl_t_min (DDPM timestep 200 of 1,000)
@@ -78,6 +90,8 @@ class FlowMatching(Objective):
         rtol=1e-5,
         guidance_scale=0.0,  # classifier-free guidance w of a class-conditional model
         label=-1,  # class of every sample of a conditional model; -1: uniformly random classes
+        control=(),  # control metadata of every sample (data with control); (): none
+        control_guidance_scale=0.0,  # w_c of the two-scale guidance (data with control)
         density_grid_size=100,  # points per side of the grid of the density plot (2D data)
     )
     evaluate_defaults = dict(
@@ -104,6 +118,7 @@ class FlowMatching(Objective):
     }
     positive = (
         "path.polynomial_n",
+        "path.resolution_shift",
         "loss.time_std",
         "loss.t_max",
         "sample.step_size",
@@ -116,8 +131,8 @@ class FlowMatching(Objective):
         "evaluate.fid_num_samples",
     )
     lpl = False  # the latent perceptual loss is on (set from loss.lpl_weight in __init__)
-    non_negative = ("sample.guidance_scale", "loss.lpl_weight")
-    unit_interval = ("loss.t_max", "loss.label_dropout", "loss.lpl_t_min")
+    non_negative = ("sample.guidance_scale", "sample.control_guidance_scale", "loss.lpl_weight")
+    unit_interval = ("loss.t_max", "loss.label_dropout", "loss.control_dropout", "loss.lpl_t_min")
 
     def __init__(self, config: ml_collections.ConfigDict, spec: DataSpec):
         super().__init__(config, spec)
@@ -137,6 +152,18 @@ class FlowMatching(Objective):
             raise ValueError(
                 f"sample.time_grid='edm' is a grid for a fixed-step method (e.g. 'heun'), got "
                 f"sample.method={sc.method!r}."
+            )
+        control = tuple(sc.control)
+        if not spec.control_dim and (control or sc.control_guidance_scale > 0
+                                     or config.loss.control_dropout > 0):
+            raise ValueError(
+                "sample.control, sample.control_guidance_scale and loss.control_dropout need "
+                "data with control metadata (data.flip_control=True)."
+            )
+        if control and len(control) != spec.control_dim:
+            raise ValueError(
+                f"sample.control={control} must give {spec.control_dim} value(s), one per control "
+                "metadata value of the data, or be () for none."
             )
         self.lpl = config.loss.lpl_weight > 0
         if self.lpl:
@@ -183,6 +210,9 @@ class FlowMatching(Objective):
         out["t"] = self._time(time_key, x_1.shape[0], x_1.dtype)
         if self.config.model.get("dropout", 0.0) > 0:
             out["dropout_seed"] = dropout_seeds(dropout_key, x_1.shape[0])
+        out = drop_control(
+            jax.random.fold_in(drop_key, 1), out, self.config.loss.control_dropout
+        )
         return drop_labels(drop_key, out, self.config.loss.label_dropout, self.spec.num_classes)
 
     def loss(self, model: nnx.Module, batch: Batch) -> jax.Array:
@@ -211,12 +241,17 @@ class FlowMatching(Objective):
             inputs["label"] = rng.integers(self.spec.num_classes, size=num).astype(np.int32)
             if self.config.sample.label >= 0:
                 inputs["label"] = np.full(num, self.config.sample.label, np.int32)
+        if self.spec.control_dim:
+            control = tuple(self.config.sample.control) or (np.nan,) * self.spec.control_dim
+            inputs["control"] = np.tile(np.asarray(control, np.float32), (num, 1))
         return inputs
 
     def sampler(self, time_grid: tuple[float, ...] = (0.0, 1.0)) -> BatchFn:
         """With sample.time_grid="edm" the solver steps on the EDM grid, to which the times of a
         longer `time_grid` (trajectories) are added; the states at `time_grid` are returned."""
         solver, guidance_scale = self.sample_solver, self.config.sample.guidance_scale
+        control_scale = self.config.sample.control_guidance_scale
+        two_scales = self.spec.control_dim and (guidance_scale > 0 or control_scale > 0)
         intermediates = len(time_grid) > 2
         grid = tuple(time_grid)
         if solver.time_grid is not None:  # the EDM grid
@@ -226,7 +261,12 @@ class FlowMatching(Objective):
         def sample(model, batch, key):
             del key  # the ODE is deterministic
             velocity = model
-            if guidance_scale > 0:
+            if two_scales:
+                velocity = guidance.two_scale_guided_velocity(
+                    model, 1.0 + guidance_scale, 1.0 + control_scale,
+                    null_label=self.spec.num_classes,
+                )
+            elif guidance_scale > 0:
                 velocity = guidance.guided_velocity(
                     model, guidance_scale, null_label=self.spec.num_classes
                 )
@@ -252,6 +292,8 @@ class FlowMatching(Objective):
             settings.update(atol=sc.atol, rtol=sc.rtol)
         if sc.guidance_scale > 0:
             settings["guidance_scale"] = sc.guidance_scale
+        if self.spec.control_dim:
+            settings.update(control=list(sc.control), control_guidance_scale=sc.control_guidance_scale)
         return settings
 
     def log_likelihood(self) -> BatchFn:
