@@ -57,7 +57,8 @@ _CONFIG = config_flags.DEFINE_config_file(
 )
 _WORKDIR = flags.DEFINE_string("workdir", None, "Directory of checkpoints, metrics and plots.")
 _MODE = flags.DEFINE_enum(
-    "mode", "train", ["train", "sample", "evaluate", "couplings"], "What to do."
+    "mode", "train", ["train", "sample", "evaluate", "couplings", "export"],
+    "What to do (export: an autoencoder run as a diffusers checkpoint).",
 )
 _COUPLINGS_NUM = flags.DEFINE_integer("couplings_num", 10_000, "Couplings to write.")
 _COUPLINGS_STEPS = flags.DEFINE_integer("couplings_steps", 1024, "The teacher's steps.")
@@ -82,6 +83,11 @@ def run(config, workdir: str, mode: str) -> list[str]:
             perturbed=_COUPLINGS_PERTURBED.value,
         )
         return [f"Couplings: {path}"]
+    if mode == "export":
+        result = inference.export_autoencoder(config, workdir)
+        return [f"Autoencoder: {result['files']['autoencoder']}"] + [
+            f"  {k} = {v:.4g}" for k, v in result["metrics"].items()
+        ]
     if mode == "train":
         state = train(config, workdir)
         step, num_steps = int(jax.device_get(state.step)), config.train.num_steps

@@ -1,5 +1,10 @@
 """Training objectives."""
 
+from flowjax.losses.autoencoder import (
+    RECONSTRUCTION_LOSSES,
+    autoencoder_loss,
+    gaussian_kl,
+)
 from flowjax.losses.cfm import REGRESSION_TARGETS, cfm_loss, cfm_loss_per_sample, cfm_regression
 from flowjax.losses.discrete import (
     DISCRETE_LOSSES,
@@ -30,7 +35,10 @@ from flowjax.losses.time_sampling import TIME_DISTRIBUTIONS, sample_time
 
 __all__ = [
     "DISCRETE_LOSSES",
+    "RECONSTRUCTION_LOSSES",
     "REGRESSION_TARGETS",
+    "autoencoder_loss",
+    "gaussian_kl",
     "TIME_DISTRIBUTIONS",
     "cfm_loss",
     "cfm_loss_per_sample",

@@ -101,6 +101,27 @@ class AutoencoderConfig:
         )
 
 
+    def to_diffusers_json(self) -> dict[str, Any]:
+        """diffusers' config.json of this autoencoder (`from_diffusers_json` reads it back)."""
+        levels = len(self.block_out_channels)
+        return {
+            "_class_name": "AutoencoderKL",
+            "act_fn": "silu",
+            "block_out_channels": list(self.block_out_channels),
+            "down_block_types": ["DownEncoderBlock2D"] * levels,
+            "up_block_types": ["UpDecoderBlock2D"] * levels,
+            "in_channels": self.in_channels,
+            "out_channels": self.out_channels,
+            "latent_channels": self.latent_channels,
+            "layers_per_block": self.layers_per_block,
+            "norm_num_groups": self.norm_num_groups,
+            "scaling_factor": self.scaling_factor,
+            "mid_block_add_attention": True,
+            "use_quant_conv": True,
+            "use_post_quant_conv": True,
+        }
+
+
 def _norm(channels: int, groups: int, rngs: nnx.Rngs) -> nnx.GroupNorm:
     return nnx.GroupNorm(channels, num_groups=groups, epsilon=1e-6, rngs=rngs)
 
@@ -268,6 +289,43 @@ class AutoencoderKL(nnx.Module):
         return self.decode(latents / self.config.scaling_factor)
 
 
+def autoencoder_for_images(
+    event_shape: tuple[int, ...],
+    *,
+    num_classes: int | None = None,
+    dtype=None,
+    rngs: nnx.Rngs,
+    block_out_channels: tuple[int, ...] = (128, 256, 512, 512),
+    layers_per_block: int = 2,
+    latent_channels: int = 4,
+    norm_num_groups: int = 32,
+    scaling_factor: float = 0.18215,
+) -> AutoencoderKL:
+    """An `AutoencoderKL` for images of `event_shape` (H, W, C), as the trainer builds models
+    (labels unused, float32 compute): C in and out, the other settings as named."""
+    del num_classes, dtype
+    if len(event_shape) != 3:
+        raise ValueError(f"The autoencoder reads images (H, W, C), got examples of shape "
+                         f"{tuple(event_shape)}.")
+    height, width, channels = event_shape
+    config = AutoencoderConfig(
+        in_channels=channels,
+        out_channels=channels,
+        latent_channels=latent_channels,
+        block_out_channels=tuple(block_out_channels),
+        layers_per_block=layers_per_block,
+        norm_num_groups=norm_num_groups,
+        scaling_factor=scaling_factor,
+    )
+    if height % config.downsampling or width % config.downsampling:
+        raise ValueError(
+            f"The autoencoder downsamples by f = {config.downsampling} "
+            f"({len(config.block_out_channels)} levels): image sides must be multiples of it, "
+            f"got {height}x{width}."
+        )
+    return AutoencoderKL(config, rngs=rngs)
+
+
 def freeze(module: nnx.Module) -> nnx.Module:
     """`module` with every parameter turned into a `Frozen` weight (kept in the train state's
     model_state, never updated); in place, returned for convenience."""
@@ -298,5 +356,6 @@ __all__ = [
     "AutoencoderKL",
     "Decoder",
     "Encoder",
+    "autoencoder_for_images",
     "freeze",
 ]

@@ -21,12 +21,16 @@ kw) become kernels (kh, kw, I, O), linear weights (O, I) kernels (I, O), norm we
                                                  -> {encoder,decoder}.mid.attention.*
     quant_conv, post_quant_conv                  -> the same names
 
+`save_autoencoder_kl` writes the same layout back (an autoencoder trained here, for use by
+`load_autoencoder_kl`, by the latent perceptual loss or by diffusers).
+
 Older checkpoints name the attention maps query / key / value / proj_attn (as 1x1 convolutions
 or linear maps); both are read. Missing, unexpected and misshapen names are reported together.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import re
@@ -144,4 +148,71 @@ def load_autoencoder_kl(path: str | os.PathLike) -> AutoencoderKL:
     return nnx.merge(graphdef, nnx.from_flat_state(flat))
 
 
-__all__ = ["WEIGHTS", "load_autoencoder_kl", "read_checkpoint", "read_config"]
+def _diffusers_name(path: tuple[str | int, ...]) -> str:
+    """The diffusers parameter name of one of our state paths (the inverse of `_our_path`)."""
+    *module, leaf = path
+    leaf = {"kernel": "weight", "scale": "weight"}.get(leaf, leaf)
+    head = module[0]
+    if head in ("encoder", "decoder"):
+        blocks = "down_blocks" if head == "encoder" else "up_blocks"
+        rest = module[1:]
+        if rest[0] == "resnets":
+            name = f"{head}.{blocks}.{rest[1]}.resnets.{rest[2]}.{'.'.join(rest[3:])}"
+        elif rest[0] in ("downsamplers", "upsamplers"):
+            name = f"{head}.{blocks}.{rest[1]}.{rest[0]}.0.conv"
+        elif rest[:2] == ["mid", "resnets"]:
+            name = f"{head}.mid_block.resnets.{rest[2]}.{'.'.join(rest[3:])}"
+        elif rest[:2] == ["mid", "attention"]:
+            part = "to_out.0" if rest[2] == "to_out" else rest[2]
+            name = f"{head}.mid_block.attentions.0.{part}"
+        elif rest[0] == "norm_out":
+            name = f"{head}.conv_norm_out"
+        else:
+            name = f"{head}.{'.'.join(map(str, rest))}"
+    else:
+        name = ".".join(map(str, module))
+    return f"{name}.{leaf}"
+
+
+def save_autoencoder_kl(
+    module: AutoencoderKL, path: str | os.PathLike, *, scaling_factor: float | None = None
+) -> str:
+    """Writes `module` as a diffusers checkpoint directory (config.json and
+    diffusion_pytorch_model.safetensors) that `load_autoencoder_kl` and diffusers'
+    `AutoencoderKL.from_pretrained` read; `scaling_factor` replaces the config's. Returns the
+    directory. Frozen weights (`freeze`) are written like parameters."""
+    from safetensors.numpy import save_file
+
+    config = module.config
+    if scaling_factor is not None:
+        if not scaling_factor > 0:
+            raise ValueError(f"scaling_factor must be > 0, got {scaling_factor!r}.")
+        config = dataclasses.replace(config, scaling_factor=float(scaling_factor))
+    arrays = {}
+    for leaf_path, variable in nnx.to_flat_state(nnx.state(module)):
+        value = np.asarray(variable[...], np.float32)
+        if value.ndim == 4:  # (kh, kw, I, O) -> (O, I, kh, kw)
+            value = value.transpose(3, 2, 0, 1)
+        elif value.ndim == 2:  # (I, O) -> (O, I)
+            value = value.T
+        arrays[_diffusers_name(tuple(map(_plain, leaf_path)))] = np.ascontiguousarray(value)
+    directory = os.path.expanduser(os.fspath(path))
+    os.makedirs(directory, exist_ok=True)
+    save_file(arrays, os.path.join(directory, WEIGHTS))
+    with open(os.path.join(directory, "config.json"), "w") as f:
+        json.dump(config.to_diffusers_json(), f, indent=2)
+    return directory
+
+
+def _plain(part):
+    """A state path entry as a str or int."""
+    return part if isinstance(part, int) else str(part)
+
+
+__all__ = [
+    "WEIGHTS",
+    "load_autoencoder_kl",
+    "read_checkpoint",
+    "read_config",
+    "save_autoencoder_kl",
+]

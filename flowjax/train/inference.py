@@ -15,6 +15,10 @@ solved is the run's objective's (`flowjax.train.objectives`).
   Score against reference statistics (`evaluate.fid_reference`), and on the offline digits the
   distance in a digits classifier's features (`image_metrics`).
 
+- `export_autoencoder`: an autoencoder run ("autoencoder" objective) evaluated, then written
+  as a diffusers AutoencoderKL checkpoint with the scaling factor measured on held-out images
+  (`flowjax.models.convert_autoencoder.save_autoencoder_kl`), for latent flow matching.
+
 Held-out points come from the data pipeline with `evaluate.seed` (fresh draws for the toys)
 and the data settings of `evaluate.data` layered over `config.data` (e.g. a test split).
 Every process takes part in the sharded computations; process 0 writes the files.
@@ -33,11 +37,13 @@ from typing import Any
 import jax
 import ml_collections
 import numpy as np
+from flax import nnx
 
 from flowjax import data, metrics
+from flowjax.models.convert_autoencoder import save_autoencoder_kl
 from flowjax.parallel import batch_sharding, global_batch
 from flowjax.train import judge, plots
-from flowjax.train.config import heldout_data_config
+from flowjax.train.config import ConfigError, heldout_data_config
 from flowjax.train.logs import Progress, write_images
 from flowjax.train.trained import (
     TrainedFlow,
@@ -57,6 +63,7 @@ PLOTS_DIR = "plots"
 TRAJECTORY_TIMES = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0)
 ENERGY_DISTANCE_POINTS = 2_000
 IMAGE_GRID_SIZE = 64  # samples shown in the grid of an image model
+AUTOENCODER_DIR = "autoencoder"  # where export_autoencoder writes in the work directory
 FID_KEY, DIGITS_KEY = 1, 2  # fold_in(jax.random.key(evaluate.seed), .) for the image metrics
 
 Batch = dict[str, Any]  # "x": (B, *event), optionally "label": (B,)
@@ -203,6 +210,30 @@ def evaluate(
         _write_json(filename, result)
     log.info("Evaluated the checkpoint of step %d: %s", flow.step, result)
     return {"metrics": result, "files": {"metrics": filename}}
+
+
+def export_autoencoder(
+    config: ml_collections.ConfigDict, workdir: str, flow: TrainedFlow | None = None
+) -> dict[str, Any]:
+    """Evaluates an autoencoder run and writes its EMA weights as a diffusers checkpoint in
+    <workdir>/autoencoder, with scaling_factor = 1 / the std of held-out latent means.
+
+    Returns {"metrics": the evaluation's, "files": {"autoencoder": directory, "metrics": path}}.
+    """
+    if config.objective != "autoencoder":
+        raise ConfigError(
+            [f"--mode=export writes an autoencoder; this run's objective is "
+             f"{config.objective!r} (use a config with objective 'autoencoder')."]
+        )
+    flow = flow or load_trained_flow(config, workdir)
+    result = evaluate(config, workdir, flow)
+    directory = os.path.join(workdir, AUTOENCODER_DIR)
+    if jax.process_index() == 0:
+        model = nnx.merge(flow.run.graphdef, jax.device_get(flow.state.ema_params),
+                          jax.device_get(flow.state.model_state))
+        save_autoencoder_kl(model, directory, scaling_factor=result["metrics"]["scaling_factor"])
+    return {"metrics": result["metrics"],
+            "files": {"autoencoder": directory, **result["files"]}}
 
 
 def image_sampler(

@@ -44,6 +44,7 @@ from flowjax.models import (
     TextTransformer,
     UNet,
 )
+from flowjax.models.autoencoder import autoencoder_for_images
 
 COMPUTE_DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
 
@@ -195,6 +196,18 @@ MODELS: dict[str, ModelEntry] = {
             learned_weighting=False,
         ),
         "discrete",
+    ),
+    # The KL autoencoder of latent diffusion (objective "autoencoder"; diffusers' AutoencoderKL
+    # design, SD's VAE by default): images (H, W, C) with sides divisible by 2^(levels - 1).
+    "autoencoder_kl": ModelEntry(
+        autoencoder_for_images,
+        dict(
+            block_out_channels=(128, 256, 512, 512),
+            layers_per_block=2,
+            latent_channels=4,
+            norm_num_groups=32,
+            scaling_factor=0.18215,
+        ),
     ),
     # Generator matching: velocity and binned jump heads.
     "generator_mlp": ModelEntry(

@@ -34,6 +34,7 @@ from flowjax.train.objectives.base import (
     dropout_seeds,
     objective_class,
 )
+from flowjax.train.objectives.autoencoder import AutoencoderObjective
 from flowjax.train.objectives.autoregressive import Autoregressive
 from flowjax.train.objectives.discrete import DiscreteFlowMatching
 from flowjax.train.objectives.flm import FlowLanguageModel
@@ -46,6 +47,7 @@ from flowjax.train.objectives.simfree_node import SimFreeNODEObjective
 
 __all__ = [
     "OBJECTIVES",
+    "AutoencoderObjective",
     "Autoregressive",
     "Batch",
     "BatchFn",
