@@ -11,6 +11,8 @@ from flowjax.train import load_config_file
 _SIMFREE = (None, "trigonometric", "data_space", "backprop", "smoke", "backprop,smoke")
 VARIANTS: dict[str, tuple[str | None, ...]] = {
     "configs/bytes/markov.py": (None, "smoke"),
+    "configs/conditioning/imagenet256.py": (None, "adaln", "smoke", "adaln,smoke"),
+    "configs/conditioning/imagenet512.py": (None, "adaln", "smoke"),
     "configs/fds/checkerboard.py": (None, "smoke"),
     "configs/fds/mixture.py": (None, "sweep", "smoke"),
     "configs/flm/lm1b.py": (None, "flow_map", "one_call", "smoke", "flow_map,cpu"),
@@ -45,6 +47,8 @@ VARIANTS: dict[str, tuple[str | None, ...]] = {
         "mask,smoke", "uniform,smoke", "metric,smoke",
     ),
     "configs/kinetic_optimal/text.py": (None, "uniform", "mask,smoke", "uniform,cpu"),
+    "configs/lpl/imagenet256.py": (None, "baseline", "smoke", "baseline,smoke"),
+    "configs/lpl/imagenet512.py": (None, "baseline", "smoke"),
     "configs/mdlm/lm1b.py": (None, "ar", "mdlm,smoke", "ar,smoke", "mdlm,cpu", "ar,cpu"),
     "configs/mdlm/owt.py": (None, "ar", "mdlm,smoke", "ar,cpu"),
     "configs/riemannian/sphere.py": (None, "smoke"),

@@ -514,6 +514,11 @@ def write_array_record(path: str, x: np.ndarray, labels: np.ndarray | None = Non
 
 def resolve_paths(path: str | Sequence[str]) -> list[str]:
     """Expands a path, a glob pattern or a list of them into existing files (sorted globs)."""
+    if path is None:
+        raise ValueError(
+            "data.path is not set: give the ArrayRecord file, glob or list to read (e.g. "
+            "--config.data.path='DIR/latents-*-of-*.array_record')."
+        )
     patterns = [path] if isinstance(path, (str, os.PathLike)) else list(path)
     if not patterns:
         raise ValueError("data.path is empty; expected an ArrayRecord file, glob or list.")
