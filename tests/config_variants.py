@@ -11,6 +11,7 @@ from flowjax.train import load_config_file
 _SIMFREE = (None, "trigonometric", "data_space", "backprop", "smoke", "backprop,smoke")
 VARIANTS: dict[str, tuple[str | None, ...]] = {
     "configs/bytes/markov.py": (None, "smoke"),
+    "configs/conditioning/digits.py": (None, "adaln", "smoke", "adaln,smoke"),
     "configs/conditioning/imagenet256.py": (None, "adaln", "smoke", "adaln,smoke"),
     "configs/conditioning/imagenet512.py": (None, "adaln", "smoke"),
     "configs/fds/checkerboard.py": (None, "smoke"),
@@ -47,6 +48,9 @@ VARIANTS: dict[str, tuple[str | None, ...]] = {
         "mask,smoke", "uniform,smoke", "metric,smoke",
     ),
     "configs/kinetic_optimal/text.py": (None, "uniform", "mask,smoke", "uniform,cpu"),
+    "configs/lpl/digits.py": (
+        None, "baseline", "autoencoder", "smoke", "baseline,smoke", "autoencoder,smoke",
+    ),
     "configs/lpl/imagenet256.py": (None, "baseline", "smoke", "baseline,smoke"),
     "configs/lpl/imagenet512.py": (None, "baseline", "smoke"),
     "configs/mdlm/lm1b.py": (None, "ar", "mdlm,smoke", "ar,smoke", "mdlm,cpu", "ar,cpu"),

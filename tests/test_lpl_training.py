@@ -84,3 +84,27 @@ def test_bad_lpl_settings_are_refused(latents, tmp_path):
                               np.zeros((8, 16), np.float32))
     with pytest.raises(ConfigError, match=r"latents \(h, w, 4\)"):
         validate_config(latent_config(flat, lpl_weight=1.0, lpl_autoencoder=CHECKPOINT))
+
+
+def test_lpl_on_the_latest_times_only_is_exact_while_they_cover_t_min(latents):
+    from flowjax.train import build_objective, registry
+
+    config = latent_config(latents, lpl_weight=1.0, lpl_autoencoder=CHECKPOINT)
+    objective = build_objective(config)
+    spec = objective.spec
+    model = objective.model_fn(
+        lambda rngs: registry.build_model(config.model, spec.event_shape, None, rngs)
+    )(nnx.Rngs(0))
+    rng = np.random.default_rng(1)
+    x = (0.18215 * rng.normal(size=(8, 4, 4, 4))).astype(np.float32)
+    batch = objective.draw_step_noise(jax.random.key(0), {"x": jax.numpy.asarray(x)})
+
+    def loss(t, fraction):
+        config.loss.lpl_fraction = fraction
+        return float(objective.loss(model, {**batch, "t": jax.numpy.asarray(t)}))
+
+    three_late = [0.1, 0.95, 0.3, 0.85, 0.5, 0.2, 0.9, 0.6]  # 3 examples with t >= 0.8
+    np.testing.assert_allclose(loss(three_late, 0.5), loss(three_late, 1.0), rtol=1e-6)
+    np.testing.assert_allclose(loss(three_late, 0.375), loss(three_late, 1.0), rtol=1e-6)
+    six_late = [0.81, 0.95, 0.3, 0.85, 0.99, 0.2, 0.9, 0.88]  # 6 late, only 3 decoded
+    assert loss(six_late, 0.375) < loss(six_late, 1.0)

@@ -514,7 +514,7 @@ def write_array_record(path: str, x: np.ndarray, labels: np.ndarray | None = Non
 
 def resolve_paths(path: str | Sequence[str]) -> list[str]:
     """Expands a path, a glob pattern or a list of them into existing files (sorted globs)."""
-    if path is None:
+    if path is None or path == "":
         raise ValueError(
             "data.path is not set: give the ArrayRecord file, glob or list to read (e.g. "
             "--config.data.path='DIR/latents-*-of-*.array_record')."

@@ -2,6 +2,7 @@
 
 from flowjax.metrics.digits_classifier import (
     DigitsClassifier,
+    digits_classes,
     digits_features,
     digits_frechet_distance,
     load_digits_classifier,
@@ -71,6 +72,7 @@ __all__ = [
     "FeatureStatistics",
     "InceptionV3",
     "ScoreStatistics",
+    "digits_classes",
     "digits_features",
     "digits_frechet_distance",
     "energy_distance",

@@ -137,6 +137,13 @@ def digits_features(images, classifier: DigitsClassifier | None = None) -> np.nd
     return _apply(classifier, images)[0]
 
 
+def digits_classes(images, classifier: DigitsClassifier | None = None) -> np.ndarray:
+    """The classifier's predicted class (N,) of digit images (N, 8, 8, 1) in [-1, 1]."""
+    images = check_digit_images(images)
+    classifier = load_digits_classifier() if classifier is None else classifier
+    return np.argmax(_apply(classifier, images)[1], axis=-1)
+
+
 def digits_frechet_distance(
     images,
     reference=None,

@@ -13,7 +13,8 @@ solved is the run's objective's (`flowjax.train.objectives`).
   discrete flows the ELBO in bits per token); for toy data, the fraction of samples inside
   the support, the true NLL and the energy distance to the data; for images, FID and Inception
   Score against reference statistics (`evaluate.fid_reference`), and on the offline digits the
-  distance in a digits classifier's features (`image_metrics`).
+  distance in a digits classifier's features (`image_metrics`). Samples of a latent run are
+  decoded by `evaluate.autoencoder` first (for the grid too).
 
 - `export_autoencoder`: an autoencoder run ("autoencoder" objective) evaluated, then written
   as a diffusers AutoencoderKL checkpoint with the scaling factor measured on held-out images
@@ -40,7 +41,11 @@ import numpy as np
 from flax import nnx
 
 from flowjax import data, metrics
-from flowjax.models.convert_autoencoder import save_autoencoder_kl
+from flowjax.models.convert_autoencoder import (
+    load_autoencoder_kl,
+    read_config,
+    save_autoencoder_kl,
+)
 from flowjax.parallel import batch_sharding, global_batch
 from flowjax.train import judge, plots
 from flowjax.train.config import ConfigError, heldout_data_config
@@ -126,11 +131,14 @@ def sample(
     in_data_space = samples.shape[1:] == tuple(run.event_shape)
     if run.event_shape == (2,) and in_data_space:
         files["plots"] = _plot_2d(config, flow, samples, trajectories, workdir)
-    if len(run.event_shape) == 3 and in_data_space:  # images (H, W, C): a grid of the first samples
+    grid = samples[:IMAGE_GRID_SIZE] if len(run.event_shape) == 3 and in_data_space else None
+    if grid is not None and config.evaluate.get("autoencoder"):
+        grid = decode_latents(config, grid)
+    if grid is not None and grid.shape[-1] in (1, 3):  # images (H, W, C): the first samples
         files["plots"] = [os.path.join(workdir, PLOTS_DIR, "samples.png")]
         if jax.process_index() == 0:
             os.makedirs(os.path.join(workdir, PLOTS_DIR), exist_ok=True)
-            data.save_image_grid(files["plots"][0], samples[:IMAGE_GRID_SIZE], scale=4)
+            data.save_image_grid(files["plots"][0], grid, scale=4)
     if jax.process_index() == 0:
         np.save(files["samples"], samples)
         np.save(files["trajectories"], trajectories)
@@ -236,13 +244,40 @@ def export_autoencoder(
             "files": {"autoencoder": directory, **result["files"]}}
 
 
+@functools.lru_cache(maxsize=2)
+def _latent_decoder(path: str) -> Callable[[jax.Array], jax.Array]:
+    """The jitted `images` (scaled latents -> pixels) of the autoencoder at `path`."""
+    autoencoder = load_autoencoder_kl(path)
+    graphdef, state = nnx.split(autoencoder)
+    return jax.jit(lambda z: nnx.merge(graphdef, state).images(z))
+
+
+def decode_latents(config: ml_collections.ConfigDict, latents: np.ndarray) -> np.ndarray:
+    """Latent samples (N, h, w, z) as images (N, H, W, C) in [-1, 1], decoded by the
+    `evaluate.autoencoder` of a latent run, `sample.batch_size` at a time."""
+    decode = _latent_decoder(config.evaluate.autoencoder)
+    batch = min(config.sample.batch_size, len(latents))
+    return np.clip(data.decode_in_batches(decode, latents, batch), -1, 1)
+
+
+def decoded_shape(config: ml_collections.ConfigDict, flow: TrainedFlow) -> tuple[int, ...]:
+    """The shape of a sample as an image: decoded by `evaluate.autoencoder` when it is set."""
+    if not config.evaluate.get("autoencoder"):
+        return tuple(flow.run.event_shape)
+    autoencoder = read_config(config.evaluate.autoencoder)
+    h, w, _ = flow.run.event_shape
+    f = autoencoder.downsampling
+    return (h * f, w * f, autoencoder.out_channels)
+
+
 def image_sampler(
     config: ml_collections.ConfigDict, flow: TrainedFlow
 ) -> Callable[..., np.ndarray]:
     """`draw(key, size, progress=None)`: `size` samples (on the host) from source draws seeded
-    by `key`, in sharded batches of `sample.batch_size`, clipped to the pixel range [-1, 1] as
-    when images are saved; the image source of `flowjax.metrics.image_batches`. Each draw
-    advances `progress` (a `Progress` of samples) by its size."""
+    by `key`, in sharded batches of `sample.batch_size`, decoded to images by
+    `evaluate.autoencoder` for latent runs, clipped to the pixel range [-1, 1] as when images
+    are saved; the image source of `flowjax.metrics.image_batches`. Each draw advances
+    `progress` (a `Progress` of samples) by its size."""
     run = flow.run
     sampler = flow.compile(run.objective.sampler())
 
@@ -250,6 +285,8 @@ def image_sampler(
         seed = int(jax.random.randint(key, (), 0, np.iinfo(np.int32).max))
         inputs = run.objective.source_batch(size, seed)
         images = map_batches(sampler, inputs, config.sample.batch_size, run, key)
+        if config.evaluate.get("autoencoder"):
+            images = decode_latents(config, images)
         if progress is not None:
             progress.update(size)
         return np.clip(images, -1, 1)
@@ -288,7 +325,9 @@ def image_metrics(
                 weights=ev.inception_weights or None,
             )
         result.update(fid_num_samples=ev.fid_num_samples, **scores)
-    if config.data.source == "digits":
+    if ev.get("autoencoder") and samples is not None:
+        samples = decode_latents(config, samples)
+    if data.images.DIGITS_SHAPE in (flow.run.event_shape, decoded_shape(config, flow)):
         if samples is None:
             samples = draw(jax.random.fold_in(key, DIGITS_KEY), ev.num_samples)
         real = data.load_digits("train")[0]

@@ -567,6 +567,7 @@ def latent_imagenet_config(resolution: int, paper: str, arg: str | None) -> ml_c
     if paper == "lpl" and baseline not in names:
         config.loss.lpl_weight = 1.0
         config.loss.lpl_t_min = 0.8
+        config.loss.lpl_fraction = 0.25  # exact: ~8% of logit-normal(0, 1) times are >= 0.8
         config.loss.lpl_autoencoder = ""  # the VAE's diffusers directory, set on the command line
     if paper == "conditioning":
         config.model.control_dim = 1
