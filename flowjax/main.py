@@ -14,6 +14,13 @@ Modes:
   sample    samples from the newest checkpoint: samples.npy, trajectories.npy, plots/*.png,
             sample_metrics.json.
   evaluate  held-out NLL (and toy sample metrics) of the newest checkpoint: metrics.json.
+  export    an autoencoder run ("autoencoder" objective) as a diffusers checkpoint with its
+            measured scaling factor: <workdir>/autoencoder.
+  plan      the preflight (`flowjax.train.plan`): the train step compiled for the config's mesh
+            without allocating parameters; a table of bytes per device (parameters, optimiser,
+            EMA, activations), FLOPs and collectives, also <workdir>/plan.json. With
+            --plan_devices=N it compiles for N virtual CPU devices (e.g. 256 for a pod's mesh);
+            --plan_budget_gb fails when a device would need more.
   couplings a masked diffusion or IMDM teacher's samples with their starts and eps seeds, for
             ReDi distillation (`flowjax.train.couplings`): --couplings_num samples of
             --couplings_steps steps into --couplings_out (default <workdir>/couplings.npz).
@@ -32,6 +39,7 @@ and the command exits with status 2; a traceback means a bug.
 from __future__ import annotations
 
 import difflib
+import json
 import logging
 import os
 import sys
@@ -49,6 +57,7 @@ from flowjax.train import (
     load_config_file,
     train,
 )
+from flowjax.train import plan as plan_lib
 from flowjax.train.setup import setup_run
 from flowjax.train.trained import MissingCheckpointError
 
@@ -57,14 +66,21 @@ _CONFIG = config_flags.DEFINE_config_file(
 )
 _WORKDIR = flags.DEFINE_string("workdir", None, "Directory of checkpoints, metrics and plots.")
 _MODE = flags.DEFINE_enum(
-    "mode", "train", ["train", "sample", "evaluate", "couplings", "export"],
-    "What to do (export: an autoencoder run as a diffusers checkpoint).",
+    "mode", "train", ["train", "sample", "evaluate", "couplings", "export", "plan"],
+    "What to do (export: an autoencoder run as a diffusers checkpoint; plan: the preflight).",
 )
 _COUPLINGS_NUM = flags.DEFINE_integer("couplings_num", 10_000, "Couplings to write.")
 _COUPLINGS_STEPS = flags.DEFINE_integer("couplings_steps", 1024, "The teacher's steps.")
 _COUPLINGS_OUT = flags.DEFINE_string("couplings_out", "", "Couplings file (.npz).")
 _COUPLINGS_PERTURBED = flags.DEFINE_bool(
     "couplings_perturbed", False, "Start from held-out data masked at a uniform time."
+)
+_PLAN_DEVICES = flags.DEFINE_integer(
+    "plan_devices", 0, "--mode=plan: compile for this many virtual CPU devices (0: the visible "
+    "devices)."
+)
+_PLAN_BUDGET = flags.DEFINE_float(
+    "plan_budget_gb", 0.0, "--mode=plan: fail when a device needs more GiB than this (0: none)."
 )
 flags.mark_flags_as_required(["config", "workdir"])
 
@@ -83,6 +99,8 @@ def run(config, workdir: str, mode: str) -> list[str]:
             perturbed=_COUPLINGS_PERTURBED.value,
         )
         return [f"Couplings: {path}"]
+    if mode == "plan":
+        return _plan(config, workdir)
     if mode == "export":
         result = inference.export_autoencoder(config, workdir)
         return [f"Autoencoder: {result['files']['autoencoder']}"] + [
@@ -112,11 +130,28 @@ def run(config, workdir: str, mode: str) -> list[str]:
     return lines
 
 
+def _plan(config, workdir: str) -> list[str]:
+    """The preflight table (`flowjax.train.plan`), also written to <workdir>/plan.json."""
+    wanted = _PLAN_DEVICES.value
+    if wanted and jax.device_count() != wanted:
+        raise ConfigError([
+            f"--plan_devices={wanted}, but JAX started with {jax.device_count()} devices: the "
+            "virtual devices must be set before JAX starts (run flowjax.main directly, or set "
+            f"XLA_FLAGS=--xla_force_host_platform_device_count={wanted} JAX_PLATFORMS=cpu)."
+        ])
+    result = plan_lib.plan(config, budget_gb=_PLAN_BUDGET.value or None)
+    os.makedirs(workdir, exist_ok=True)
+    path = os.path.join(workdir, "plan.json")
+    with open(path, "w") as f:
+        json.dump(result.to_json(), f, indent=1)
+    return [result.table(), f"Plan: {path}"]
+
+
 def _paths(path: str | list[str]) -> str:
     return ", ".join(path) if isinstance(path, list) else path
 
 
-USER_ERRORS = (ConfigError, MissingCheckpointError, NonFiniteLossError)
+USER_ERRORS = (ConfigError, MissingCheckpointError, NonFiniteLossError)  # PlanError included
 """Errors that are the user's to fix: printed plainly, without a traceback."""
 
 
@@ -147,6 +182,13 @@ def parse_flags(argv: list[str]) -> list[str]:
     """absl's flag parsing, with the config file loaded first: a missing file, a bad variant or
     unknown keys in the overrides (all of them) become a plain user error, as does a value
     that absl cannot parse."""
+    devices = next((a.split("=", 1)[1] for a in argv[1:] if a.startswith("--plan_devices=")), "")
+    if "--mode=plan" in argv and devices.isdigit() and int(devices) > 0:
+        # Virtual CPU devices exist only if asked for before JAX starts its backend.
+        os.environ["JAX_PLATFORMS"] = "cpu"
+        os.environ["XLA_FLAGS"] = (
+            f"{os.environ.get('XLA_FLAGS', '')} --xla_force_host_platform_device_count={devices}"
+        ).strip()
     config_arg = next((a.split("=", 1)[1] for a in argv[1:] if a.startswith("--config=")), None)
     if config_arg is not None:
         path, _, variant = config_arg.partition(":")

@@ -28,6 +28,8 @@ peak. Each timing: one untimed call after compiling, then `--reps` calls, median
     .venv/bin/python experiments/benchmarks/latent.py --peer-python /path/to/torch-venv/bin/python
     python experiments/benchmarks/latent.py --no-peer --image-size 256 --batch 32 --dit XL \\
         --train-batch 32                                                      # a GPU
+    .venv/bin/python experiments/benchmarks/latent.py --parts train --dit XL --image-size 256 \\
+        --train-batch 4 --flops-only --tag cpu_xl256_flops   # the paper's model, FLOPs only
 
 Results: experiments/benchmarks/results/latent_<platform>.json (`--tag`, `--out`).
 """
@@ -143,14 +145,16 @@ def autoencoder_part(args, checkpoint: str, images, latents, peak) -> dict[str, 
 
 def train_part(args, checkpoint: str, peak) -> dict[str, Any]:
     import jax
-    from flax import nnx
 
     from flowjax import parallel
+    from flowjax.models import load_autoencoder_kl
     from flowjax.train import load_config_file, optim, registry, state as state_lib, step
+    from flowjax.train.checkpoint import abstract_with_shardings
     from flowjax.train.objectives import DataSpec, build_objective
 
     side = args.image_size // 8
     on_cpu = jax.devices()[0].platform == "cpu"
+    autoencoder = load_autoencoder_kl(checkpoint)
     spec = DataSpec(event_shape=(side, side, 4), num_classes=1000, vocab_size=None, toy=None)
     rng = np.random.default_rng(0)
     batch = {"x": (0.5 * rng.standard_normal((args.train_batch, side, side, 4))).astype(np.float32),
@@ -173,11 +177,14 @@ def train_part(args, checkpoint: str, peak) -> dict[str, Any]:
                              axis_types=(jax.sharding.AxisType.Auto,) * 3,
                              devices=jax.devices()[:1])
         shardings = parallel.state_shardings(abstract, mesh, config.sharding)
-        train_state = state_lib.init_train_state(build, optimizer, 0, shardings)
         train_step = step.compile_train_step(
             shardings, graphdef=graphdef, objective=objective, optimizer=optimizer,
             schedule=schedule, config=config, mesh=mesh,
         )
+        if args.flops_only:  # nothing allocated: DiT-XL's state alone is 11 GB
+            train_state = abstract_with_shardings(abstract, shardings)
+        else:
+            train_state = state_lib.init_train_state(build, optimizer, 0, shardings)
         compiled = train_step.lower(train_state, batch).compile()
         holder = {"state": train_state}
 
@@ -185,24 +192,24 @@ def train_part(args, checkpoint: str, peak) -> dict[str, Any]:
             holder["state"], metrics = compiled(holder["state"], batch)
             return metrics["loss"]
 
-        times, _ = harness.time_calls(update, jax.block_until_ready, args.reps, 1)
-        timing = harness.median_and_times(times)
-        results[name] = {"images_per_s": args.train_batch / timing["median_s"], **timing}
+        results[name] = {}
+        if not args.flops_only:
+            times, _ = harness.time_calls(update, jax.block_until_ready, args.reps, 1)
+            timing = harness.median_and_times(times)
+            results[name] = {"images_per_s": args.train_batch / timing["median_s"], **timing}
         if not on_cpu:  # the GPU's count leaves out the convolutions: no FLOPs, no MFU
             continue
         flops = flops_of(compiled)
-        results[name].update(
-            flops_per_step=flops,
-            mfu=harness.mfu(harness.gflops(flops, timing["median_s"]), peak["gflops"]),
-        )
+        results[name]["flops_per_step"] = flops
+        if not args.flops_only:
+            results[name]["mfu"] = harness.mfu(harness.gflops(flops, timing["median_s"]),
+                                               peak["gflops"])
         if lpl_fraction is not None:
             decoded = max(1, int(np.ceil(lpl_fraction * args.train_batch)))
-            model = nnx.merge(graphdef, holder["state"].params, holder["state"].model_state)
-            features = jax.jit(lambda z, m=model: m.autoencoder.decoder_features(z))
+            features = autoencoder.decoder_features
             z = batch["x"][:decoded]
-            forward = flops_of(features.lower(z).compile())
-            grad = jax.jit(jax.grad(lambda z, m=model: sum(
-                (f.astype(np.float32) ** 2).sum() for f in m.autoencoder.decoder_features(z))))
+            forward = flops_of(jax.jit(features).lower(z).compile())
+            grad = jax.jit(jax.grad(lambda z: sum((f**2).sum() for f in features(z))))
             backward_and_forward = flops_of(grad.lower(z).compile())
             results[name]["decoded_examples"] = decoded
             results[name]["decoder_feature_forward_flops"] = forward
@@ -210,8 +217,9 @@ def train_part(args, checkpoint: str, peak) -> dict[str, Any]:
     base = results["baseline"]
     for name in ("lpl", "lpl_quarter"):
         r = results[name]
-        r["extra_seconds"] = r["median_s"] - base["median_s"]
-        r["slowdown"] = r["median_s"] / base["median_s"]
+        if not args.flops_only:
+            r["extra_seconds"] = r["median_s"] - base["median_s"]
+            r["slowdown"] = r["median_s"] / base["median_s"]
         if on_cpu:
             r["extra_flops"] = r["flops_per_step"] - base["flops_per_step"]
             r["extra_flops_over_decoder_pass"] = r["extra_flops"] / r["decoder_feature_pass_flops"]
@@ -225,6 +233,8 @@ def main(argv=None) -> dict[str, Any]:
     parser.add_argument("--dit", default="S", help="DiT size of the training part")
     parser.add_argument("--train-batch", type=int, default=8)
     parser.add_argument("--dtype", default="float32", help="the DiT's compute dtype")
+    parser.add_argument("--flops-only", action="store_true",
+                        help="train part: compile and count FLOPs on the CPU, no timing")
     parser.add_argument("--reps", type=int, default=3)
     parser.add_argument("--matmul-size", type=int, default=2048)
     parser.add_argument("--peer-python", default=None,
@@ -293,7 +303,9 @@ def main(argv=None) -> dict[str, Any]:
         if "extra_flops_over_decoder_pass" in r:
             extra += f", extra FLOPs / decoder pass {r['extra_flops_over_decoder_pass']:.2f}"
         mfu = f", MFU {r['mfu']:.1%}" if "mfu" in r else ""
-        lines.append(f"train {name}: {r['images_per_s']:.1f} images/s{mfu}{extra}")
+        speed = f"{r['images_per_s']:.1f} images/s" if "images_per_s" in r else (
+            f"{r['flops_per_step'] / args.train_batch / 1e9:.0f} GFLOP per example")
+        lines.append(f"train {name}: {speed}{mfu}{extra}")
     table = "\n".join(lines)
     tag = args.tag or device.platform
     harness.write_results(args.out or harness.results_file("latent", tag), report, table)

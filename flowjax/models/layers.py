@@ -37,8 +37,8 @@ UNET_SHARDING_RULES = (
     (r"/proj/kernel$", ("tensor", "fsdp")),
 )
 DIT_SHARDING_RULES = (
-    (r"blocks/\d+/(qkv|fc1)/kernel$", ("fsdp", "tensor")),
-    (r"blocks/\d+/(proj|fc2)/kernel$", ("tensor", "fsdp")),
+    (r"blocks/\d+/(attention/qkv|fc1)/kernel$", ("fsdp", "tensor")),
+    (r"blocks/\d+/(attention/proj|fc2)/kernel$", ("tensor", "fsdp")),
     (r"blocks/\d+/modulation/kernel$", ("fsdp", "tensor")),
 )
 

@@ -1,0 +1,223 @@
+"""The preflight of a sharded run: how a config's train step splits over a mesh, what it costs
+per device, and whether it fits, without allocating a parameter.
+
+`plan(config, budget_gb=...)` validates the config, builds the run's abstract train state
+(`flowjax.train.setup.setup_run`: ShapeDtypeStructs only) and its shardings on the mesh of
+`config.sharding.mesh_shape` over the visible devices, lowers and compiles the real train step
+(`flowjax.train.step.compile_train_step`) for an abstract global batch, and reads off:
+
+- per array group (parameters, optimiser state, EMA, frozen model state) the bytes each device
+  holds, from the shard shape of every leaf (`NamedSharding.shard_shape`), and the partition
+  specs in use (how many leaves each);
+- the compiled program's own memory analysis (XLA): its arguments, outputs and temporaries (the
+  activations and workspace of the update) per device;
+- FLOPs per step of the compiled per-device program (XLA's cost analysis; on the CPU it counts
+  convolutions and matrix products alike) and the collectives in it (all-reduce, all-gather,
+  reduce-scatter, all-to-all, collective-permute), counted in the optimised HLO.
+
+A mesh that does not divide a dimension, a batch that does not split over it, and a budget the
+peak does not fit raise a `PlanError` (a `ConfigError`: printed as plain lines by the command
+line) before anything is allocated. The command line compiles for many devices on one host
+with virtual CPU devices: `python -m flowjax.main --mode=plan --config=... --plan_devices=64
+--config.sharding.mesh_shape="(8,8,1)" --plan_budget_gb=16` (see `flowjax.main`).
+
+The estimate's peak per device is state (parameters, optimiser, EMA, model state) plus the
+program's temporaries; on a CPU compile the temporaries are the CPU backend's, which tracks the
+accelerators' for the same program but is not identical (fusion and layouts differ).
+"""
+
+from __future__ import annotations
+
+import collections
+import dataclasses
+import math
+import re
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+from jax.sharding import NamedSharding
+
+from flowjax.parallel import batch_sharding, path_string
+from flowjax.train.checkpoint import abstract_with_shardings
+from flowjax.train.config import ConfigError, validate_config
+from flowjax.train.setup import setup_run
+from flowjax.train.step import compile_train_step
+
+GROUPS = ("params", "opt_state", "ema_params", "model_state")
+"""The train state's array groups, in the plan's table."""
+COLLECTIVES = ("all-reduce", "all-gather", "reduce-scatter", "all-to-all", "collective-permute")
+GIB = 1024**3
+
+
+class PlanError(ConfigError):
+    """The run does not fit or does not divide the mesh: the problems, one line each."""
+
+
+@dataclasses.dataclass(frozen=True)
+class GroupPlan:
+    """One array group of the train state on the mesh."""
+
+    name: str
+    leaves: int
+    total_bytes: int
+    bytes_per_device: int
+    specs: dict[str, int]  # partition spec -> number of leaves
+
+
+@dataclasses.dataclass(frozen=True)
+class Plan:
+    """What `plan` found (bytes are per device unless named total)."""
+
+    mesh: dict[str, int]
+    devices: int
+    platform: str
+    global_batch_size: int
+    num_params: int
+    groups: list[GroupPlan]
+    argument_bytes: int
+    output_bytes: int
+    temp_bytes: int
+    flops_per_step: float
+    collectives: dict[str, int]
+    budget_bytes: int | None
+
+    @property
+    def state_bytes(self) -> int:
+        return sum(g.bytes_per_device for g in self.groups)
+
+    @property
+    def peak_bytes(self) -> int:
+        """State plus the update's temporaries (the donated state is rewritten in place)."""
+        return self.state_bytes + self.temp_bytes
+
+    def table(self) -> str:
+        mesh = " x ".join(f"{k} {v}" for k, v in self.mesh.items())
+        lines = [
+            f"Mesh {mesh} ({self.devices} {self.platform} devices); global batch "
+            f"{self.global_batch_size}; {self.num_params:,} parameters.",
+            "",
+            f"{'group':<12} {'leaves':>7} {'total GiB':>10} {'GiB / device':>13}  partition specs",
+        ]
+        for g in self.groups:
+            specs = ", ".join(f"{s} x{n}" for s, n in sorted(g.specs.items(), key=lambda i: -i[1]))
+            lines.append(f"{g.name:<12} {g.leaves:>7} {g.total_bytes / GIB:>10.3f} "
+                         f"{g.bytes_per_device / GIB:>13.3f}  {specs}")
+        lines += [
+            f"{'activations':<12} {'':>7} {'':>10} {self.temp_bytes / GIB:>13.3f}  "
+            "(the compiled update's temporaries)",
+            f"{'peak':<12} {'':>7} {'':>10} {self.peak_bytes / GIB:>13.3f}"
+            + (f"  of a {self.budget_bytes / GIB:g} GiB budget" if self.budget_bytes else ""),
+            "",
+            f"FLOPs per step per device: {self.flops_per_step:.4g} "
+            f"(all devices: {self.flops_per_step * self.devices:.4g})",
+            "Collectives in the compiled step: "
+            + (", ".join(f"{k} x{v}" for k, v in self.collectives.items() if v) or "none"),
+        ]
+        return "\n".join(lines)
+
+    def to_json(self) -> dict[str, Any]:
+        record = dataclasses.asdict(self)
+        record.update(state_bytes=self.state_bytes, peak_bytes=self.peak_bytes)
+        return record
+
+
+def abstract_batch(run, config: ml_collections.ConfigDict) -> dict[str, jax.ShapeDtypeStruct]:
+    """A global batch of ShapeDtypeStructs as the data pipeline gives it (split over the batch
+    axes): x (tokens int32, else float32), labels, control metadata, regression targets."""
+    b = config.train.global_batch_size
+    sharding = batch_sharding(run.mesh)
+    spec = run.objective.spec
+    tokens = spec.vocab_size is not None
+    batch = {"x": jax.ShapeDtypeStruct((b, *spec.event_shape),
+                                       jnp.int32 if tokens else jnp.float32, sharding=sharding)}
+    if spec.num_classes is not None:
+        batch["label"] = jax.ShapeDtypeStruct((b,), jnp.int32, sharding=sharding)
+    if spec.control_dim:
+        batch["control"] = jax.ShapeDtypeStruct((b, spec.control_dim), jnp.float32,
+                                                sharding=sharding)
+    target_dim = getattr(run.objective, "target_dim", None)
+    if target_dim:
+        batch["target"] = jax.ShapeDtypeStruct((b, target_dim), jnp.float32, sharding=sharding)
+    return batch
+
+
+def _group(name: str, tree: Any, shardings: Any) -> GroupPlan:
+    leaves = jax.tree_util.tree_leaves_with_path(tree)
+    shard_list = jax.tree.leaves(shardings, is_leaf=lambda x: isinstance(x, NamedSharding))
+    total = per_device = 0
+    specs: collections.Counter = collections.Counter()
+    for (path, leaf), sharding in zip(leaves, shard_list, strict=True):
+        itemsize = np.dtype(leaf.dtype).itemsize
+        total += math.prod(leaf.shape) * itemsize
+        per_device += math.prod(sharding.shard_shape(leaf.shape)) * itemsize
+        specs[str(tuple(sharding.spec)) if tuple(sharding.spec) else "replicated"] += 1
+        del path
+    return GroupPlan(name, len(leaves), total, per_device, dict(specs))
+
+
+def count_collectives(hlo_text: str) -> dict[str, int]:
+    """How many of each collective the optimised HLO holds (async pairs counted once)."""
+    counts = {}
+    for op in COLLECTIVES:
+        pattern = rf"= [^=\n]*\b{op}(-start)?\("
+        counts[op] = len(re.findall(pattern, hlo_text))
+    return counts
+
+
+def _first(analysis):
+    return analysis[0] if isinstance(analysis, list) else analysis
+
+
+def plan(config: ml_collections.ConfigDict, *, budget_gb: float | None = None) -> Plan:
+    """The plan of `config`'s train step on its mesh over the visible devices (module
+    docstring). Raises PlanError for a mesh that does not divide the model or the batch, or a
+    peak over `budget_gb` GiB per device."""
+    try:
+        validate_config(config)
+        run = setup_run(config)
+    except ConfigError as error:
+        raise PlanError(error.problems) from None
+    except ValueError as error:  # a sharding rule that does not divide a dimension
+        raise PlanError([str(error)]) from None
+    train_step = compile_train_step(
+        run.shardings, graphdef=run.graphdef, objective=run.objective,
+        optimizer=run.optimizer, schedule=run.schedule, config=config, mesh=run.mesh,
+    )
+    state = abstract_with_shardings(run.abstract_state, run.shardings)
+    compiled = train_step.lower(state, abstract_batch(run, config)).compile()
+    memory = compiled.memory_analysis()
+    cost = _first(compiled.cost_analysis()) or {}
+    groups = [
+        _group(name, getattr(run.abstract_state, name), getattr(run.shardings, name))
+        for name in GROUPS
+    ]
+    result = Plan(
+        mesh=dict(run.mesh.shape),
+        devices=run.mesh.size,
+        platform=jax.devices()[0].platform,
+        global_batch_size=config.train.global_batch_size,
+        num_params=run.num_params,
+        groups=groups,
+        argument_bytes=int(memory.argument_size_in_bytes),
+        output_bytes=int(memory.output_size_in_bytes),
+        temp_bytes=int(memory.temp_size_in_bytes),
+        flops_per_step=float(cost.get("flops", 0.0)),
+        collectives=count_collectives(compiled.as_text()),
+        budget_bytes=None if budget_gb is None else int(budget_gb * GIB),
+    )
+    if result.budget_bytes is not None and result.peak_bytes > result.budget_bytes:
+        raise PlanError([
+            f"The run needs {result.peak_bytes / GIB:.2f} GiB per device (state "
+            f"{result.state_bytes / GIB:.2f} GiB + activations {result.temp_bytes / GIB:.2f} GiB) "
+            f"on the mesh {result.mesh}, over the budget of {budget_gb:g} GiB: shard the state "
+            "over more devices (a larger 'fsdp' axis), lower the batch per device or raise "
+            "train.grad_accum_steps."
+        ])
+    return result
+
+
+__all__ = ["COLLECTIVES", "GROUPS", "GroupPlan", "Plan", "PlanError", "abstract_batch",
+           "count_collectives", "plan"]
