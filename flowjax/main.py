@@ -20,7 +20,8 @@ Modes:
             without allocating parameters; a table of bytes per device (parameters, optimiser,
             EMA, activations), FLOPs and collectives, also <workdir>/plan.json. With
             --plan_devices=N it compiles for N virtual CPU devices (e.g. 256 for a pod's mesh);
-            --plan_budget_gb fails when a device would need more.
+            --plan_budget_gb fails when a device would need more; --plan_topology=v5e:16x16
+            compiles for that TPU slice on a host without TPUs (needs libtpu).
   couplings a masked diffusion or IMDM teacher's samples with their starts and eps seeds, for
             ReDi distillation (`flowjax.train.couplings`): --couplings_num samples of
             --couplings_steps steps into --couplings_out (default <workdir>/couplings.npz).
@@ -82,6 +83,9 @@ _PLAN_DEVICES = flags.DEFINE_integer(
 _PLAN_BUDGET = flags.DEFINE_float(
     "plan_budget_gb", 0.0, "--mode=plan: fail when a device needs more GiB than this (0: none)."
 )
+_PLAN_TOPOLOGY = flags.DEFINE_string(
+    "plan_topology", "", "--mode=plan: compile for this TPU slice (e.g. v5e:16x16; needs libtpu)."
+)
 flags.mark_flags_as_required(["config", "workdir"])
 
 
@@ -139,7 +143,8 @@ def _plan(config, workdir: str) -> list[str]:
             "virtual devices must be set before JAX starts (run flowjax.main directly, or set "
             f"XLA_FLAGS=--xla_force_host_platform_device_count={wanted} JAX_PLATFORMS=cpu)."
         ])
-    result = plan_lib.plan(config, budget_gb=_PLAN_BUDGET.value or None)
+    result = plan_lib.plan(config, budget_gb=_PLAN_BUDGET.value or None,
+                           topology=_PLAN_TOPOLOGY.value or None)
     os.makedirs(workdir, exist_ok=True)
     path = os.path.join(workdir, "plan.json")
     with open(path, "w") as f:

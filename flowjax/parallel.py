@@ -58,11 +58,15 @@ def data_parallel_size(mesh_shape: Sequence[int], device_count: int) -> int:
     return sizes["data"] * sizes["fsdp"]
 
 
-def make_mesh(sharding_config: ml_collections.ConfigDict) -> Mesh:
-    """The ("data", "fsdp", "tensor") mesh over all devices of all processes."""
-    sizes = mesh_axis_sizes(sharding_config.mesh_shape, jax.device_count())
+def make_mesh(sharding_config: ml_collections.ConfigDict, devices: Sequence[Any] | None = None
+              ) -> Mesh:
+    """The ("data", "fsdp", "tensor") mesh over all devices of all processes, or over `devices`
+    (e.g. those of a TPU topology a preflight compiles for)."""
+    count = jax.device_count() if devices is None else len(devices)
+    sizes = mesh_axis_sizes(sharding_config.mesh_shape, count)
     return jax.make_mesh(
-        tuple(sizes[a] for a in MESH_AXES), MESH_AXES, axis_types=(AxisType.Auto,) * len(MESH_AXES)
+        tuple(sizes[a] for a in MESH_AXES), MESH_AXES, axis_types=(AxisType.Auto,) * len(MESH_AXES),
+        devices=devices,
     )
 
 

@@ -100,3 +100,21 @@ def test_plan_command_prints_the_table_and_fails_plainly(tmp_path):
                                capture_output=True, text=True)
     assert too_small.returncode == 2 and "over the budget" in too_small.stderr
     assert "Traceback" not in too_small.stderr
+
+
+def test_a_tpu_topology_needs_libtpu_or_compiles_for_it(tmp_path):
+    """Where libtpu is installed the plan compiles for a 2x2 v5e slice on this host; where it is
+    not, asking for a topology is a plain error naming what to install."""
+    import importlib.util
+
+    command = [sys.executable, "-m", "flowjax.main", "--mode=plan",
+               "--config=configs/fm_guide/checkerboard.py", f"--workdir={tmp_path}",
+               "--plan_topology=v5e:2x2", "--config.sharding.mesh_shape=(2,2,1)",
+               "--config.sample.batch_size=64", "--config.evaluate.batch_size=64"]
+    result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True)
+    if importlib.util.find_spec("libtpu") is None:
+        assert result.returncode == 2 and "libtpu" in result.stderr
+        assert "Traceback" not in result.stderr
+    else:
+        assert result.returncode == 0, result.stderr[-3000:]
+        assert "4 TPU v5 lite devices" in result.stdout

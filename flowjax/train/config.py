@@ -216,7 +216,9 @@ def check_schema(config: ml_collections.ConfigDict) -> None:
         raise ConfigError(problems)
 
 
-def validate_config(config: ml_collections.ConfigDict, workdir: str | None = None) -> None:
+def validate_config(
+    config: ml_collections.ConfigDict, workdir: str | None = None, device_count: int | None = None
+) -> None:
     """Checks everything that can be checked before compiling, in one pass.
 
     The config's keys and types are checked against the schema, then every value against the
@@ -230,6 +232,8 @@ def validate_config(config: ml_collections.ConfigDict, workdir: str | None = Non
     Args:
       config: a training config.
       workdir: the run's work directory, created if needed; checked to be writable.
+      device_count: the devices the mesh spans (default: JAX's; a preflight for a TPU topology
+        passes the topology's).
     """
     problems = schema_problems(config)
     if problems:
@@ -252,7 +256,7 @@ def validate_config(config: ml_collections.ConfigDict, workdir: str | None = Non
     problems += _collect(_check_sharding_config, config.sharding)
     if not problems:  # the parts read their values: build them only from valid ones
         problems += _collect(_check_components, config)
-        problems += _collect(_check_batch_divisibility, config)
+        problems += _collect(_check_batch_divisibility, config, device_count)
     if workdir is not None:
         problems += _collect(check_writable, workdir)
     if problems:
@@ -375,8 +379,10 @@ def _check_components(config: ml_collections.ConfigDict) -> None:
         raise ConfigError(problems)
 
 
-def _check_batch_divisibility(config: ml_collections.ConfigDict) -> None:
-    parallel = data_parallel_size(config.sharding.mesh_shape, jax.device_count())
+def _check_batch_divisibility(
+    config: ml_collections.ConfigDict, device_count: int | None = None
+) -> None:
+    parallel = data_parallel_size(config.sharding.mesh_shape, device_count or jax.device_count())
     batch, accum = config.train.global_batch_size, config.train.grad_accum_steps
     if batch % (parallel * accum):
         raise ValueError(

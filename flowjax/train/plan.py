@@ -15,6 +15,11 @@ per device, and whether it fits, without allocating a parameter.
   convolutions and matrix products alike) and the collectives in it (all-reduce, all-gather,
   reduce-scatter, all-to-all, collective-permute), counted in the optimised HLO.
 
+With `topology` (e.g. "v5e:16x16") the step is compiled by libtpu for that TPU slice on a host
+without TPUs (`jax.experimental.topologies`; the `libtpu` package must be installed, e.g. pip
+install "jax[tpu]"): the memory analysis and FLOPs are then the TPU compiler's. Checked with
+jax 0.10.2 and libtpu 0.0.42.1 on a CPU-only host.
+
 A mesh that does not divide a dimension, a batch that does not split over it, and a budget the
 peak does not fit raise a `PlanError` (a `ConfigError`: printed as plain lines by the command
 line) before anything is allocated. The command line compiles for many devices on one host
@@ -171,13 +176,35 @@ def _first(analysis):
     return analysis[0] if isinstance(analysis, list) else analysis
 
 
-def plan(config: ml_collections.ConfigDict, *, budget_gb: float | None = None) -> Plan:
-    """The plan of `config`'s train step on its mesh over the visible devices (module
-    docstring). Raises PlanError for a mesh that does not divide the model or the batch, or a
-    peak over `budget_gb` GiB per device."""
+def topology_devices(name: str) -> list[Any]:
+    """The devices of a TPU topology such as "v5e:16x16" or "v4:4x4x4", compiled for without
+    the hardware (needs the `libtpu` package: pip install "jax[tpu]")."""
+    from jax.experimental import topologies
+
     try:
-        validate_config(config)
-        run = setup_run(config)
+        return list(topologies.get_topology_desc(name, "tpu").devices)
+    except Exception as error:  # libtpu missing, or a topology it does not know
+        raise PlanError([
+            f"Cannot describe the TPU topology {name!r} ({type(error).__name__}: "
+            f"{str(error).strip().splitlines()[-1][:200]}). Compiling for a TPU topology needs "
+            "libtpu (pip install \"jax[tpu]\") and a name such as 'v5e:16x16' or 'v4:4x4x4'; "
+            "or plan for virtual CPU devices (--plan_devices)."
+        ]) from None
+
+
+def plan(
+    config: ml_collections.ConfigDict,
+    *,
+    budget_gb: float | None = None,
+    topology: str | None = None,
+) -> Plan:
+    """The plan of `config`'s train step on its mesh over the visible devices, or over the
+    devices of the TPU `topology` (module docstring). Raises PlanError for a mesh that does not
+    divide the model or the batch, or a peak over `budget_gb` GiB per device."""
+    devices = topology_devices(topology) if topology else None
+    try:
+        validate_config(config, device_count=None if devices is None else len(devices))
+        run = setup_run(config, devices)
     except ConfigError as error:
         raise PlanError(error.problems) from None
     except ValueError as error:  # a sharding rule that does not divide a dimension
@@ -197,7 +224,7 @@ def plan(config: ml_collections.ConfigDict, *, budget_gb: float | None = None) -
     result = Plan(
         mesh=dict(run.mesh.shape),
         devices=run.mesh.size,
-        platform=jax.devices()[0].platform,
+        platform=run.mesh.devices.flat[0].device_kind if topology else jax.devices()[0].platform,
         global_batch_size=config.train.global_batch_size,
         num_params=run.num_params,
         groups=groups,
@@ -220,4 +247,4 @@ def plan(config: ml_collections.ConfigDict, *, budget_gb: float | None = None) -
 
 
 __all__ = ["COLLECTIVES", "GROUPS", "GroupPlan", "Plan", "PlanError", "abstract_batch",
-           "count_collectives", "plan"]
+           "count_collectives", "plan", "topology_devices"]

@@ -79,9 +79,10 @@ class RunSetup:
         return sum(x.size for x in jax.tree.leaves(self.abstract_state.params))
 
 
-def setup_run(config: ml_collections.ConfigDict) -> RunSetup:
-    """Builds the mesh, objective, model and optimiser of `config` (a validated config)."""
-    mesh = make_mesh(config.sharding)
+def setup_run(config: ml_collections.ConfigDict, devices=None) -> RunSetup:
+    """Builds the mesh (over all devices, or `devices`), objective, model and optimiser of
+    `config` (a validated config)."""
+    mesh = make_mesh(config.sharding, devices)
     spec = DataSpec.from_config(config.data)
     objective = build_objective(config, spec)
     model_fn = model_constructor(config, objective)
