@@ -114,3 +114,24 @@ def test_bad_autoencoder_configs_are_refused():
     config.model = registry.model_defaults("mlp")
     with pytest.raises(ConfigError, match="autoencoder_kl"):
         validate_config(config)
+
+
+def test_cli_trains_and_exports_the_digits_autoencoder(tmp_path):
+    import subprocess
+    import sys
+
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    base = [sys.executable, "-m", "flowjax.main",
+            "--config=configs/lpl/digits.py:autoencoder,smoke", f"--workdir={tmp_path}",
+            "--config.evaluate.after_training=false"]
+    for mode in ("train", "export"):
+        result = subprocess.run(base + [f"--mode={mode}"], cwd=root, capture_output=True,
+                                text=True)
+        assert result.returncode == 0, result.stderr[-3000:]
+    assert "scaling_factor" in result.stdout
+    assert load_autoencoder_kl(tmp_path / "autoencoder").config.in_channels == 1
+    wrong = subprocess.run(
+        [sys.executable, "-m", "flowjax.main", "--config=configs/fm_guide/checkerboard.py:smoke",
+         f"--workdir={tmp_path / 'cb'}", "--mode=export"], cwd=root, capture_output=True,
+        text=True)
+    assert wrong.returncode == 2 and "objective 'autoencoder'" in wrong.stderr
