@@ -37,6 +37,10 @@ for group in GROUPS:
 out["dit"] = {"plan": {g.name: g.bytes_per_device for g in p.groups}, "placed": placed,
               "collectives": p.collectives, "temp": p.temp_bytes}
 
+config.model.remat = "full"
+out["dit"]["temp_remat"] = plan(config).temp_bytes
+config.model.remat = "none"
+
 mlp = load_config_file("configs/fm_guide/checkerboard.py")
 mlp.sharding.mesh_shape = (8, 1, 1)
 mlp.train.global_batch_size = 1024
@@ -75,6 +79,7 @@ def test_plan_matches_placed_arrays_flops_and_refuses_what_does_not_fit():
         planned = dit["plan"][group]
         assert abs(planned - placed) <= 0.05 * max(placed, 1), (group, planned, placed)
     assert dit["plan"]["params"] > 0 and dit["temp"] > 0
+    assert dit["temp_remat"] < dit["temp"]  # recomputed blocks keep fewer activations
     assert dit["collectives"]["all-reduce"] >= 1  # gradients are reduced over the batch axes
     # 8-way data parallel: each device runs the MLP on 128 points, forward and backward.
     h, layers = out["mlp"]["hidden"], out["mlp"]["layers"]

@@ -32,6 +32,9 @@ Strategies for Diffusion Models", section 3; `flowjax.models.conditioning`):
   (`control_schedule="cosine"`: 0 at noise, 1 at data) or s = 1 ("constant": the shared adaLN
   baseline of the paper when combined with conditioning="adaln"). No control, or a NaN row, is
   the null control.
+- `remat`: "none", "full" (each block recomputed in the backward pass) or "dots" (the matmuls'
+  outputs kept, the rest recomputed): `jax.checkpoint` policies trading compute for activation
+  memory (`REMAT_POLICIES`; `--mode=plan` shows the effect on memory).
 - `position_base_grid` > 0: the sine-cosine positions of a model pre-trained on that many
   tokens per side, interpolated to this model's grid (positions scaled by base / grid), for
   transfer between resolutions (section 4; with the noise-schedule shift of
@@ -66,6 +69,12 @@ DIT_SIZES: dict[str, tuple[int, int, int]] = {
 }
 """(hidden, depth, heads) of each DiT size."""
 PATCH_SIZES = (1, 2, 4, 8)
+REMAT_POLICIES = {
+    "none": None,  # keep every activation for the backward pass
+    "full": jax.checkpoint_policies.nothing_saveable,  # recompute each block in the backward
+    "dots": jax.checkpoint_policies.dots_with_no_batch_dims_saveable,  # keep the matmuls' outputs
+}
+"""Activation rematerialisation of the DiT blocks (`jax.checkpoint` policies)."""
 CONDITIONING = ("adaln", "attention")
 CONTROL_SCHEDULES = ("cosine", "constant")
 
@@ -137,9 +146,12 @@ class DiT(nnx.Module):
         control_schedule: str = "cosine",
         context_dim: int = 0,
         position_base_grid: int = 0,
+        remat: str = "none",
         dtype=None,
         rngs: nnx.Rngs,
     ):
+        if remat not in REMAT_POLICIES:
+            raise ValueError(f"DiT remat must be one of {tuple(REMAT_POLICIES)}, got {remat!r}.")
         if conditioning not in CONDITIONING:
             raise ValueError(f"DiT conditioning must be one of {CONDITIONING}, got {conditioning!r}.")
         if control_schedule not in CONTROL_SCHEDULES:
@@ -177,6 +189,7 @@ class DiT(nnx.Module):
         self.control_schedule = control_schedule
         self.context_dim = context_dim
         self.position_base_grid = position_base_grid
+        self.remat = remat
         in_adaln = num_classes if conditioning == "adaln" else None
         self.embed = TimeLabelEmbedding(
             hidden, frequency_dim=256, num_classes=in_adaln, dtype=dtype, rngs=rngs
@@ -245,8 +258,11 @@ class DiT(nnx.Module):
                 )
             extra.append(self.context_proj(context.astype(self.dtype or x.dtype)))
         tokens = jnp.concatenate([*extra, tokens], axis=1)
+        apply = lambda block, x, cond: block(x, cond)  # noqa: E731
+        if self.remat != "none":
+            apply = nnx.remat(apply, policy=REMAT_POLICIES[self.remat])
         for block in self.blocks:
-            tokens = block(tokens, c)
+            tokens = apply(block, tokens, c)
         tokens = tokens[:, tokens.shape[1] - g * g :]
         shift, scale = jnp.split(self.modulation_out(nnx.silu(c)), 2, axis=-1)
         out = self.out(modulate(self.norm_out(tokens), shift, scale))

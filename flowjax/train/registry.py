@@ -163,6 +163,7 @@ MODELS: dict[str, ModelEntry] = {
             control_dim=0,
             control_schedule="cosine",
             position_base_grid=0,
+            remat="none",  # "full" or "dots": recompute block activations (jax.checkpoint)
         ),
     ),
     # The text transformer of discrete diffusion / flow language models ("DDiT"): token
