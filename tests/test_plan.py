@@ -1,7 +1,8 @@
 """The preflight (`flowjax.train.plan`, `--mode=plan`): its bytes per device equal those of the
 state actually placed on 8 virtual devices, its FLOPs agree with the analytic matmul count of
-the MLP, rematerialised DiT blocks show their recomputation, and a mesh that does not divide the model or a budget too small is refused as a plain
-user error, before anything is allocated."""
+the MLP, rematerialised DiT blocks show their recomputation, and a mesh that does not divide
+the model or a budget too small is refused as a plain user error, before anything is
+allocated."""
 
 from __future__ import annotations
 
