@@ -23,7 +23,7 @@ Parts (`--parts`, in order; each reads what the earlier ones wrote under `--work
                and the fraction whose class does not change with the flip.
 
 Writes results.json and three grids to `--out`: autoencoder.png (test digits and their
-reconstructions, alternating), lpl_samples.png (decoded samples, 32 per run: baseline first)
+reconstructions, alternating), lpl_samples.png (decoded samples, two rows of 16 per run: baseline first)
 and leak_samples.png (classes 0-7 in each row: disentangled with flip 0, with flip 1, then the
 shared adaLN model the same way; flipped samples shown as drawn).
 
@@ -183,7 +183,8 @@ def part_lpl(workdir: str, results: dict, out: str, steps: int | None,
             }
             if seed == seeds[0]:
                 grids.append(images[:32])
-    data.save_image_grid(os.path.join(out, "lpl_samples.png"), np.concatenate(grids), scale=4)
+    data.save_image_grid(os.path.join(out, "lpl_samples.png"), np.concatenate(grids), columns=16,
+                         scale=4)
 
 
 def part_leak(workdir: str, results: dict, out: str, steps: int | None, num: int) -> None:
