@@ -116,6 +116,7 @@ def test_bad_autoencoder_configs_are_refused():
         validate_config(config)
 
 
+@pytest.mark.slow
 def test_cli_trains_and_exports_the_digits_autoencoder(tmp_path):
     import subprocess
     import sys
@@ -130,6 +131,13 @@ def test_cli_trains_and_exports_the_digits_autoencoder(tmp_path):
         assert result.returncode == 0, result.stderr[-3000:]
     assert "scaling_factor" in result.stdout
     assert load_autoencoder_kl(tmp_path / "autoencoder").config.in_channels == 1
+
+
+def test_cli_export_of_another_objective_is_a_plain_error(tmp_path):
+    import subprocess
+    import sys
+
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     wrong = subprocess.run(
         [sys.executable, "-m", "flowjax.main", "--config=configs/fm_guide/checkerboard.py:smoke",
          f"--workdir={tmp_path / 'cb'}", "--mode=export"], cwd=root, capture_output=True,

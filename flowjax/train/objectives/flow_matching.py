@@ -229,7 +229,7 @@ class FlowMatching(Objective):
         if self.config.model.get("dropout", 0.0) > 0:
             out["dropout_seed"] = dropout_seeds(dropout_key, x_1.shape[0])
         out = drop_control(
-            jax.random.fold_in(drop_key, 1), out, self.config.loss.control_dropout
+            jax.random.fold_in(drop_key, 1), out, self.config.loss.get("control_dropout", 0.0)
         )
         return drop_labels(drop_key, out, self.config.loss.label_dropout, self.spec.num_classes)
 
