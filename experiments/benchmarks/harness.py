@@ -16,7 +16,8 @@ come first (`image_models.py`: one, after compiling its programs ahead of time).
 FLOPs. Only the matrix multiplications are counted, 2 m k n for an (m, k) @ (k, n) product; for
 a stack of Linear layers evaluated on N points that is `linear_flops` = 2 N sum(in * out), the
 activations and all other elementwise work left out (each script derives its workloads' counts
-from it, except `image_models.py`, which takes XLA's count of its compiled programs). Achieved
+from it, except `image_models.py` and `latent.py`, which take XLA's count of their compiled programs,
+`flops_of`). Achieved
 FLOP/s are reported in GFLOP/s (`gflops`) and as a fraction of a peak measured in the same run,
 the model FLOPs utilisation (`mfu`).
 
@@ -132,6 +133,14 @@ def linear_flops(n: int, shapes: Sequence[tuple[int, int]]) -> int:
 
 def matmul_flops(size: int) -> int:
     return 2 * size**3
+
+
+def flops_of(compiled: Any) -> float:
+    """XLA's FLOP count of a compiled JAX program (`compiled.cost_analysis()["flops"]`)."""
+    analysis = compiled.cost_analysis()
+    if isinstance(analysis, list):
+        analysis = analysis[0]
+    return float(analysis.get("flops", 0.0))
 
 
 def gflops(flops: float, seconds: float) -> float:

@@ -82,13 +82,6 @@ def build(config, train_batch: int, sample_steps: int):
     return objective, graphdef, train_state, train_step, num_params
 
 
-def flops_of(compiled) -> float:
-    analysis = compiled.cost_analysis()
-    if isinstance(analysis, list):
-        analysis = analysis[0]
-    return float(analysis.get("flops", 0.0))
-
-
 def measure(name: str, args) -> dict[str, Any]:
     from flax import nnx
 
@@ -99,7 +92,7 @@ def measure(name: str, args) -> dict[str, Any]:
     rng = np.random.default_rng(0)
     batch = {"x": rng.uniform(-1, 1, (args.train_batch, 32, 32, 3)).astype(np.float32)}
     compiled_train = train_step.lower(state, batch).compile()
-    train_flops = flops_of(compiled_train)
+    train_flops = harness.flops_of(compiled_train)
 
     holder = {"state": state}
 
@@ -117,7 +110,7 @@ def measure(name: str, args) -> dict[str, Any]:
     ema, rest = holder["state"].ema_params, holder["state"].model_state
     compiled_sample = sample_fn.lower(ema, rest, sample_batch).compile()
     forward = jax.jit(lambda ema, rest, x: nnx.merge(graphdef, ema, rest)(x, 0.5))
-    forward_flops = flops_of(forward.lower(ema, rest, sample_batch["x"]).compile())
+    forward_flops = harness.flops_of(forward.lower(ema, rest, sample_batch["x"]).compile())
     sample_times, _ = harness.time_calls(
         lambda: compiled_sample(ema, rest, sample_batch), jax.block_until_ready, args.reps, 1
     )

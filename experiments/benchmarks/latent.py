@@ -99,20 +99,13 @@ def run_peer(python: str, checkpoint: str, images, latents, reps: int):
 # flowjax
 
 
-def flops_of(compiled) -> float:
-    analysis = compiled.cost_analysis()
-    if isinstance(analysis, list):
-        analysis = analysis[0]
-    return float(analysis.get("flops", 0.0))
-
-
 def cpu_flops(fn, *args) -> float:
     """XLA's FLOP count of jit(fn)(*args) compiled for the CPU (whose count includes the
     convolutions; the GPU backend's leaves out those it hands to cuDNN)."""
     import jax
 
     cpu = jax.devices("cpu")[0]
-    return flops_of(jax.jit(fn).lower(*jax.device_put(args, cpu)).compile())
+    return harness.flops_of(jax.jit(fn).lower(*jax.device_put(args, cpu)).compile())
 
 
 def autoencoder_part(args, checkpoint: str, images, latents, peak) -> dict[str, Any]:
@@ -199,7 +192,7 @@ def train_part(args, checkpoint: str, peak) -> dict[str, Any]:
             results[name] = {"images_per_s": args.train_batch / timing["median_s"], **timing}
         if not on_cpu:  # the GPU's count leaves out the convolutions: no FLOPs, no MFU
             continue
-        flops = flops_of(compiled)
+        flops = harness.flops_of(compiled)
         results[name]["flops_per_step"] = flops
         if not args.flops_only:
             results[name]["mfu"] = harness.mfu(harness.gflops(flops, timing["median_s"]),
@@ -208,9 +201,9 @@ def train_part(args, checkpoint: str, peak) -> dict[str, Any]:
             decoded = max(1, int(np.ceil(lpl_fraction * args.train_batch)))
             features = autoencoder.decoder_features
             z = batch["x"][:decoded]
-            forward = flops_of(jax.jit(features).lower(z).compile())
+            forward = harness.flops_of(jax.jit(features).lower(z).compile())
             grad = jax.jit(jax.grad(lambda z: sum((f**2).sum() for f in features(z))))
-            backward_and_forward = flops_of(grad.lower(z).compile())
+            backward_and_forward = harness.flops_of(grad.lower(z).compile())
             results[name]["decoded_examples"] = decoded
             results[name]["decoder_feature_forward_flops"] = forward
             results[name]["decoder_feature_pass_flops"] = backward_and_forward + forward

@@ -50,7 +50,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from flowjax.models.conditioning import ControlEmbedding
+from flowjax.models.conditioning import ControlEmbedding, null_control
 from flowjax.models.embeddings import batch_time, control_strength
 from flowjax.models.layers import (
     MultiHeadSelfAttention,
@@ -241,7 +241,7 @@ class DiT(nnx.Module):
         c = self.embed(t, b, label)
         if self.control_dim:
             if control is None:
-                control = jnp.full((b, self.control_dim), jnp.nan, jnp.float32)
+                control = null_control(b, self.control_dim)
             strength = (
                 control_strength(batch_time(t, b, jnp.float32))
                 if self.control_schedule == "cosine"
