@@ -213,7 +213,8 @@ def part_leak(workdir: str, results: dict, out: str, steps: int | None, num: int
             "digits_distance_flip1_unflipped": metrics.digits_frechet_distance(
                 unflipped, real_digits("train")),
         }
-        first = [int(np.flatnonzero(labels == c)[0]) for c in range(8)]  # classes 0-7
+        present = [c for c in range(10) if np.any(labels == c)][:8]  # classes 0-7 if drawn
+        first = [int(np.flatnonzero(labels == c)[0]) for c in present]
         grids += [draws[0.0][first], draws[1.0][first]]
     data.save_image_grid(os.path.join(out, "leak_samples.png"), np.concatenate(grids), columns=8,
                          scale=4)
