@@ -12,7 +12,8 @@ eq. 3): u = u(null, null) + s_y (u(y, null) - u(null, null)) + s_c (u(y, c) - u(
 (`two_scale_guidance`); s_y = s_c = 1 gives the fully conditional u(y, c), s_c = 0 ignores the
 control metadata. `two_scale_guided_velocity` wraps a model taking `label` and `control`
 (NaN rows: no metadata, `flowjax.models.conditioning`) into this combination, evaluated as one
-call on a tripled batch.
+call on a tripled batch. A caption's text embeddings (`context`) are a semantic condition like
+the label: its null is the null caption, zeros (`flowjax.models.conditioning.NULL_CONTEXT`).
 
 For discrete models (posterior logits, section 7 of the Guide) the same combination of logits,
 (1 + w) l(. | x_t, y) - w l(. | x_t), is the guided posterior
@@ -43,35 +44,47 @@ def guided_velocity(
     velocity_fn: Callable[..., jax.Array],
     guidance_scale: float | jax.Array,
     *,
-    null_label: int,
+    null_label: int | None,
     label_name: str = "label",
 ) -> Callable[..., jax.Array]:
-    """Wraps a class-conditional field into its classifier-free-guided version.
+    """Wraps a conditional field into its classifier-free-guided version.
 
     The conditional and unconditional evaluations run as one call on a doubled batch. The
     returned function has the signature f(x, t, **model_kwargs) of `ode_sample`, with the labels
-    passed as model_kwargs[label_name] of shape (B,); `null_label` is the label the model was
-    trained with for "no condition" (label dropout).
+    passed as model_kwargs[label_name] of shape (B,) and / or text embeddings as
+    model_kwargs["context"] (B, M, D); the unconditional half reads `null_label` (the label the
+    model was trained with for "no condition", label dropout; None for a model without labels)
+    and the null caption (`flowjax.models.conditioning.null_context`, context dropout).
     """
 
     def guided(x: jax.Array, t: jax.Array, **model_kwargs: Any) -> jax.Array:
-        if label_name not in model_kwargs:
-            raise ValueError(f"guided_velocity needs the labels as the keyword {label_name!r}.")
-        labels = jnp.asarray(model_kwargs.pop(label_name))
         if jnp.ndim(x) == 0:
             raise ValueError(f"x must have a leading batch axis (B, ...), got a scalar {x!r}.")
-        if labels.shape != x.shape[:1]:
+        conditions = {}
+        if null_label is not None:
+            if label_name not in model_kwargs:
+                raise ValueError(f"guided_velocity needs the labels as the keyword {label_name!r}.")
+            labels = jnp.asarray(model_kwargs.pop(label_name))
+            if labels.shape != x.shape[:1]:
+                raise ValueError(
+                    f"{label_name} must have shape (batch,) = ({x.shape[0]},), got {labels.shape}."
+                )
+            conditions[label_name] = jnp.concatenate([labels, jnp.full_like(labels, null_label)])
+        if "context" in model_kwargs:
+            context = jnp.asarray(model_kwargs.pop("context"))
+            if context.ndim != 3 or context.shape[0] != x.shape[0]:
+                raise ValueError(
+                    f"context must have shape ({x.shape[0]}, M, D), got {tuple(context.shape)}."
+                )
+            conditions["context"] = jnp.concatenate([context, jnp.zeros_like(context)])
+        if not conditions:
             raise ValueError(
-                f"{label_name} must have shape (batch,) = ({x.shape[0]},), got {labels.shape}."
+                "guided_velocity needs a condition to guide on: labels (with null_label) or text "
+                "embeddings as `context`."
             )
         t = jnp.asarray(t)
         both_t = jnp.concatenate([t, t]) if t.ndim == 1 else t
-        both = velocity_fn(
-            jnp.concatenate([x, x]),
-            both_t,
-            **{label_name: jnp.concatenate([labels, jnp.full_like(labels, null_label)])},
-            **model_kwargs,
-        )
+        both = velocity_fn(jnp.concatenate([x, x]), both_t, **conditions, **model_kwargs)
         if jnp.shape(both)[:1] != (2 * x.shape[0],):
             raise ValueError(
                 f"velocity_fn must return one output per input of the doubled batch, leading axis "
@@ -129,8 +142,9 @@ def two_scale_guided_velocity(
     u(null, null), u(y, null), u(y, c), run as one call of `velocity_fn` on a (3B, ...) batch.
 
     `control` (B, K) is required; the null control is a row of NaN. `null_label` is the model's
-    "no label" token, or None for a model without labels (then u(y, null) = u(null, null) and
-    only the control scale matters).
+    "no label" token, or None for a model without labels; text embeddings `context` (B, M, D),
+    when given, are part of the semantic condition y (the null caption in u(null, null)).
+    Without labels and text, u(y, null) = u(null, null) and only the control scale matters.
     """
 
     def guided(x: jax.Array, t: jax.Array, **model_kwargs: Any) -> jax.Array:
@@ -148,6 +162,9 @@ def two_scale_guided_velocity(
                 raise ValueError("A class-conditional model needs its labels as `label`.")
             labels = jnp.asarray(model_kwargs["label"])
             kwargs["label"] = jnp.concatenate([jnp.full_like(labels, null_label), labels, labels])
+        if "context" in model_kwargs:
+            context = jnp.asarray(model_kwargs["context"])
+            kwargs["context"] = jnp.concatenate([jnp.zeros_like(context), context, context])
         t = jnp.asarray(t)
         outputs = velocity_fn(
             jnp.concatenate([x, x, x]), jnp.concatenate([t, t, t]) if t.ndim == 1 else t, **kwargs

@@ -21,11 +21,21 @@ Parts (`--parts`, in order; each reads what the earlier ones wrote under `--work
                flip set to 0 and to 1; the flipped ones are flipped back and both are classified
                by the digits classifier: the fraction of samples whose class follows the label
                and the fraction whose class does not change with the flip.
+  captions     text conditioning end to end: every training digit gets a synthetic caption
+               (`digit_captions`: 2-5 token embeddings of a fixed random vocabulary, the class
+               word at a random place among filler words) stored with
+               `flowjax.data.save_text_embeddings`; the disentangled DiT of
+               `configs/conditioning/digits.py`, without labels or flips, reads the captions as
+               attention tokens (noisy replicate padding, caption dropout 0.1) and draws
+               `--leak-samples` digits from prompts of known class (`sample.context_path`),
+               unguided and guided; the fraction the digits classifier assigns to the prompt's
+               class (chance: 10%).
 
 Writes results.json and three grids to `--out`: autoencoder.png (test digits and their
 reconstructions, alternating), lpl_samples.png (decoded samples, two rows of 16 per run: baseline first)
-and leak_samples.png (classes 0-7 in each row: disentangled with flip 0, with flip 1, then the
-shared adaLN model the same way; flipped samples shown as drawn).
+leak_samples.png (classes 0-7 in each row: disentangled with flip 0, with flip 1, then the
+shared adaLN model the same way; flipped samples shown as drawn) and caption_samples.png
+(prompt classes 0-9 in a row, unguided then guided).
 
     nice -n 10 python experiments/latent/run.py --workdir=/tmp/latent_runs
 """
@@ -51,7 +61,9 @@ from flowjax.train.trained import load_trained_flow
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(os.path.dirname(HERE))
-PARTS = ("autoencoder", "encode", "lpl", "leak")
+PARTS = ("autoencoder", "encode", "lpl", "leak", "captions")
+CAPTION_TOKENS, CAPTION_WIDTH = 6, 16  # M, D of the synthetic captions
+CAPTION_WORDS = 10 + 6  # one word per class and six filler words
 FEATURE_TIMES = (0.8, 0.9, 0.95)
 SAMPLE_SEEDS = (0, 1, 2)  # each run's digits distance: the mean over three sample draws
 
@@ -220,6 +232,56 @@ def part_leak(workdir: str, results: dict, out: str, steps: int | None, num: int
                          scale=4)
 
 
+def digit_captions(labels: np.ndarray, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Captions (n, M, D) and lengths (n,) of digits of class `labels`: n_i ~ U{2..5} token
+    embeddings of a fixed vocabulary (N(0, 1) rows, drawn once), the word of the class at a
+    random position among random filler words; the padding is junk the trainer replaces."""
+    vocabulary = np.random.default_rng(12345).standard_normal((CAPTION_WORDS, CAPTION_WIDTH))
+    rng = np.random.default_rng(seed)
+    n = len(labels)
+    lengths = rng.integers(2, 6, size=n)
+    words = rng.integers(10, CAPTION_WORDS, size=(n, CAPTION_TOKENS))
+    words[np.arange(n), rng.integers(0, lengths)] = labels
+    context = vocabulary[words].astype(np.float32)
+    context[np.arange(CAPTION_TOKENS)[None, :] >= lengths[:, None]] = 9.0
+    return context, lengths
+
+
+def part_captions(workdir: str, results: dict, out: str, steps: int | None, num: int) -> None:
+    images, labels = data.load_digits("train")
+    folder = os.path.join(workdir, "captions")
+    os.makedirs(folder, exist_ok=True)
+    np.savez(os.path.join(folder, "digits.npz"), x=images)  # no labels: the caption is all
+    train_captions = data.save_text_embeddings(os.path.join(folder, "train"),
+                                               *digit_captions(labels, seed=0))
+    prompt_classes = np.arange(num) % 10
+    prompts = data.save_text_embeddings(os.path.join(folder, "prompts"),
+                                        *digit_captions(prompt_classes, seed=1))
+    cfg = config("configs/conditioning/digits.py", None)
+    cfg.data = dict(source="arrays", path=os.path.join(folder, "digits.npz"),
+                    context_path=train_captions)
+    cfg.evaluate.data = dict(shuffle=False)
+    cfg.model.update(control_dim=0, context_dim=CAPTION_WIDTH)
+    cfg.loss.update(label_dropout=0.0, control_dropout=0.0, context_dropout=0.1)
+    cfg.sample.update(control=(), context_path=prompts, num_samples=num)
+    if steps:
+        cfg.train.num_steps = steps
+    run_dir = os.path.join(workdir, "captions_run")
+    train(cfg, run_dir)
+    results["captions"], rows = {"steps": cfg.train.num_steps, "samples": num}, []
+    for guidance_scale in (0.0, 1.0):
+        cfg.sample.guidance_scale = guidance_scale
+        drawn = np.clip(sample(cfg, run_dir)["samples"], -1, 1)
+        classes = metrics.digits_classes(drawn)
+        results["captions"][f"prompt_class_followed_w{guidance_scale:g}"] = float(
+            np.mean(classes == prompt_classes))
+        results["captions"][f"digits_distance_w{guidance_scale:g}"] = (
+            metrics.digits_frechet_distance(drawn, real_digits("train")))
+        rows.append(drawn[:10])
+    data.save_image_grid(os.path.join(out, "caption_samples.png"), np.concatenate(rows),
+                         columns=10, scale=4)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--workdir", required=True)
@@ -244,8 +306,10 @@ def main() -> None:
             part_encode(args.workdir, results)
         elif part == "lpl":
             part_lpl(args.workdir, results, args.out, args.steps, args.lpl_weights, args.seeds)
-        else:
+        elif part == "leak":
             part_leak(args.workdir, results, args.out, args.steps, args.leak_samples)
+        else:
+            part_captions(args.workdir, results, args.out, args.steps, args.leak_samples)
         print(f"{part}: {time.perf_counter() - start:.0f} s", flush=True)
         with open(results_file, "w") as f:
             json.dump(results, f, indent=1)

@@ -26,6 +26,7 @@ from flowjax.data.pipeline import (
     EpochIndexSampler,
     build_dataset,
     build_map_dataset,
+    context_shape,
     control_dim,
     dataset_from_arrays,
     decode_tokens,
@@ -51,6 +52,7 @@ from flowjax.data.sources import (
     save_couplings,
     write_array_record,
 )
+from flowjax.data.text_embeddings import TextEmbeddings, save_text_embeddings
 from flowjax.data.latents import decode_in_batches, latents_glob, sample_moments, write_latents
 from flowjax.data.tokenizers import (
     ByteLevelTokenizer,
@@ -88,10 +90,12 @@ __all__ = [
     "SOURCES",
     "TOY_DISTRIBUTIONS",
     "EpochIndexSampler",
+    "TextEmbeddings",
     "Tokenizer",
     "build_dataset",
     "byte_level_alphabet",
     "build_map_dataset",
+    "context_shape",
     "control_dim",
     "dataset_from_arrays",
     "decode_in_batches",
@@ -107,6 +111,7 @@ __all__ = [
     "languages",
     "load_digits",
     "sample_moments",
+    "save_text_embeddings",
     "write_latents",
     "load_tokenizer",
     "log_density",

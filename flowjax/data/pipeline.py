@@ -45,20 +45,26 @@ x / 127.5 - 1, any other dtype is cast to float32 (token ids of the text sources
 decided by `numpy.random.default_rng([seed, i, 0x464C4950])` for global batch i (so also
 deterministic). With `flip_control=True` as well, the batch carries the flip as control
 metadata, "control": float32 (local, 1), 1.0 for a flipped image (the control conditioning of
-Berrada et al., 2024; `flowjax.models.conditioning`).
+Berrada et al., 2024; `flowjax.models.conditioning`). With `context_path` (the image sources)
+the batch carries each record's text embeddings from that directory
+(`flowjax.data.text_embeddings`: one row per record, in the source's order), "context" float32
+(local, M, D) and "context_length" int32 (local,).
 
 Config keys (a `ml_collections.ConfigDict` or a dict; unknown keys raise):
 
     common:        source, worker_count=0, num_threads=1, prefetch_buffer_size=2
     "toy":         name (one of TOY_DISTRIBUTIONS)
     "arrays":      path (.npz, or .npy memory-mapped), x_key="x", label_key=None, shuffle=True,
-                   num_classes=None, random_flip=False, flip_control=False, num_epochs=None
+                   num_classes=None, random_flip=False, flip_control=False, num_epochs=None,
+                   context_path=None
     "array_record": path (file, glob or list, written by write_array_record), shuffle=True,
-                   num_classes=None, random_flip=False, flip_control=False, num_epochs=None
+                   num_classes=None, random_flip=False, flip_control=False, num_epochs=None,
+                   context_path=None
     "tfds":        name, split="train", data_dir=None, image_key="image", label_key="label",
-                   shuffle=True, random_flip=False, flip_control=False, num_epochs=None
+                   shuffle=True, random_flip=False, flip_control=False, num_epochs=None,
+                   context_path=None
     "digits":      split="train" (or "test"), shuffle=True, random_flip=False,
-                   flip_control=False, num_epochs=None
+                   flip_control=False, num_epochs=None, context_path=None
                    (scikit-learn's 8x8 digits in [-1, 1], labels 0-9; `flowjax.data.images`)
     "synthetic_text": name ("markov", "noisy_copy" or "repeated_token"), vocab_size, seq_len,
                    language_seed=0, concentration=None (markov, noisy_copy), order=1 (markov),
@@ -112,6 +118,7 @@ from flowjax.data import languages
 from flowjax.data import sources as _src
 from flowjax.data import tabular as _tabular
 from flowjax.data import text as _text
+from flowjax.data.text_embeddings import TextEmbeddings
 from flowjax.data.tokenizers import load_tokenizer
 from flowjax.data.toy import (
     TOY_DISTRIBUTIONS,
@@ -152,6 +159,7 @@ _SOURCE_KEYS: dict[str, dict[str, Any]] = {
         "random_flip": False,
         "flip_control": False,
         "num_epochs": None,
+        "context_path": None,
     },
     "array_record": {
         "path": _REQUIRED,
@@ -160,6 +168,7 @@ _SOURCE_KEYS: dict[str, dict[str, Any]] = {
         "random_flip": False,
         "flip_control": False,
         "num_epochs": None,
+        "context_path": None,
     },
     "tfds": {
         "name": _REQUIRED,
@@ -171,6 +180,7 @@ _SOURCE_KEYS: dict[str, dict[str, Any]] = {
         "random_flip": False,
         "flip_control": False,
         "num_epochs": None,
+        "context_path": None,
     },
     "digits": {
         "split": "train",
@@ -178,6 +188,7 @@ _SOURCE_KEYS: dict[str, dict[str, Any]] = {
         "random_flip": False,
         "flip_control": False,
         "num_epochs": None,
+        "context_path": None,
     },
     "tabular": {"name": _REQUIRED, "split": "train", "shuffle": True, "num_epochs": None},
     # A synthetic language of flowjax.data.languages: order applies to "markov", noise to
@@ -367,6 +378,19 @@ def _open_reader(spec: dict[str, Any]) -> _src.RecordReader:
     raise AssertionError(source)
 
 
+def _open_context(spec: dict[str, Any], num_records: int) -> TextEmbeddings | None:
+    """The text embeddings of `data.context_path` (None when unset), one row per record."""
+    if not spec.get("context_path"):
+        return None
+    context = TextEmbeddings(str(spec["context_path"]))
+    if len(context) != num_records:
+        raise ValueError(
+            f"data.context_path={spec['context_path']!r} holds {len(context)} captions, but the "
+            f"source has {num_records} records: it needs one row per record, in the same order."
+        )
+    return context
+
+
 # --------------------------------------------------------------------------------------------
 # Global batch i -> this process's rows.
 
@@ -490,8 +514,10 @@ class RecordBatch:
         random_flip: bool,
         tokens: bool = False,
         flip_control: bool = False,
+        context: TextEmbeddings | None = None,
     ):
         self.reader = reader
+        self.context = context
         self.sampler = sampler
         self.rows = rows
         self.random_flip = random_flip
@@ -517,6 +543,8 @@ class RecordBatch:
         for key, value in batch.items():
             if key not in ("x", "label", "target"):
                 out[key] = np.ascontiguousarray(value)
+        if self.context is not None:
+            out.update(self.context.read(records))
         return out
 
 
@@ -549,6 +577,7 @@ def _map_dataset(
             bool(spec.get("random_flip", False)),
             tokens=spec["source"] in _TOKEN_SOURCES,
             flip_control=bool(spec.get("flip_control", False)),
+            context=_open_context(spec, len(reader)),
         )
         if spec["num_epochs"] is None:
             length = sys.maxsize
@@ -709,6 +738,15 @@ def event_shape(config: Any) -> tuple[int, ...]:
 def control_dim(config: Any) -> int:
     """The number of control metadata values per example ("control"), 0 when there are none."""
     return 1 if parse_config(config).get("flip_control") else 0
+
+
+def context_shape(config: Any) -> tuple[int, int] | None:
+    """(M, D) of the text embeddings per example ("context"), None when there are none; read
+    from the file headers, checking that there is one row per record."""
+    spec = parse_config(config)
+    if not spec.get("context_path"):
+        return None
+    return _open_context(spec, len(_open_reader(spec))).token_shape
 
 
 def num_classes(config: Any) -> int | None:

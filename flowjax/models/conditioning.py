@@ -16,7 +16,9 @@ enters through attention (`flowjax.models.DiT` with conditioning="attention").
 - `noisy_replicate_padding`: text-token sequences padded to a fixed length by repeating the
   valid tokens (token j of a sequence of n valid ones reads token j mod n) plus Gaussian noise
   of standard deviation `noise_std` on the repeated copies, instead of padding tokens the model
-  would learn to read (section 3, "noisy replicate padding").
+  would learn to read (section 3, "noisy replicate padding"). The null caption
+  (`null_context`, zeros) is what context dropout trains for and guidance's unconditional
+  branch reads.
 """
 
 from __future__ import annotations
@@ -30,6 +32,10 @@ from flowjax.models.embeddings import sinusoidal_embedding
 
 NULL_CONTROL = float("nan")
 """The value of every entry of a control row that carries no metadata."""
+
+NULL_CONTEXT = 0.0
+"""The value of every token entry of a caption that says nothing (context dropout, the
+unconditional branch of guidance): the DiT then reads only its projection's bias."""
 
 
 def null_control(batch_size: int, control_dim: int) -> Float[Array, "B K"]:
@@ -63,6 +69,11 @@ class ControlEmbedding(nnx.Module):
         return jnp.where(present[:, None], h, 0.0)
 
 
+def null_context(context: Float[Array, "B M D"]) -> Float[Array, "B M D"]:
+    """The null captions of the shape of `context`."""
+    return jnp.full_like(context, NULL_CONTEXT)
+
+
 def noisy_replicate_padding(
     key: jax.Array,
     tokens: Float[Array, "B M D"],
@@ -87,4 +98,11 @@ def noisy_replicate_padding(
     return jnp.where(padding, replicated + noise, tokens)
 
 
-__all__ = ["ControlEmbedding", "NULL_CONTROL", "noisy_replicate_padding", "null_control"]
+__all__ = [
+    "ControlEmbedding",
+    "NULL_CONTEXT",
+    "NULL_CONTROL",
+    "noisy_replicate_padding",
+    "null_context",
+    "null_control",
+]

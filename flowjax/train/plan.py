@@ -131,7 +131,8 @@ class Plan:
 
 def abstract_batch(run, config: ml_collections.ConfigDict) -> dict[str, jax.ShapeDtypeStruct]:
     """A global batch of ShapeDtypeStructs as the data pipeline gives it (split over the batch
-    axes): x (tokens int32, else float32), labels, control metadata, regression targets."""
+    axes): x (tokens int32, else float32), labels, control metadata, text embeddings and their
+    lengths, regression targets."""
     b = config.train.global_batch_size
     sharding = batch_sharding(run.mesh)
     spec = run.objective.spec
@@ -143,6 +144,10 @@ def abstract_batch(run, config: ml_collections.ConfigDict) -> dict[str, jax.Shap
     if spec.control_dim:
         batch["control"] = jax.ShapeDtypeStruct((b, spec.control_dim), jnp.float32,
                                                 sharding=sharding)
+    if spec.context_shape is not None:
+        batch["context"] = jax.ShapeDtypeStruct((b, *spec.context_shape), jnp.float32,
+                                                sharding=sharding)
+        batch["context_length"] = jax.ShapeDtypeStruct((b,), jnp.int32, sharding=sharding)
     target_dim = getattr(run.objective, "target_dim", None)
     if target_dim:
         batch["target"] = jax.ShapeDtypeStruct((b, target_dim), jnp.float32, sharding=sharding)

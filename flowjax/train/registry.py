@@ -157,10 +157,12 @@ MODELS: dict[str, ModelEntry] = {
             num_heads=0,
             mlp_ratio=4.0,
             # Berrada et al., 2024 (flowjax.models.dit): the label through adaLN or attention,
-            # control metadata (the data's "control") with a cosine or constant strength, and
+            # control metadata (the data's "control") with a cosine or constant strength, text
+            # embeddings (the data's "context", width context_dim) as more attention tokens, and
             # positions interpolated from a model trained on position_base_grid tokens a side.
             conditioning="adaln",
             control_dim=0,
+            context_dim=0,
             control_schedule="cosine",
             position_base_grid=0,
             remat="none",  # "full" or "dots": recompute block activations (jax.checkpoint)

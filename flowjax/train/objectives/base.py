@@ -56,6 +56,7 @@ import numpy as np
 from flax import nnx
 
 from flowjax import data, losses
+from flowjax.models.conditioning import NULL_CONTEXT, noisy_replicate_padding
 from flowjax.train import registry
 
 Batch = dict[str, jax.Array]  # "x": (B, *event); optionally "label": (B,)
@@ -80,6 +81,7 @@ class DataSpec:
       vocab_size: the number of token values of discrete data, or None for continuous data.
       toy: the name of a toy distribution, or None for other sources.
       control_dim: the number of control metadata values per example (`data.flip_control`).
+      context_shape: (M, D) of the text embeddings per example (`data.context_path`), or None.
     """
 
     event_shape: tuple[int, ...]
@@ -87,6 +89,7 @@ class DataSpec:
     vocab_size: int | None
     toy: str | None
     control_dim: int = 0
+    context_shape: tuple[int, int] | None = None
 
     @classmethod
     def from_config(cls, data_config: ml_collections.ConfigDict) -> DataSpec:
@@ -96,6 +99,7 @@ class DataSpec:
             vocab_size=data.vocab_size(data_config),
             toy=data_config.name if data_config.source == "toy" else None,
             control_dim=data.control_dim(data_config),
+            context_shape=data.context_shape(data_config),
         )
 
 
@@ -108,9 +112,34 @@ def drop_labels(key: jax.Array, batch: Batch, probability: float, null_label: in
 
 
 def conditioning(batch: Batch) -> dict[str, jax.Array]:
-    """The model's keyword arguments from a batch: its labels, its control metadata and, in
-    training batches of a network with dropout, the per-example dropout seeds."""
-    return {k: batch[k] for k in ("label", "control", "dropout_seed") if k in batch}
+    """The model's keyword arguments from a batch: its labels, its control metadata, its text
+    embeddings (padded by `pad_context`) and, in training batches of a network with dropout,
+    the per-example dropout seeds."""
+    return {k: batch[k] for k in ("label", "control", "context", "dropout_seed") if k in batch}
+
+
+def pad_context(key: jax.Array | None, batch: Batch, noise_std: float) -> Batch:
+    """The batch with each caption's tokens past its "context_length" filled by noisy
+    replication (`flowjax.models.noisy_replicate_padding`; key None: noiseless copies, as for
+    sampling), and the lengths dropped; batches without text embeddings pass unchanged."""
+    if "context_length" not in batch:
+        return batch
+    out = {k: v for k, v in batch.items() if k != "context_length"}
+    noise_std = 0.0 if key is None else noise_std
+    key = jax.random.key(0) if key is None else key
+    out["context"] = noisy_replicate_padding(
+        key, batch["context"], batch["context_length"], noise_std
+    )
+    return out
+
+
+def drop_context(key: jax.Array, batch: Batch, probability: float) -> Batch:
+    """The batch with each example's text embeddings replaced by the null context (zeros,
+    `flowjax.models.conditioning.null_context`) with `probability` (for guidance)."""
+    if "context" not in batch or probability <= 0:
+        return batch
+    drop = jax.random.bernoulli(key, probability, batch["context"].shape[:1])
+    return {**batch, "context": jnp.where(drop[:, None, None], NULL_CONTEXT, batch["context"])}
 
 
 def drop_control(key: jax.Array, batch: Batch, probability: float) -> Batch:
@@ -147,6 +176,7 @@ class Objective(abc.ABC):
     positive: ClassVar[tuple[str, ...]] = ()
     non_negative: ClassVar[tuple[str, ...]] = ()
     unit_interval: ClassVar[tuple[str, ...]] = ()
+    reads_context: ClassVar[bool] = False  # whether the model may read text embeddings
     plot_density: ClassVar[bool] = False  # whether `log_likelihood` is cheap enough for a grid
     # Whether evaluation scores image samples (FID / Inception Score with the evaluate.fid_*
     # settings, the digits distance): the samples are draws of the data, not predictions.
@@ -183,6 +213,19 @@ class Objective(abc.ABC):
                 else f"The data carry control metadata (data.flip_control=True), but the model "
                 f"{config.model.name!r} reads none; use a DiT with model.control_dim="
                 f"{spec.control_dim}."
+            )
+        model_context = config.model.get("context_dim", 0)
+        data_context = spec.context_shape[1] if spec.context_shape else 0
+        if data_context and not self.reads_context:
+            raise ValueError(
+                f"The data carry text embeddings (data.context_path), which the objective "
+                f"{self.name!r} does not read; use 'flow_matching' or drop data.context_path."
+            )
+        if model_context != data_context:
+            raise ValueError(
+                f"The data carry text embeddings of width {data_context} (data.context_path), but "
+                f"the model reads width {model_context} (model.context_dim); make them equal (a "
+                "DiT with conditioning='attention' reads text embeddings)."
             )
         if config.loss.get("label_dropout", 0.0) > 0 and spec.num_classes is None:
             raise ValueError(

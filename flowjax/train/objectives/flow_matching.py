@@ -22,6 +22,16 @@ samples take the metadata `sample.control` (empty: none), and `sample.control_gu
 w_c with `sample.guidance_scale` w give the two-scale guidance u(null, null) + (1 + w)
 (u(y, null) - u(null, null)) + (1 + w_c) (u(y, c) - u(y, null)).
 
+Text embeddings (data with `context_path`, a DiT with conditioning="attention" and
+`context_dim`; Berrada et al., 2024): each caption's tokens past its length are filled by noisy
+replicate padding with standard deviation `loss.context_noise` (noiseless copies at sampling and
+evaluation), and the caption is dropped to the null caption (zeros) with probability
+`loss.context_dropout`. Samples read the captions of `sample.context_path` (a
+`flowjax.data.save_text_embeddings` directory, used in order) or, when it is empty, captions of
+the training data drawn at random (independently of the labels of labelled data: set
+`sample.label` for one class); `sample.guidance_scale` guides on the caption (and the label, when
+there is one) against the null ones.
+
 `path.resolution_shift` s != 1 divides the path's signal-to-noise ratio by s at every time
 (`flowjax.paths.ShiftedScheduler`: for images with s times the side of the base resolution).
 """
@@ -37,7 +47,7 @@ import ml_collections
 import numpy as np
 from flax import nnx
 
-from flowjax import guidance, losses, metrics, solvers
+from flowjax import data, guidance, losses, metrics, solvers
 from flowjax.models.autoencoder import FlowWithDecoder
 from flowjax.models.convert_autoencoder import load_autoencoder_kl, read_config
 from flowjax.train import registry
@@ -47,9 +57,11 @@ from flowjax.train.objectives.base import (
     DataSpec,
     Objective,
     conditioning,
+    drop_context,
     drop_control,
     drop_labels,
     dropout_seeds,
+    pad_context,
 )
 
 
@@ -79,6 +91,10 @@ class FlowMatching(Objective):
         t_max=1.0,  # times are drawn in [0, t_max)
         label_dropout=0.0,  # probability of replacing a class label by the null label (CFG)
         control_dropout=0.0,  # probability of replacing the control metadata by the null control
+        context_dropout=0.0,  # probability of replacing the text embeddings by the null caption
+        # Standard deviation of the noise on the replicated caption tokens (noisy replicate
+        # padding; the paper gives no value: a choice against embeddings of unit scale).
+        context_noise=0.1,
         lpl_weight=0.0,  # weight of the latent perceptual loss (0: none)
         lpl_autoencoder="",  # the diffusers AutoencoderKL directory whose decoder LPL reads
         lpl_t_min=0.8,  # LPL only where t >= lpl_t_min (DDPM timestep 200 of 1,000)
@@ -98,6 +114,9 @@ class FlowMatching(Objective):
         label=-1,  # class of every sample of a conditional model; -1: uniformly random classes
         control=(),  # control metadata of every sample (data with control); (): none
         control_guidance_scale=0.0,  # w_c of the two-scale guidance (data with control)
+        # Text embeddings of the captions to draw (data with text embeddings): a
+        # save_text_embeddings directory read in order; "": the data's captions, at random.
+        context_path="",
         density_grid_size=100,  # points per side of the grid of the density plot (2D data)
     )
     evaluate_defaults = dict(
@@ -140,10 +159,14 @@ class FlowMatching(Objective):
         "evaluate.fid_num_samples",
     )
     lpl = False  # the latent perceptual loss is on (set from loss.lpl_weight in __init__)
-    non_negative = ("sample.guidance_scale", "sample.control_guidance_scale", "loss.lpl_weight")
+    reads_context = True
+    non_negative = (
+        "sample.guidance_scale", "sample.control_guidance_scale", "loss.lpl_weight",
+        "loss.context_noise",
+    )
     unit_interval = (
-        "loss.t_max", "loss.label_dropout", "loss.control_dropout", "loss.lpl_t_min",
-        "loss.lpl_fraction",
+        "loss.t_max", "loss.label_dropout", "loss.control_dropout", "loss.context_dropout",
+        "loss.lpl_t_min", "loss.lpl_fraction",
     )
 
     def __init__(self, config: ml_collections.ConfigDict, spec: DataSpec):
@@ -152,8 +175,24 @@ class FlowMatching(Objective):
         self.sample_solver = solvers.SolverSettings.from_config(config.sample)
         self.evaluate_solver = solvers.SolverSettings.from_config(config.evaluate)
         sc = config.sample
-        if sc.guidance_scale > 0 and spec.num_classes is None:
-            raise ValueError("sample.guidance_scale > 0 needs a class-conditional model (labels).")
+        if sc.guidance_scale > 0 and spec.num_classes is None and spec.context_shape is None:
+            raise ValueError(
+                "sample.guidance_scale > 0 needs a conditional model: class labels or text "
+                "embeddings (data.context_path)."
+            )
+        if spec.context_shape is None and (sc.context_path or config.loss.context_dropout > 0):
+            raise ValueError(
+                "sample.context_path and loss.context_dropout need data with text embeddings "
+                "(data.context_path)."
+            )
+        if sc.context_path:
+            width = data.TextEmbeddings(sc.context_path).token_shape[1]
+            if width != spec.context_shape[1]:
+                raise ValueError(
+                    f"sample.context_path={sc.context_path!r} holds text embeddings of width "
+                    f"{width}, but the model was trained on width {spec.context_shape[1]} "
+                    "(data.context_path): encode the prompts with the same text encoder."
+                )
         if sc.label != -1 and (spec.num_classes is None or not 0 <= sc.label < spec.num_classes):
             classes = "none" if spec.num_classes is None else f"0..{spec.num_classes - 1}"
             raise ValueError(
@@ -219,11 +258,13 @@ class FlowMatching(Objective):
         return lambda rngs: FlowWithDecoder(build(rngs), load_autoencoder_kl(path))
 
     def draw_step_noise(self, key: jax.Array, batch: Batch) -> Batch:
-        """x_0 ~ N(0, I) of the shape of batch["x"], t (B,), dropped labels and, for a model
-        with dropout, per-example dropout seeds."""
+        """x_0 ~ N(0, I) of the shape of batch["x"], t (B,), dropped labels, control metadata and
+        captions, padded captions and, for a model with dropout, per-example dropout seeds."""
         x_1 = batch["x"]
         noise_key, time_key, drop_key, dropout_key = jax.random.split(key, 4)
-        out = dict(batch)
+        lc = self.config.loss
+        out = pad_context(jax.random.fold_in(drop_key, 3), batch, lc.get("context_noise", 0.0))
+        out = drop_context(jax.random.fold_in(drop_key, 2), out, lc.get("context_dropout", 0.0))
         out["x_0"] = jax.random.normal(noise_key, x_1.shape, x_1.dtype)
         out["t"] = self._time(time_key, x_1.shape[0], x_1.dtype)
         if self.config.model.get("dropout", 0.0) > 0:
@@ -266,6 +307,12 @@ class FlowMatching(Objective):
         if self.spec.control_dim:
             control = tuple(self.config.sample.control) or (np.nan,) * self.spec.control_dim
             inputs["control"] = np.tile(np.asarray(control, np.float32), (num, 1))
+        if self.spec.context_shape is not None:
+            prompts = self.config.sample.context_path
+            captions = data.TextEmbeddings(prompts or self.config.data.context_path)
+            rows = (np.arange(num) % len(captions) if prompts
+                    else rng.integers(len(captions), size=num))
+            inputs.update(captions.read(rows))
         return inputs
 
     def sampler(self, time_grid: tuple[float, ...] = (0.0, 1.0)) -> BatchFn:
@@ -282,6 +329,7 @@ class FlowMatching(Objective):
 
         def sample(model, batch, key):
             del key  # the ODE is deterministic
+            batch = pad_context(None, batch, 0.0)
             velocity = model
             if two_scales:
                 velocity = guidance.two_scale_guided_velocity(
@@ -316,10 +364,13 @@ class FlowMatching(Objective):
             settings["guidance_scale"] = sc.guidance_scale
         if self.spec.control_dim:
             settings.update(control=list(sc.control), control_guidance_scale=sc.control_guidance_scale)
+        if self.spec.context_shape is not None:
+            settings["captions"] = sc.context_path or "training data, at random"
         return settings
 
     def log_likelihood(self) -> BatchFn:
         def log_p(model, batch, key):
+            batch = pad_context(None, batch, 0.0)
             _, log_p1 = solvers.ode_log_likelihood(
                 model,
                 batch["x"],
