@@ -148,3 +148,16 @@ def global_batch(
         name: jax.make_array_from_process_local_data(sharding, np.asarray(value))
         for name, value in local_batch.items()
     }
+
+
+def allgather_host(x: np.ndarray) -> np.ndarray:
+    """(process_count, *x.shape): every process's host array `x`, bit for bit (float64 travels
+    as raw bytes, so it is not cast to float32 without jax_enable_x64)."""
+    x = np.ascontiguousarray(x)
+    if jax.process_count() == 1:
+        return x[None]
+    from jax.experimental import multihost_utils
+
+    raw = x.reshape(-1).view(np.uint8)
+    gathered = np.asarray(multihost_utils.process_allgather(raw, tiled=False))
+    return gathered.view(x.dtype).reshape(jax.process_count(), *x.shape)

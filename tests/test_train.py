@@ -12,6 +12,8 @@ import numpy as np
 import pytest
 from jax.sharding import PartitionSpec as P
 from train_testing import (
+    checkpoint_steps,
+    logged_steps,
     flat_state,
     hook_data,
     losses,
@@ -27,11 +29,6 @@ from flowjax.train.setup import setup_run
 from flowjax.parallel import leaf_partition_spec
 
 
-def checkpoint_steps(workdir) -> list[int]:
-    directory = os.path.join(workdir, "checkpoints")
-    return sorted(int(d) for d in os.listdir(directory) if d.isdigit())
-
-
 def restore_state(config, workdir, step=None):
     run = setup_run(config)
     with Checkpointer(str(workdir)) as checkpointer:
@@ -40,11 +37,6 @@ def restore_state(config, workdir, step=None):
         )
     assert step is None or restored.step == step
     return restored.state
-
-
-def logged_steps(workdir) -> list[int]:
-    with open(os.path.join(workdir, "metrics.jsonl")) as f:
-        return [json.loads(line)["step"] for line in f]
 
 
 def data_position(workdir, step) -> dict:

@@ -6,19 +6,24 @@ the device count is fixed when JAX starts; the one-device reference runs in this
 
 from __future__ import annotations
 
+import json
 import os
+import signal
 
 import numpy as np
 import pytest
 from train_testing import (
+    checkpoint_steps,
     final_state,
     finish,
     flat_state,
     free_port,
+    logged_steps,
     losses,
     partition_specs,
     start_worker,
     tiny_config,
+    wait_for,
 )
 
 from flowjax.train import train
@@ -69,39 +74,87 @@ def test_tensor_axis_rule_matches_one_device(tmp_path):
     assert specs["params/hidden/1/kernel"] == "P('fsdp', 'tensor')"
 
 
-@pytest.mark.slow
-def test_two_processes_match_one_process(tmp_path):
-    """2 processes x 4 devices (jax.distributed over loopback) == 1 process x 8 devices."""
-    single = start_worker(
-        f"--workdir={tmp_path / 'single'}",
-        "--mesh=4,2,1",
-        f"--accum={ACCUM}",
-        "--every=3",
-        devices=8,
-    )
-    finish(single)
+def start_processes(workdir, count: int, *args: str) -> list:
+    """`count` jax.distributed workers (8 / count devices each) training one run in `workdir`
+    on the (4, 2, 1) mesh."""
     port = free_port()
-    workers = [
+    return [
         start_worker(
-            f"--workdir={tmp_path / 'multi'}",
+            f"--workdir={workdir}",
             "--mesh=4,2,1",
             f"--accum={ACCUM}",
-            "--every=3",
             f"--coordinator=127.0.0.1:{port}",
-            "--num-processes=2",
+            f"--num-processes={count}",
             f"--process-id={i}",
-            devices=4,
+            *args,
+            devices=8 // count,
         )
-        for i in range(2)
+        for i in range(count)
     ]
-    for worker in workers:
+
+
+@pytest.fixture(scope="module")
+def one_process_run(tmp_path_factory):
+    """The reference: 1 process x 8 devices, 6 steps, checkpoints at 3 and 6."""
+    workdir = tmp_path_factory.mktemp("single")
+    finish(start_worker(f"--workdir={workdir}", "--mesh=4,2,1", f"--accum={ACCUM}", "--every=3",
+                        devices=8))
+    return workdir
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("count", [2, 4])
+def test_processes_match_one_process(tmp_path, one_process_run, count):
+    """2 processes x 4 devices and 4 x 2 (jax.distributed over loopback) == 1 process x 8."""
+    for worker in start_processes(tmp_path / "multi", count, "--every=3"):
         finish(worker)
-    assert_same_run(tmp_path / "single", final_state(tmp_path / "single"), tmp_path / "multi")
-    # Both processes wrote their data position into every checkpoint.
+    assert_same_run(one_process_run, final_state(one_process_run), tmp_path / "multi")
+    # Every process wrote its data position into every checkpoint.
     for step in (3, 6):
         data_dir = tmp_path / "multi" / "checkpoints" / str(step) / "data"
         assert sorted(os.listdir(data_dir)) == [
-            "commit_success.txt",
-            "process_0-of-2.json",
-            "process_1-of-2.json",
+            "commit_success.txt", *[f"process_{i}-of-{count}.json" for i in range(count)]
         ]
+
+
+@pytest.mark.slow
+def test_killing_one_process_and_restarting_both_loses_nothing(tmp_path, one_process_run):
+    """A 2-process run whose process 1 is killed with SIGKILL after step 5 (checkpoint at 3),
+    then process 0 (as a scheduler restarting the job would), restarted on 2 processes: the
+    same losses and state as the uninterrupted run, every step logged once."""
+    workdir = tmp_path / "multi"
+    workers = start_processes(workdir, 2, "--every=3", "--hang-at=5")
+    try:
+        wait_for(
+            lambda: os.path.isdir(workdir / "checkpoints" / "3")
+            and os.path.exists(workdir / "metrics.jsonl")
+            and len(logged_steps(workdir)) == 5,
+            timeout=240,
+            what="checkpoint 3 and the lines of steps 4, 5",
+        )
+    finally:
+        for worker in reversed(workers):
+            worker.send_signal(signal.SIGKILL)
+            worker.communicate()
+    assert [w.returncode for w in workers] == [-signal.SIGKILL] * 2
+    assert checkpoint_steps(workdir) == [3]
+    for worker in start_processes(workdir, 2, "--every=3"):
+        finish(worker)
+    assert logged_steps(workdir) == list(range(1, 7))
+    assert_same_run(one_process_run, final_state(one_process_run), workdir)
+
+
+@pytest.mark.slow
+def test_resume_on_another_process_count(tmp_path, one_process_run):
+    """3 steps on 4 processes x 2 devices, then 3 more on 1 process x 8 devices from its
+    checkpoint: the state is resharded by Orbax and the data position read from the old
+    processes' files, so the run equals the uninterrupted one."""
+    workdir = tmp_path / "run"
+    for worker in start_processes(workdir, 4, "--every=3", "--steps=3"):
+        finish(worker)
+    finish(start_worker(f"--workdir={workdir}", "--mesh=4,2,1", f"--accum={ACCUM}", "--every=3",
+                        devices=8))
+    assert logged_steps(workdir) == list(range(1, 7))
+    assert_same_run(one_process_run, final_state(one_process_run), workdir)
+    with open(workdir / "checkpoints" / "6" / "data" / "process_0-of-1.json") as f:
+        assert json.load(f) == {"next_index": 6}

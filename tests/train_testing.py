@@ -98,21 +98,32 @@ def losses(workdir: str) -> np.ndarray:
         return np.array([json.loads(line)["loss"] for line in f])
 
 
+def checkpoint_steps(workdir) -> list[int]:
+    directory = os.path.join(workdir, "checkpoints")
+    return sorted(int(d) for d in os.listdir(directory) if d.isdigit())
+
+
+def logged_steps(workdir) -> list[int]:
+    with open(os.path.join(workdir, "metrics.jsonl")) as f:
+        return [json.loads(line)["step"] for line in f]
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
 
 
-def start_worker(*args: str, devices: int = 1) -> subprocess.Popen:
-    """Starts this file as a worker process with `devices` virtual CPU devices."""
+def start_worker(*args: str, devices: int = 1, script: str = __file__) -> subprocess.Popen:
+    """Starts `script` (by default this file's trainer) as a worker process with `devices`
+    virtual CPU devices."""
     env = dict(os.environ)
     env["XLA_FLAGS"] = (
         f"{os.environ.get('XLA_FLAGS', '')} --xla_force_host_platform_device_count={devices}"
     )
     env["JAX_PLATFORMS"] = "cpu"
     return subprocess.Popen(
-        [sys.executable, os.path.abspath(__file__), *args],
+        [sys.executable, os.path.abspath(script), *args],
         env=env,
         cwd=REPO,
         stdout=subprocess.PIPE,

@@ -399,15 +399,47 @@ def inception_statistics(
     `flowjax.metrics.frechet.image_batches`). `feature_fn` defaults to
     `inception_feature_fn(load_inception(weights), mesh=mesh)`. `.save(path)` on the first
     result writes reference statistics for later FIDs.
+
+    In a multi-process run every process sees the same batches (the sampler's output gathered
+    from all devices) and scores only its own contiguous part of each, on its own devices; the
+    statistics are then merged over the processes (Chan's merge in process order, sums for the
+    Inception Score), so every process returns those of all `num_samples` images.
     """
     score_stats = ScoreStatistics.empty(num_samples, NUM_LOGITS, num_splits)  # checks the counts
     pool_stats = frechet.FeatureStatistics.empty(FEATURE_DIM)
     fn = feature_fn or inception_feature_fn(load_inception(weights), mesh=mesh)
+    rank, processes, start = jax.process_index(), jax.process_count(), 0
     for batch in frechet.image_batches(source, num_samples, batch_size, key):
-        pool, logits = fn(batch)
-        pool_stats = pool_stats.update(pool)
-        score_stats = score_stats.update_logits(logits)
+        size = len(batch)
+        lo, hi = rank * size // processes, (rank + 1) * size // processes
+        if hi > lo:
+            pool, logits = fn(batch[lo:hi])
+            pool_stats = pool_stats.update(pool)
+            score_stats = score_stats.update_logits(logits, start + lo)
+        start += size
+    if processes > 1:
+        pool_stats, score_stats = merge_over_processes(pool_stats, score_stats)
     return pool_stats, score_stats
+
+
+def merge_over_processes(
+    pool_stats: frechet.FeatureStatistics, score_stats: ScoreStatistics
+) -> tuple[frechet.FeatureStatistics, ScoreStatistics]:
+    """Every process's statistics of its own images merged into those of all of them (the
+    same result on every process)."""
+    counts = parallel.allgather_host(np.asarray([pool_stats.count, score_stats.seen]))
+    means, m2s = parallel.allgather_host(pool_stats.mean), parallel.allgather_host(pool_stats.m2)
+    prob_sums = parallel.allgather_host(score_stats.prob_sums)
+    neg_entropy_sums = parallel.allgather_host(score_stats.neg_entropy_sums)
+    pools = [frechet.FeatureStatistics(int(c), m, v) for (c, _), m, v in zip(counts, means, m2s)]
+    scores = [
+        ScoreStatistics(score_stats.total, int(seen), p, e)
+        for (_, seen), p, e in zip(counts, prob_sums, neg_entropy_sums)
+    ]
+    merged_scores = scores[0]
+    for part in scores[1:]:
+        merged_scores = merged_scores.merge(part)
+    return frechet.merge_statistics(pools), merged_scores
 
 
 def inception_metrics(

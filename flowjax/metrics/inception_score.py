@@ -47,8 +47,10 @@ class ScoreStatistics:
         """Chunk k holds the samples [bounds[k], bounds[k + 1])."""
         return np.arange(self.num_splits + 1) * self.total // self.num_splits
 
-    def update(self, probs) -> ScoreStatistics:
-        """These statistics with the class probabilities `probs` (b, C) of the next b samples."""
+    def update(self, probs, start: int | None = None) -> ScoreStatistics:
+        """These statistics with the class probabilities `probs` (b, C) of the samples
+        start..start + b - 1 (default: the next b; a process scoring its part of each batch
+        names where that part starts)."""
         probs = np.asarray(probs, np.float64)
         if probs.ndim != 2 or probs.shape[1] != self.prob_sums.shape[1]:
             raise ValueError(
@@ -67,7 +69,8 @@ class ScoreStatistics:
                 "Class probabilities must sum to 1 per sample (pass logits to update_logits); "
                 f"got row sums between {sums.min():.6g} and {sums.max():.6g}."
             )
-        index = np.arange(self.seen, self.seen + probs.shape[0])
+        start = self.seen if start is None else start
+        index = np.arange(start, start + probs.shape[0])
         chunk = np.searchsorted(self._bounds(), index, side="right") - 1
         prob_sums = self.prob_sums.copy()
         neg_entropy_sums = self.neg_entropy_sums.copy()
@@ -75,9 +78,18 @@ class ScoreStatistics:
         np.add.at(neg_entropy_sums, chunk, special.xlogy(probs, probs).sum(axis=1))
         return ScoreStatistics(self.total, self.seen + probs.shape[0], prob_sums, neg_entropy_sums)
 
-    def update_logits(self, logits) -> ScoreStatistics:
+    def update_logits(self, logits, start: int | None = None) -> ScoreStatistics:
         """`update` with the softmax of `logits` (b, C)."""
-        return self.update(special.softmax(np.asarray(logits, np.float64), axis=1))
+        return self.update(special.softmax(np.asarray(logits, np.float64), axis=1), start)
+
+    def merge(self, other: ScoreStatistics) -> ScoreStatistics:
+        """The statistics of both disjoint sets of samples of the same `total`."""
+        if (other.total, other.prob_sums.shape) != (self.total, self.prob_sums.shape):
+            raise ValueError("Cannot merge Inception Score statistics of different totals or splits.")
+        return ScoreStatistics(
+            self.total, self.seen + other.seen, self.prob_sums + other.prob_sums,
+            self.neg_entropy_sums + other.neg_entropy_sums,
+        )
 
     def score(self) -> tuple[float, float]:
         """(mean, std) over the chunks of exp(E_x KL(p(y|x) || p(y)))."""

@@ -7,6 +7,11 @@ One `orbax.checkpoint.CheckpointManager` in `<workdir>/checkpoints` writes, per 
   data    the grain iterator's state (grain's own checkpoint handler, one file per process),
   config  the run's config as JSON, for the record.
 
+The data position is the index of the next global batch, the same in every process's file
+(`flowjax.data.pipeline`), so a run saved by n processes resumes on m != n: Orbax reshards the
+state onto the new mesh, and each new process reads the position the old ones agree on
+(`saved_data_position`).
+
 Restoring the newest checkpoint gives back the exact state and the exact next batch. If the
 newest cannot be read (a damaged or truncated file), the previous one is tried, with a warning
 that names the step and the error; once an older step has been restored, the unreadable ones are
@@ -20,6 +25,7 @@ never by formatting the step number by hand.
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from typing import Any, NamedTuple
@@ -49,6 +55,22 @@ def abstract_with_shardings(abstract_state: Any, shardings: Any) -> Any:
     return jax.tree.map(
         lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s), abstract_state, shardings
     )
+
+
+def saved_data_position(step_path: epath.Path) -> dict[str, Any]:
+    """The data iterator state a checkpoint written by any number of processes holds: every
+    process's file must give the same global position."""
+    files = sorted((step_path / "data").glob("process_*-of-*.json"))
+    if not files:
+        raise FileNotFoundError(f"No data position (process_*-of-*.json) in {step_path / 'data'}.")
+    positions = {f.name: json.loads(f.read_text()) for f in files}
+    first = positions[files[0].name]
+    if any(p != first for p in positions.values()):
+        raise ValueError(
+            f"The processes that wrote {step_path} saved different data positions ({positions}), "
+            "so it cannot be resumed on another process count; resume with the old count."
+        )
+    return first
 
 
 class Checkpointer:
@@ -103,10 +125,15 @@ class Checkpointer:
         unreadable = []
         for step in reversed(steps):
             items = {"state": ocp.args.StandardRestore(abstract_state)}
-            if data_iterator is not None:
+            own_file = self._step_path(step) / "data" / (
+                f"process_{jax.process_index()}-of-{jax.process_count()}.json"
+            )
+            if data_iterator is not None and own_file.exists():
                 items["data"] = grain.checkpoint.CheckpointRestore(data_iterator)
             try:
                 restored = self._manager.restore(step, args=ocp.args.Composite(**items))
+                if data_iterator is not None and "data" not in items:
+                    data_iterator.set_state(saved_data_position(self._step_path(step)))
             except Exception as error:  # orbax raises many types for damaged files
                 log.warning(
                     "The checkpoint at step %d in %s cannot be read (%s: %s). Falling back to "
@@ -131,6 +158,9 @@ class Checkpointer:
                 "config or start in a new --workdir; nothing was deleted."
             ) from error
         return None
+
+    def _step_path(self, step: int) -> epath.Path:
+        return ocp.step.find_step_path(self.directory, self._name_format, step=step)
 
     def restore_config(self) -> ml_collections.ConfigDict | None:
         """The config saved with the newest checkpoint, or None if there is no checkpoint."""
