@@ -25,6 +25,7 @@ Feature extraction (`inception_feature_fn`) is one jitted program whose batch is
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Callable
 
@@ -436,10 +437,7 @@ def merge_over_processes(
         ScoreStatistics(score_stats.total, int(seen), p, e)
         for (_, seen), p, e in zip(counts, prob_sums, neg_entropy_sums)
     ]
-    merged_scores = scores[0]
-    for part in scores[1:]:
-        merged_scores = merged_scores.merge(part)
-    return frechet.merge_statistics(pools), merged_scores
+    return frechet.merge_statistics(pools), functools.reduce(ScoreStatistics.merge, scores)
 
 
 def inception_metrics(

@@ -125,14 +125,16 @@ class Checkpointer:
         unreadable = []
         for step in reversed(steps):
             items = {"state": ocp.args.StandardRestore(abstract_state)}
-            own_file = self._step_path(step) / "data" / (
-                f"process_{jax.process_index()}-of-{jax.process_count()}.json"
-            )
-            if data_iterator is not None and own_file.exists():
+            # Saved by this many processes: grain reads this process's own file.
+            same_count = data_iterator is not None and (
+                self._step_path(step) / "data"
+                / f"process_{jax.process_index()}-of-{jax.process_count()}.json"
+            ).exists()
+            if same_count:
                 items["data"] = grain.checkpoint.CheckpointRestore(data_iterator)
             try:
                 restored = self._manager.restore(step, args=ocp.args.Composite(**items))
-                if data_iterator is not None and "data" not in items:
+                if data_iterator is not None and not same_count:
                     data_iterator.set_state(saved_data_position(self._step_path(step)))
             except Exception as error:  # orbax raises many types for damaged files
                 log.warning(
