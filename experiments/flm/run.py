@@ -58,7 +58,8 @@ def draw(config, workdir: str, steps: int, num: int, seed: int = 7) -> np.ndarra
     flow = load_trained_flow(config, workdir)
     objective = flow.run.objective
     sampler = flow.compile(objective.sampler())
-    return map_batches(sampler, objective.source_batch(num, seed), 512, flow.run, jax.random.key(seed))
+    inputs = objective.source_batch(num, seed)
+    return map_batches(sampler, inputs, 512, flow.run.mesh, jax.random.key(seed))
 
 
 def pooled_entropy(samples: np.ndarray, vocab: int) -> float:

@@ -151,7 +151,7 @@ def trained_part(config_path: str, arg: str | None, workdir: str, num_steps: int
         inputs = objective.source_batch(TRAINED_SAMPLES, seed=7)
         start = time.time()
         samples = inference.map_batches(
-            flow.compile(objective.sampler()), inputs, TRAINED_SAMPLES, flow.run,
+            flow.compile(objective.sampler()), inputs, TRAINED_SAMPLES, flow.run.mesh,
             jax.random.key(7),
         )
         row = dict(

@@ -107,7 +107,7 @@ def sample(config, workdir: str, steps: int, num: int, seed: int = 7):
     objective = flow.run.objective
     inputs = objective.source_batch(num, seed)
     samples = map_batches(
-        flow.compile(objective.sampler()), inputs, 512, flow.run, jax.random.key(seed)
+        flow.compile(objective.sampler()), inputs, 512, flow.run.mesh, jax.random.key(seed)
     )
     return samples, flow
 
@@ -154,7 +154,7 @@ def evaluate(config, workdir: str) -> dict:
         "x": np.full((draws, length), vocab, np.int32),
         "noise_seed": np.arange(draws, dtype=np.uint32),
     }
-    probs = map_batches(flow.compile(marginals), batch, draws, flow.run, jax.random.key(0))
+    probs = map_batches(flow.compile(marginals), batch, draws, flow.run.mesh, jax.random.key(0))
     exact = np.asarray(metrics.independent_validity(np.asarray(probs, np.float64)))
     out["one_step_exact_validity"] = float(exact.mean())
     out["one_step_marginal_entropy"] = float(

@@ -39,7 +39,7 @@ def model_log_density(config, workdir: str, points: np.ndarray) -> np.ndarray:
     flow = inference.load_trained_flow(config, workdir)
     log_p = flow.compile(flow.run.objective.log_likelihood())
     return inference.map_batches(
-        log_p, {"x": points}, config.evaluate.batch_size, flow.run, jax.random.key(0)
+        log_p, {"x": points}, config.evaluate.batch_size, flow.run.mesh, jax.random.key(0)
     )
 
 

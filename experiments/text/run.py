@@ -84,7 +84,7 @@ def samples_at(config, workdir: str, steps: int) -> np.ndarray:
     flow = inference.load_trained_flow(config, workdir)
     inputs = flow.run.objective.source_batch(config.sample.num_samples, config.sample.seed)
     return inference.map_batches(
-        flow.compile(flow.run.objective.sampler()), inputs, config.sample.batch_size, flow.run,
+        flow.compile(flow.run.objective.sampler()), inputs, config.sample.batch_size, flow.run.mesh,
         jax.random.key(config.sample.seed),
     )
 

@@ -104,7 +104,8 @@ def write_couplings(
 
     compiled = flow.compile(sample)
     inputs = {"x": x_start, "noise_seed": noise_seed}
-    x = map_batches(compiled, inputs, sc.batch_size, flow.run, jax.random.key(seed), "couplings")
+    key = jax.random.key(seed)
+    x = map_batches(compiled, inputs, sc.batch_size, flow.run.mesh, key, "couplings")
     if perturbed:  # revealed positions of a start are fixed; its masks were all sampled
         x = np.where(x_start == vocab, x, x_start)
     written = data.save_couplings(path, x, x_start, t, noise_seed, vocab)

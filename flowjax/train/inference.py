@@ -105,14 +105,14 @@ def sample(
     objective, key = run.objective, jax.random.key(sc.seed)
     inputs = objective.source_batch(sc.num_samples, sc.seed)
     samples = map_batches(
-        flow.compile(objective.sampler()), inputs, sc.batch_size, run, key, desc="sample"
+        flow.compile(objective.sampler()), inputs, sc.batch_size, run.mesh, key, desc="sample"
     )
     num_paths = min(sc.num_trajectories, sc.num_samples)
     trajectories = map_batches(
         flow.compile(objective.sampler(TRAJECTORY_TIMES)),
         {k: v[:num_paths] for k, v in inputs.items()},
-        batch_multiple(run, num_paths),  # one batch, padded to split evenly
-        run,
+        batch_multiple(run.mesh, num_paths),  # one batch, padded to split evenly
+        run.mesh,
         key,
         desc="trajectories",
     ).swapaxes(0, 1)
@@ -196,7 +196,7 @@ def evaluate(
             flow.compile(objective.sampler()),
             objective.source_batch(ev.num_samples, ev.seed),
             config.sample.batch_size,
-            run,
+            run.mesh,
             key,
             desc="sample",
         )
@@ -284,7 +284,7 @@ def image_sampler(
     def draw(key: jax.Array, size: int, progress: Progress | None = None) -> np.ndarray:
         seed = int(jax.random.randint(key, (), 0, np.iinfo(np.int32).max))
         inputs = run.objective.source_batch(size, seed)
-        images = map_batches(sampler, inputs, config.sample.batch_size, run, key)
+        images = map_batches(sampler, inputs, config.sample.batch_size, run.mesh, key)
         if config.evaluate.get("autoencoder"):
             images = decode_latents(config, images)
         if progress is not None:
@@ -360,7 +360,7 @@ def _plot_2d(config, flow: TrainedFlow, samples, trajectories, workdir) -> list[
             flow.compile(objective.log_likelihood()),
             grid_inputs,
             config.evaluate.batch_size,
-            flow.run,
+            flow.run.mesh,
             jax.random.key(config.evaluate.seed),
         ).reshape(size, size)
     if jax.process_index() == 0:

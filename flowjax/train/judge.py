@@ -10,6 +10,13 @@ another model. `load_judge(spec)` returns that model as a function tokens (B, L)
   a flowjax work directory of an `autoregressive` run (its newest checkpoint, the config saved
       with it, the EMA parameters): the AR model trained here on the same data and tokenizer.
 
+Both judges score over all devices of all processes, data-parallel: the GPT-2's parameters are
+replicated over a ("data", "fsdp", "tensor") mesh of all devices, the AR model's are placed on
+its run's mesh. Every process calls the judge with the same tokens (B, L); they are padded to a
+multiple of the data-parallel devices, scored as one global batch split over them
+(`flowjax.train.trained.map_batches`), and log p (B,) comes back to every process: the same
+scores, to float32 rounding, as one process on one device gives.
+
 `text_sample_metrics(config, samples)` adds to a text run's sample metrics the unigram entropy of
 the samples, their exact generative perplexity under the true process when the data are a
 synthetic language (`flowjax.data.synthetic_language`), and their generative perplexity under
@@ -25,13 +32,14 @@ import os
 from collections.abc import Callable
 
 import jax
-import jax.numpy as jnp
 import ml_collections
 import numpy as np
 from flax import nnx
+from jax.sharding import Mesh
 
 from flowjax import data, metrics
 from flowjax.models import load_gpt2
+from flowjax.parallel import batch_sharding, make_mesh, replicated
 from flowjax.train import trained
 from flowjax.train.checkpoint import Checkpointer
 from flowjax.train.config import ConfigError
@@ -49,11 +57,15 @@ def load_judge(spec: str) -> tuple[LogProb, int]:
     if os.path.isfile(os.path.join(spec, "config.json")):
         gpt2 = load_gpt2(spec)
         bos = GPT2_END_OF_TEXT if gpt2.config.vocab_size > GPT2_END_OF_TEXT else None
+        mesh = make_mesh(ml_collections.ConfigDict(dict(mesh_shape=(-1, 1, 1))))
         graphdef, state = nnx.split(gpt2)  # the weights are arguments, not compiled constants
-        score = jax.jit(lambda s, tokens: nnx.merge(graphdef, s).log_prob(tokens, bos_token=bos))
-        return (
-            lambda x: np.asarray(score(state, jnp.asarray(x, jnp.int32)))
-        ), gpt2.config.vocab_size
+        state = jax.tree.map(lambda w: _replicated_array(np.asarray(w), mesh), state)
+        score = jax.jit(
+            lambda s, batch: nnx.merge(graphdef, s).log_prob(batch["x"], bos_token=bos),
+            in_shardings=(replicated(mesh), batch_sharding(mesh)),
+            out_shardings=batch_sharding(mesh),
+        )
+        return _log_prob_over(mesh, lambda batch, key: score(state, batch)), gpt2.config.vocab_size
     if os.path.isdir(os.path.join(spec, "checkpoints")):
         with Checkpointer(spec) as checkpointer:
             config = checkpointer.restore_config()
@@ -64,14 +76,7 @@ def load_judge(spec: str) -> tuple[LogProb, int]:
             )
         flow = trained.load_trained_flow(config, spec)
         score = flow.compile(flow.run.objective.log_likelihood())
-        batch = trained.batch_multiple(flow.run)
-
-        def log_prob(x: np.ndarray) -> np.ndarray:
-            return trained.map_batches(
-                score, {"x": np.asarray(x, np.int32)}, batch, flow.run, jax.random.key(0)
-            )
-
-        return log_prob, flow.run.objective.bos
+        return _log_prob_over(flow.run.mesh, score), flow.run.objective.bos
     raise FileNotFoundError(
         f"The judge {spec!r} is neither a Hugging Face GPT-2 directory (with config.json) nor a "
         "flowjax work directory (with checkpoints/). For GPT-2 Large, on a machine with "
@@ -79,6 +84,25 @@ def load_judge(spec: str) -> tuple[LogProb, int]:
         "GPT2LMHeadModel.from_pretrained('gpt2-large').save_pretrained('/path/gpt2-large')\" "
         "and copy the directory; or train a judge with an 'autoregressive' config."
     )
+
+
+def _replicated_array(w: np.ndarray, mesh: Mesh) -> jax.Array:
+    """`w` (the same on every process) as a global array with a copy on every device of `mesh`."""
+    return jax.make_array_from_callback(w.shape, replicated(mesh), lambda index: w[index])
+
+
+def _log_prob_over(
+    mesh: Mesh, score: Callable[[dict[str, jax.Array], jax.Array], jax.Array]
+) -> LogProb:
+    """tokens (B, L) -> log p (B,) on every process: score({"x": tokens}, key) of one global
+    batch of the B sequences padded to a multiple of the data-parallel devices of `mesh`."""
+
+    def log_prob(tokens: np.ndarray) -> np.ndarray:
+        tokens = np.asarray(tokens, np.int32)
+        padded_size = trained.batch_multiple(mesh, len(tokens))
+        return trained.map_batches(score, {"x": tokens}, padded_size, mesh, jax.random.key(0))
+
+    return log_prob
 
 
 def judge_vocab_size(spec: str) -> int:

@@ -2,9 +2,10 @@
 
 `load_trained_flow(config, workdir)` rebuilds a run's setup (`flowjax.train.setup`) and restores
 its newest checkpoint; `TrainedFlow.compile(fn)` compiles fn(EMA model, batch, key) over the
-run's mesh; `map_batches` runs such a function over host arrays in sharded global batches, with
-progress. Sampling, evaluation (`flowjax.train.inference`) and judges of generative perplexity
-(`flowjax.train.judge`) share them.
+run's mesh; `map_batches` runs such a function over host arrays in global batches split over a
+mesh's batch axes (every process passes the same arrays and gets the whole result), with progress.
+Sampling, evaluation (`flowjax.train.inference`) and judges of generative perplexity
+(`flowjax.train.judge`, whose GPT-2 has a mesh of its own) share them.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import ml_collections
 import numpy as np
 from flax import nnx
 from jax.experimental import multihost_utils
+from jax.sharding import Mesh
 
 from flowjax.parallel import batch_sharding, replicated
 from flowjax.train.checkpoint import Checkpointer, abstract_with_shardings
@@ -96,17 +98,17 @@ def map_batches(
     fn: Callable[[Batch, jax.Array], jax.Array],
     inputs: dict[str, np.ndarray],
     batch_size: int,
-    run: RunSetup,
+    mesh: Mesh,
     key: jax.Array,
     desc: str | None = None,
 ) -> np.ndarray:
     """fn over `inputs` (the same NumPy arrays on every process) in global batches of
-    `batch_size` rows (the last one padded), concatenated on the host; batch axis first.
-    Batch b gets the key fold_in(key, b). Progress is reported per batch under `desc` (none
-    when None)."""
+    `batch_size` rows (a multiple of `batch_multiple(mesh)`; the last batch padded), each split
+    over the batch axes of `mesh`, concatenated on the host; batch axis first. Batch b gets the
+    key fold_in(key, b). Progress is reported per batch under `desc` (none when None)."""
     n = len(inputs["x"])
     num_batches = math.ceil(n / batch_size)
-    sharding = batch_sharding(run.mesh)
+    sharding = batch_sharding(mesh)
     padded = {k: np.resize(v, (num_batches * batch_size, *v.shape[1:])) for k, v in inputs.items()}
     outputs = []
     enabled = desc is not None and jax.process_index() == 0
@@ -122,7 +124,7 @@ def map_batches(
     return np.concatenate(outputs)[:n]
 
 
-def batch_multiple(run: RunSetup, size: int = 1) -> int:
-    """The smallest multiple of the data-parallel devices (data x fsdp) that is >= size."""
-    parallel = run.mesh.shape["data"] * run.mesh.shape["fsdp"]
+def batch_multiple(mesh: Mesh, size: int = 1) -> int:
+    """The smallest multiple of the mesh's data-parallel devices (data x fsdp) that is >= size."""
+    parallel = mesh.shape["data"] * mesh.shape["fsdp"]
     return parallel * math.ceil(size / parallel)
