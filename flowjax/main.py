@@ -58,6 +58,7 @@ from flowjax.train import (
     load_config_file,
     train,
 )
+from flowjax.parallel import ShardingError
 from flowjax.train import plan as plan_lib
 from flowjax.train.setup import setup_run
 from flowjax.train.trained import MissingCheckpointError
@@ -156,7 +157,8 @@ def _paths(path: str | list[str]) -> str:
     return ", ".join(path) if isinstance(path, list) else path
 
 
-USER_ERRORS = (ConfigError, MissingCheckpointError, NonFiniteLossError)  # PlanError included
+USER_ERRORS = (ConfigError, MissingCheckpointError, NonFiniteLossError, ShardingError)
+# (PlanError is a ConfigError)
 """Errors that are the user's to fix: printed plainly, without a traceback."""
 
 

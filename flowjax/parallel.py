@@ -2,16 +2,35 @@
 the trainer, so that all of them place arrays the same way without importing one another.
 
 One mesh with the axes ("data", "fsdp", "tensor") is built from `config.sharding.mesh_shape`.
-The batch is split over ("data", "fsdp") and replicated over "tensor". Each leaf of the train
-state (parameters, their EMA, the optimiser moments) is placed by the first matching rule of
-`config.sharding.rules` (a regex on the leaf's path and a PartitionSpec-like tuple); leaves that
-no rule matches are FSDP-sharded when large (their largest dimension divisible by the "fsdp"
-size is split over "fsdp") and replicated otherwise. Adam's moments and the EMA have the paths
-and shapes of the parameters they follow, so they are sharded the same way.
+The batch is split over ("data", "fsdp") and replicated over "tensor".
+
+Logical axes. Models name the dimensions of their kernels and activations by what they are,
+and `LOGICAL_AXES` (updated by the pairs of `config.sharding.logical_axes`) says which mesh axes
+split each name:
+
+  kernels      "embed" (a model's width: "fsdp", FSDP), "mlp" (an MLP's hidden units, the
+               heads x head-dim of attention projections, a convolution's output channels:
+               "tensor", Megatron-style tensor parallelism), "vocab" ("tensor");
+  activations  "batch" (("data", "fsdp")), "length" (the token sequence: none by default;
+               "tensor" is Megatron's sequence parallelism, Korthikanti et al., 2022: between
+               the attention and MLP blocks the residual stream is split over the sequence
+               on the tensor axis, all-gathered before them and reduce-scattered after, so the
+               norms, dropout and residual adds hold L / tensor positions per device), "heads"
+               and "hidden" (attention heads and MLP hidden units inside a block: "tensor"),
+               "act_embed" (the residual stream's width: none).
+
+Each leaf of the train state (parameters, their EMA, the optimiser moments) is placed by the
+first matching rule of `config.sharding.rules` (a regex on the leaf's path and one logical or
+mesh axis name, None, or a tuple of names per dimension); leaves that no rule matches are
+FSDP-sharded when large (their largest dimension divisible by the "fsdp" size is split over
+"fsdp") and replicated otherwise. Adam's moments and the EMA have the paths and shapes of the
+parameters they follow, so they are sharded the same way. Activations are laid out by
+`constrain(x, names)` in the networks, which applies inside `logical_sharding(mesh, config)`
+(the trainer's step) and is the identity elsewhere (sampling, a unit test).
 
 The mesh axes are `AxisType.Auto`: the jitted step fixes where its inputs and outputs live
 (`in_shardings` / `out_shardings`) and XLA's partitioner propagates the layout through the
-model, so networks need no sharding annotations of their own.
+model between the activation constraints.
 
 Multi-host: every process calls the same functions; `global_batch` assembles the global batch
 from each process's local rows with `jax.make_array_from_process_local_data`.
@@ -19,9 +38,11 @@ from each process's local rows with `jax.make_array_from_process_local_data`.
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import math
 import re
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import jax
@@ -31,6 +52,49 @@ from jax.sharding import AxisType, Mesh, NamedSharding, PartitionSpec
 
 MESH_AXES = ("data", "fsdp", "tensor")
 BATCH_AXES = ("data", "fsdp")
+LOGICAL_AXES: dict[str, str | tuple[str, ...] | None] = {
+    "embed": "fsdp",
+    "mlp": "tensor",
+    "vocab": "tensor",
+    "batch": BATCH_AXES,
+    "length": None,
+    "heads": "tensor",
+    "hidden": "tensor",
+    "act_embed": None,
+}
+"""The default mesh axes of each logical axis name (module docstring)."""
+
+
+class ShardingError(ValueError):
+    """A dimension the sharding asks to split does not divide over its mesh axes."""
+
+
+def logical_axis_rules(sharding_config: ml_collections.ConfigDict) -> dict[str, Any]:
+    """`LOGICAL_AXES` updated by the (name, mesh axes) pairs of `sharding.logical_axes`."""
+    rules = dict(LOGICAL_AXES)
+    for name, axes in sharding_config.get("logical_axes", ()):
+        rules[name] = tuple(axes) if isinstance(axes, list) else axes
+    return rules
+
+
+def mesh_axes_of(name: Any, rules: dict[str, Any]) -> Any:
+    """The mesh axes of one spec entry: a logical name, a mesh axis, None or a tuple of those
+    (flattened)."""
+    if name is None or name in MESH_AXES:
+        return name
+    if isinstance(name, (tuple, list)):
+        axes = []
+        for part in name:
+            resolved = mesh_axes_of(part, rules)
+            axes += [] if resolved is None else (
+                list(resolved) if isinstance(resolved, tuple) else [resolved])
+        return tuple(axes) or None
+    if name not in rules:
+        raise ShardingError(
+            f"Unknown axis name {name!r}: expected a mesh axis {MESH_AXES} or a logical axis "
+            f"{tuple(rules)} (add it with config.sharding.logical_axes)."
+        )
+    return rules[name]
 
 
 def mesh_axis_sizes(mesh_shape: Sequence[int], device_count: int) -> dict[str, int]:
@@ -89,6 +153,8 @@ def state_shardings(
 ) -> Any:
     """A NamedSharding for every leaf of `abstract_state` (arrays or ShapeDtypeStructs)."""
 
+    logical_axes = logical_axis_rules(sharding_config)
+
     def leaf_sharding(key_path, leaf):
         spec = leaf_partition_spec(
             path_string(key_path),
@@ -96,6 +162,7 @@ def state_shardings(
             dict(mesh.shape),
             sharding_config.rules,
             sharding_config.fsdp_min_size,
+            logical_axes,
         )
         return NamedSharding(mesh, spec)
 
@@ -108,11 +175,14 @@ def leaf_partition_spec(
     axis_sizes: dict[str, int],
     rules: Sequence[tuple[str, Sequence[Any]]],
     fsdp_min_size: int,
+    logical_axes: dict[str, Any] = LOGICAL_AXES,
 ) -> PartitionSpec:
-    """The PartitionSpec of one state leaf: the first matching rule, else FSDP or replicated."""
+    """The PartitionSpec of one state leaf: the first matching rule (its logical names mapped
+    by `logical_axes`), else FSDP or replicated."""
     for pattern, spec in rules:
         if re.search(pattern, path):
-            return _checked_rule_spec(path, shape, axis_sizes, pattern, tuple(spec))
+            mesh_spec = tuple(mesh_axes_of(name, logical_axes) for name in spec)
+            return _checked_rule_spec(path, shape, axis_sizes, pattern, spec, mesh_spec)
     fsdp = axis_sizes["fsdp"]
     if fsdp == 1 or math.prod(shape) < fsdp_min_size:
         return PartitionSpec()
@@ -123,21 +193,62 @@ def leaf_partition_spec(
     return PartitionSpec(*("fsdp" if d == dim else None for d in range(len(shape))))
 
 
-def _checked_rule_spec(path, shape, axis_sizes, pattern, spec) -> PartitionSpec:
+def _checked_rule_spec(path, shape, axis_sizes, pattern, spec, mesh_spec) -> PartitionSpec:
     if len(spec) > len(shape):
-        raise ValueError(
-            f"Sharding rule {pattern!r} gives {spec} ({len(spec)} dims) for {path!r} of shape "
-            f"{shape} ({len(shape)} dims)."
+        raise ShardingError(
+            f"Sharding rule {pattern!r} gives {tuple(spec)} ({len(spec)} dims) for {path!r} of "
+            f"shape {shape} ({len(shape)} dims)."
         )
-    for dim, axes in enumerate(spec):
-        names = axes if isinstance(axes, (tuple, list)) else (axes,)
-        parts = math.prod(axis_sizes[name] for name in names if name is not None)
+    for dim, axes in enumerate(mesh_spec):
+        parts = _axes_size(axes, axis_sizes)
         if shape[dim] % parts:
-            raise ValueError(
+            raise ShardingError(
                 f"Sharding rule {pattern!r} splits dimension {dim} of {path!r} (shape {shape}) "
                 f"over {axes} ({parts} devices), which does not divide {shape[dim]}."
             )
-    return PartitionSpec(*(tuple(a) if isinstance(a, list) else a for a in spec))
+    return PartitionSpec(*mesh_spec)
+
+
+def _axes_size(axes: Any, axis_sizes: dict[str, int]) -> int:
+    names = axes if isinstance(axes, tuple) else (axes,)
+    return math.prod(axis_sizes[name] for name in names if name is not None)
+
+
+_ACTIVATION_SHARDING: contextvars.ContextVar = contextvars.ContextVar(
+    "activation_sharding", default=None
+)
+
+
+@contextlib.contextmanager
+def logical_sharding(mesh: Mesh, sharding_config: ml_collections.ConfigDict) -> Iterator[None]:
+    """Within this context (while a step is traced), `constrain` lays activations out on `mesh`
+    by the run's logical axis rules."""
+    token = _ACTIVATION_SHARDING.set((mesh, logical_axis_rules(sharding_config)))
+    try:
+        yield
+    finally:
+        _ACTIVATION_SHARDING.reset(token)
+
+
+def constrain(x: jax.Array, names: Sequence[str | None]) -> jax.Array:
+    """x laid out with one logical axis name (or None) per dimension, inside `logical_sharding`;
+    x itself outside it. A dimension its mesh axes do not divide raises a ShardingError (at
+    trace time, before anything is compiled)."""
+    active = _ACTIVATION_SHARDING.get()
+    if active is None:
+        return x
+    mesh, rules = active
+    spec = tuple(mesh_axes_of(name, rules) for name in names)
+    sizes = dict(mesh.shape)
+    for dim, (name, axes) in enumerate(zip(names, spec, strict=True)):
+        parts = _axes_size(axes, sizes)
+        if x.shape[dim] % parts:
+            raise ShardingError(
+                f"The {name!r} axis (dimension {dim} of an activation of shape {x.shape}) is "
+                f"split over {axes} ({parts} devices), which does not divide {x.shape[dim]}: "
+                f"change config.sharding.logical_axes or the mesh."
+            )
+    return jax.lax.with_sharding_constraint(x, NamedSharding(mesh, PartitionSpec(*spec)))
 
 
 def global_batch(

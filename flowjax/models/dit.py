@@ -34,7 +34,10 @@ Strategies for Diffusion Models", section 3; `flowjax.models.conditioning`):
   the null control.
 - `remat`: "none", "full" (each block recomputed in the backward pass) or "dots" (the matmuls'
   outputs kept, the rest recomputed): `jax.checkpoint` policies trading compute for activation
-  memory (`REMAT_POLICIES`; `--mode=plan` shows the effect on memory).
+  memory (`flowjax.models.layers.rematerialised`; `--mode=plan` shows the effect on memory).
+- the tokens between blocks are laid out as the text transformer's residual stream
+  ("batch", "length", "act_embed"; `flowjax.parallel.constrain`): sequence parallelism over
+  the tokens when "length" is mapped to the tensor axis.
 - `position_base_grid` > 0: the sine-cosine positions of a model pre-trained on that many
   tokens per side, interpolated to this model's grid (positions scaled by base / grid), for
   transfer between resolutions (section 4; with the noise-schedule shift of
@@ -53,13 +56,17 @@ from flax import nnx
 from flowjax.models.conditioning import ControlEmbedding, null_control
 from flowjax.models.embeddings import batch_time, control_strength
 from flowjax.models.layers import (
+    RESIDUAL,
     MultiHeadSelfAttention,
     TimeLabelEmbedding,
     check_image_input,
     check_image_shape,
     check_labels,
+    check_remat,
     modulate,
+    rematerialised,
 )
+from flowjax.parallel import constrain
 
 DIT_SIZES: dict[str, tuple[int, int, int]] = {
     "S": (384, 12, 6),
@@ -69,12 +76,6 @@ DIT_SIZES: dict[str, tuple[int, int, int]] = {
 }
 """(hidden, depth, heads) of each DiT size."""
 PATCH_SIZES = (1, 2, 4, 8)
-REMAT_POLICIES = {
-    "none": None,  # keep every activation for the backward pass
-    "full": jax.checkpoint_policies.nothing_saveable,  # recompute each block in the backward
-    "dots": jax.checkpoint_policies.dots_with_no_batch_dims_saveable,  # keep the matmuls' outputs
-}
-"""Activation rematerialisation of the DiT blocks (`jax.checkpoint` policies)."""
 CONDITIONING = ("adaln", "attention")
 CONTROL_SCHEDULES = ("cosine", "constant")
 
@@ -150,8 +151,7 @@ class DiT(nnx.Module):
         dtype=None,
         rngs: nnx.Rngs,
     ):
-        if remat not in REMAT_POLICIES:
-            raise ValueError(f"DiT remat must be one of {tuple(REMAT_POLICIES)}, got {remat!r}.")
+        check_remat("DiT", remat)
         if conditioning not in CONDITIONING:
             raise ValueError(f"DiT conditioning must be one of {CONDITIONING}, got {conditioning!r}.")
         if control_schedule not in CONTROL_SCHEDULES:
@@ -258,11 +258,9 @@ class DiT(nnx.Module):
                 )
             extra.append(self.context_proj(context.astype(self.dtype or x.dtype)))
         tokens = jnp.concatenate([*extra, tokens], axis=1)
-        apply = lambda block, x, cond: block(x, cond)  # noqa: E731
-        if self.remat != "none":
-            apply = nnx.remat(apply, policy=REMAT_POLICIES[self.remat])
+        apply = rematerialised(lambda block, x, cond: block(x, cond), self.remat)
         for block in self.blocks:
-            tokens = apply(block, tokens, c)
+            tokens = constrain(apply(block, constrain(tokens, RESIDUAL), c), RESIDUAL)
         tokens = tokens[:, tokens.shape[1] - g * g :]
         shift, scale = jnp.split(self.modulation_out(nnx.silu(c)), 2, axis=-1)
         out = self.out(modulate(self.norm_out(tokens), shift, scale))

@@ -14,14 +14,23 @@
   training with gradient accumulation sees the same masks as one large batch.
 - `check_image_shape` / `check_image_input` / `check_labels`: the shape checks of the image networks' inputs, which
   run when the call is traced (before anything is compiled).
+- `rematerialised`: a block's call under an activation rematerialisation policy
+  (`REMAT_POLICIES`, `jax.checkpoint` through `nnx.remat`), the `remat` setting of the DiT, the
+  UNet and the text transformers: "none" keeps every activation for the backward pass, "full"
+  recomputes each block in it (memory of one block's activations plus the block inputs),
+  "dots" keeps the outputs of the matmuls without batch dimensions (the projections) and
+  recomputes the rest (attention scores, norms, activations). Values and gradients are the same
+  under every policy; `--mode=plan` shows the memory each saves and the FLOPs it costs.
 
 Tensor-parallel sharding: the image networks name their large kernels so that the trainer's
-path rules (`config.sharding.rules`, `flowjax.parallel`) can split them Megatron-style,
-the first projection of a pair over its output dimension and the second over its input
-dimension (`UNET_SHARDING_RULES`, `DIT_SHARDING_RULES`).
+path rules (`config.sharding.rules`, `flowjax.parallel`) can split them Megatron-style over
+logical axes, the first projection of a pair ("embed", "mlp") and the second ("mlp", "embed")
+(`UNET_SHARDING_RULES`, `DIT_SHARDING_RULES`; "embed" is FSDP, "mlp" the tensor axis).
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp
@@ -29,18 +38,39 @@ from flax import nnx
 
 from flowjax.models.embeddings import batch_time, sinusoidal_embedding
 
-# (regex on a state leaf's path, one mesh axis per dimension); see flowjax.parallel.
+# (regex on a state leaf's path, one logical axis per dimension); see flowjax.parallel.
 UNET_SHARDING_RULES = (
-    (r"/conv1/kernel$", (None, None, "fsdp", "tensor")),
-    (r"/conv2/kernel$", (None, None, "tensor", "fsdp")),
-    (r"/qkv/kernel$", ("fsdp", "tensor")),
-    (r"/proj/kernel$", ("tensor", "fsdp")),
+    (r"/conv1/kernel$", (None, None, "embed", "mlp")),
+    (r"/conv2/kernel$", (None, None, "mlp", "embed")),
+    (r"/qkv/kernel$", ("embed", "mlp")),
+    (r"/proj/kernel$", ("mlp", "embed")),
 )
 DIT_SHARDING_RULES = (
-    (r"blocks/\d+/(attention/qkv|fc1)/kernel$", ("fsdp", "tensor")),
-    (r"blocks/\d+/(attention/proj|fc2)/kernel$", ("tensor", "fsdp")),
-    (r"blocks/\d+/modulation/kernel$", ("fsdp", "tensor")),
+    (r"blocks/\d+/(attention/qkv|fc1)/kernel$", ("embed", "mlp")),
+    (r"blocks/\d+/(attention/proj|fc2)/kernel$", ("mlp", "embed")),
+    (r"blocks/\d+/modulation/kernel$", ("embed", "mlp")),
 )
+
+RESIDUAL = ("batch", "length", "act_embed")
+"""The logical axes (`flowjax.parallel.constrain`) of a transformer's residual stream (B, L, d)."""
+
+REMAT_POLICIES = {
+    "none": None,  # keep every activation for the backward pass
+    "full": jax.checkpoint_policies.nothing_saveable,  # recompute each block in the backward
+    "dots": jax.checkpoint_policies.dots_with_no_batch_dims_saveable,  # keep the projections
+}
+"""Activation rematerialisation policies of the networks' blocks (`jax.checkpoint`)."""
+
+
+def check_remat(network: str, remat: str) -> None:
+    if remat not in REMAT_POLICIES:
+        raise ValueError(f"{network} remat must be one of {tuple(REMAT_POLICIES)}, got {remat!r}.")
+
+
+def rematerialised(fn: Callable, remat: str) -> Callable:
+    """`fn` (a function of modules and arrays, e.g. (block, x, c) -> x) as it is for "none", else
+    recomputed in the backward pass under `REMAT_POLICIES[remat]`."""
+    return fn if remat == "none" else nnx.remat(fn, policy=REMAT_POLICIES[remat])
 
 
 class TimeLabelEmbedding(nnx.Module):

@@ -18,7 +18,15 @@ tokens (B, L) with
   the CPU), bidirectional, or causal with a KV cache for decoding (`causal=True`, the
   autoregressive baseline and the judge model of generative perplexity);
 - a final adaLN-modulated norm and a zero-initialised output head (logits are 0 at
-  initialisation), GELU (tanh) MLPs of width `mlp_ratio` d, dropout on both branches.
+  initialisation), GELU (tanh) MLPs of width `mlp_ratio` d, dropout on both branches;
+- `remat` ("none", "full", "dots"): each block's activations recomputed in the backward pass
+  under that policy (`flowjax.models.layers.rematerialised`), for long sequences and large
+  models;
+- activation layouts by logical axis (`flowjax.parallel.constrain`, in force inside the
+  trainer's step): the residual stream (B, L, d) as ("batch", "length", "act_embed"), queries,
+  keys and values (B, L, H, d / H) as ("batch", None, "heads", None) and the MLP's hidden
+  units as ("batch", None, "hidden"): Megatron tensor parallelism, and sequence parallelism
+  when "length" is mapped to the tensor axis (config.sharding.logical_axes).
 
 Sizes (`TEXT_TRANSFORMER_SIZES`, width / depth / heads): "tiny" 128 / 4 / 4 for CPU runs,
 "small" 768 / 12 / 12 (MDLM, MD4, FLM; about 110M parameters with a GPT-2 vocabulary), "medium"
@@ -41,7 +49,16 @@ from jaxtyping import Array, Float, Int
 
 from flowjax._checks import check_tokens
 from flowjax.models.attention import KVCache, apply_rotary, attention, update_cache
-from flowjax.models.layers import TimeLabelEmbedding, check_labels, dropout, modulate
+from flowjax.models.layers import (
+    RESIDUAL,
+    TimeLabelEmbedding,
+    check_labels,
+    check_remat,
+    dropout,
+    modulate,
+    rematerialised,
+)
+from flowjax.parallel import constrain
 
 TEXT_TRANSFORMER_SIZES: dict[str, tuple[int, int, int]] = {
     "tiny": (128, 4, 4),
@@ -51,13 +68,14 @@ TEXT_TRANSFORMER_SIZES: dict[str, tuple[int, int, int]] = {
 """Width, depth and heads of each named size."""
 
 TEXT_TRANSFORMER_SHARDING_RULES = (
-    (r"blocks/\d+/(qkv|fc1)/kernel$", ("fsdp", "tensor")),
-    (r"blocks/\d+/(attn_out|fc2)/kernel$", ("tensor", "fsdp")),
-    (r"blocks/\d+/modulation/kernel$", (None, "tensor")),
-    (r"embedding$", ("tensor", "fsdp")),
-    (r"head/kernel$", ("fsdp", "tensor")),
+    (r"blocks/\d+/(qkv|fc1)/kernel$", ("embed", "mlp")),
+    (r"blocks/\d+/(attn_out|fc2)/kernel$", ("mlp", "embed")),
+    (r"blocks/\d+/modulation/kernel$", (None, "mlp")),
+    (r"embedding$", ("vocab", "embed")),
+    (r"head/kernel$", ("embed", "vocab")),
 )
-"""(regex, spec) rules of `config.sharding.rules` for the text transformer's state leaves."""
+"""(regex, logical axes) rules of `config.sharding.rules` for the text transformer's state
+leaves (`flowjax.parallel.LOGICAL_AXES`)."""
 
 _zeros = nnx.initializers.zeros_init()
 
@@ -84,6 +102,7 @@ class TransformerBlock(nnx.Module):
     def _qkv(self, h: Array, positions: Int[Array, "L"]) -> tuple[Array, Array, Array]:
         b, length, width = h.shape
         q, k, v = jnp.split(self.qkv(h).reshape(b, length, 3 * self.heads, -1), 3, axis=2)
+        q, k, v = (constrain(a, ("batch", None, "heads", None)) for a in (q, k, v))
         return apply_rotary(q, positions), apply_rotary(k, positions), v
 
     def __call__(
@@ -114,10 +133,11 @@ class TransformerBlock(nnx.Module):
             new_cache = (keys, values)
         out = self.attn_out(out.reshape(b, length, width)).astype(jnp.float32)
         x = x + gate1[:, None, :] * dropout(out, self.dropout_rate, seeds, 2 * layer)
+        x = constrain(x, RESIDUAL)
         h = modulate(self.norm2(x), shift2, scale2).astype(self.fc1.dtype or x.dtype)
-        h = self.fc2(nnx.gelu(self.fc1(h), approximate=True)).astype(jnp.float32)
-        h = dropout(h, self.dropout_rate, seeds, 2 * layer + 1)
-        return x + gate2[:, None, :] * h, new_cache
+        hidden = constrain(nnx.gelu(self.fc1(h), approximate=True), ("batch", None, "hidden"))
+        h = dropout(self.fc2(hidden).astype(jnp.float32), self.dropout_rate, seeds, 2 * layer + 1)
+        return constrain(x + gate2[:, None, :] * h, RESIDUAL), new_cache
 
 
 class TextTransformer(nnx.Module):
@@ -139,9 +159,11 @@ class TextTransformer(nnx.Module):
         time_conditioning: bool = True,
         causal: bool = False,
         num_classes: int | None = None,
+        remat: str = "none",
         dtype=None,
         rngs: nnx.Rngs,
     ):
+        check_remat("TextTransformer", remat)
         if size not in TEXT_TRANSFORMER_SIZES:
             raise ValueError(
                 f"Unknown text transformer size {size!r}; expected one of "
@@ -165,6 +187,7 @@ class TextTransformer(nnx.Module):
         self.time_conditioning = time_conditioning
         self.causal = causal
         self.num_classes = num_classes
+        self.remat = remat
         self.dtype = dtype
         self.embedding = nnx.Param(
             nnx.initializers.normal(1.0 / self.width**0.5)(rngs.params(), (vocab_size, self.width))
@@ -241,11 +264,15 @@ class TextTransformer(nnx.Module):
         """The blocks and the head on input embeddings h; `extra_conditioning` is added to the
         conditioning vector (a flow map's end-time embedding)."""
         self._check_length(h.shape[1], self.max_length, "model's maximum length")
+        h = constrain(h, RESIDUAL)
         c = self._conditioning(t, h.shape[0], label)
         if extra_conditioning is not None:
             c = c + extra_conditioning
         for layer, block in enumerate(self.blocks):
-            h, _ = block(h, c, dropout_seed, layer)
+            apply = rematerialised(
+                lambda block, h, c, seeds, layer=layer: block(h, c, seeds, layer)[0], self.remat
+            )
+            h = apply(block, h, c, dropout_seed)
         return self._logits(h, c)
 
     def init_cache(self, batch: int, max_length: int | None = None) -> KVCache:

@@ -19,7 +19,9 @@ Shapes: x (B, H, W, C) with H = W = `image_size` divisible by 2^(levels - 1), t 
 
 The Guide's configurations (`configs/fm_guide/`): CIFAR-10 channels=128, channel_mults=(2, 2, 2),
 num_res_blocks=4, attention_factors=(2,), dropout=0.3; ImageNet-32/64 channels=192,
-channel_mults=(1, 2, 3, 4), num_res_blocks=3, attention_factors=(2, 4, 8).
+channel_mults=(1, 2, 3, 4), num_res_blocks=3, attention_factors=(2, 4, 8). `remat` ("none",
+"full", "dots") recomputes each residual and attention block's activations in the backward pass
+(`flowjax.models.layers.rematerialised`).
 """
 
 from __future__ import annotations
@@ -36,7 +38,9 @@ from flowjax.models.layers import (
     check_image_input,
     check_image_shape,
     check_labels,
+    check_remat,
     dropout,
+    rematerialised,
 )
 
 _zeros = nnx.initializers.zeros_init()
@@ -128,9 +132,11 @@ class UNet(nnx.Module):
         dropout: float = 0.0,
         norm_groups: int = 32,
         num_classes: int | None = None,
+        remat: str = "none",
         dtype=None,
         rngs: nnx.Rngs,
     ):
+        check_remat("UNet", remat)
         self.event_shape = tuple(event_shape)
         levels = len(channel_mults)
         check_image_shape("UNet", self.event_shape, image_size, 2 ** (levels - 1))
@@ -142,6 +148,7 @@ class UNet(nnx.Module):
         if not 0.0 <= dropout < 1.0:
             raise ValueError(f"UNet dropout must be in [0, 1), got {dropout}.")
         self.num_classes = num_classes
+        self.remat = remat
         self.dtype = dtype
         image_channels = self.event_shape[-1]
         emb_dim = 4 * channels
@@ -203,17 +210,18 @@ class UNet(nnx.Module):
         check_image_input("UNet", x, self.event_shape)
         check_labels("UNet", label, self.num_classes, x.shape[0])
         emb = self.embed(t, x.shape[0], label)
+        res = rematerialised(lambda block, h: block(h, emb, dropout_seed), self.remat)
+        attend = rematerialised(lambda block, h: block(h), self.remat)
         h = self.conv_in(x.astype(self.dtype or x.dtype))
         skips = [h]
         for level, stage in enumerate(self.down):
-            h = _run_level(stage, h, emb, dropout_seed, skips, pop=False)
+            h = _run_level(stage, h, res, attend, skips, pop=False)
             if level < len(self.downsample):
                 h = self.downsample[level](h)
                 skips.append(h)
-        h = self.mid1(h, emb, dropout_seed)
-        h = self.mid2(self.mid_attention(h), emb, dropout_seed)
+        h = res(self.mid2, attend(self.mid_attention, res(self.mid1, h)))
         for level, stage in enumerate(self.up):
-            h = _run_level(stage, h, emb, dropout_seed, skips, pop=True)
+            h = _run_level(stage, h, res, attend, skips, pop=True)
             if level < len(self.upsample):
                 b, height, width, c = h.shape
                 h = jax.image.resize(h, (b, 2 * height, 2 * width, c), "nearest")
@@ -222,14 +230,15 @@ class UNet(nnx.Module):
         return out.astype(x.dtype)
 
 
-def _run_level(stage: Level, h, emb, seeds, skips: list, *, pop: bool):
-    """The blocks of one level; the down path pushes each output, the up path pops a skip."""
+def _run_level(stage: Level, h, res, attend, skips: list, *, pop: bool):
+    """The blocks of one level, each called through `res(block, h)` / `attend(block, h)`; the
+    down path pushes each output, the up path pops a skip."""
     for i, block in enumerate(stage.blocks):
         if pop:
             h = jnp.concatenate([h, skips.pop()], axis=-1)
-        h = block(h, emb, seeds)
+        h = res(block, h)
         if len(stage.attention):
-            h = stage.attention[i](h)
+            h = attend(stage.attention[i], h)
         if not pop:
             skips.append(h)
     return h

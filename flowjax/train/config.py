@@ -29,7 +29,13 @@ from flax import nnx
 from flowjax import data
 from flowjax.train import objectives, registry
 from flowjax.train.init_from import check_init_from, model_constructor
-from flowjax.parallel import MESH_AXES, data_parallel_size
+from flowjax.parallel import (
+    MESH_AXES,
+    ShardingError,
+    data_parallel_size,
+    logical_axis_rules,
+    mesh_axes_of,
+)
 
 OPTIMIZERS = ("adam", "adamw")
 LR_SCHEDULES = ("constant", "cosine")
@@ -101,8 +107,11 @@ def default_config(objective: str = "flow_matching") -> ml_collections.ConfigDic
         mesh_shape=(-1, 1, 1),  # sizes of the MESH_AXES; one -1 takes the remaining devices
         # (regex, spec) pairs: a state leaf whose path ("params/hidden/0/kernel",
         # "opt_state/0/mu/hidden/0/kernel", ...) matches `regex` is sharded as `spec`, a
-        # tuple with one mesh axis name (or None, or a tuple of names) per dimension.
+        # tuple with one logical or mesh axis name (or None, or a tuple of names) per dimension.
         rules=(),
+        # (logical name, mesh axes) pairs overriding flowjax.parallel.LOGICAL_AXES, e.g.
+        # (("length", "tensor"),) for sequence parallelism, (("embed", None),) for no FSDP.
+        logical_axes=(),
         # Leaves no rule matches with at least this many elements are FSDP-sharded: their
         # largest dimension divisible by the "fsdp" axis size is split over "fsdp".
         fsdp_min_size=2**16,
@@ -348,18 +357,28 @@ def _check_sharding_config(sharding: ml_collections.ConfigDict) -> None:
         raise ValueError(
             f"sharding.mesh_shape sizes must be positive, with at most one -1, got {shape!r}."
         )
+    for pair in sharding.logical_axes:
+        axes = pair[1] if len(pair) == 2 else None
+        names = axes if isinstance(axes, (tuple, list)) else (axes,)
+        if (len(pair) != 2 or not isinstance(pair[0], str)
+                or any(name is not None and name not in MESH_AXES for name in names)):
+            raise ValueError(
+                f"Each sharding.logical_axes entry must be a (logical name, mesh axes) pair "
+                f"with mesh axes from {MESH_AXES} (a name, a tuple of names or None), got "
+                f"{pair!r}; for example ('length', 'tensor')."
+            )
+    rules = logical_axis_rules(sharding)
     for rule in sharding.rules:
         if len(rule) != 2 or not isinstance(rule[0], str):
             raise ValueError(
                 f"Each sharding rule must be a (regex, spec) pair, got {rule!r}; for example "
-                "(r'params/.*kernel', ('fsdp', 'tensor'))."
+                "(r'params/.*kernel', ('embed', 'mlp'))."
             )
         for axis in rule[1]:
-            names = axis if isinstance(axis, (tuple, list)) else (axis,)
-            if any(name is not None and name not in MESH_AXES for name in names):
-                raise ValueError(
-                    f"Sharding rule {rule!r} names an axis that is not one of {MESH_AXES}."
-                )
+            try:
+                mesh_axes_of(axis, rules)
+            except ShardingError as error:
+                raise ValueError(f"Sharding rule {rule!r}: {error}") from None
 
 
 def _check_components(config: ml_collections.ConfigDict) -> None:

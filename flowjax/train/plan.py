@@ -45,7 +45,7 @@ import ml_collections
 import numpy as np
 from jax.sharding import NamedSharding
 
-from flowjax.parallel import batch_sharding, path_string
+from flowjax.parallel import ShardingError, batch_sharding, path_string
 from flowjax.train.checkpoint import abstract_with_shardings
 from flowjax.train.config import ConfigError, validate_config
 from flowjax.train.setup import setup_run
@@ -219,7 +219,11 @@ def plan(
         optimizer=run.optimizer, schedule=run.schedule, config=config, mesh=run.mesh,
     )
     state = abstract_with_shardings(run.abstract_state, run.shardings)
-    compiled = train_step.lower(state, abstract_batch(run, config)).compile()
+    try:
+        lowered = train_step.lower(state, abstract_batch(run, config))
+    except ShardingError as error:  # an activation axis that does not divide the mesh
+        raise PlanError([str(error)]) from None
+    compiled = lowered.compile()
     memory = compiled.memory_analysis()
     cost = _first(compiled.cost_analysis()) or {}
     groups = [

@@ -72,6 +72,7 @@ _TEXT_BACKBONE = dict(
     cond_dim=128,
     mlp_ratio=4.0,
     dropout=0.0,
+    remat="none",  # "full" or "dots": recompute block activations (jax.checkpoint)
 )
 """The settings of the text transformer's backbone, shared by its variants."""
 
@@ -144,6 +145,7 @@ MODELS: dict[str, ModelEntry] = {
             head_dim=64,
             dropout=0.0,
             norm_groups=32,
+            remat="none",  # "full" or "dots": recompute block activations (jax.checkpoint)
         ),
     ),
     "dit": ModelEntry(

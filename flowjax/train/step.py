@@ -34,7 +34,7 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from flowjax.train import optim
 from flowjax.train.objectives import Objective
-from flowjax.parallel import BATCH_AXES, batch_sharding, replicated
+from flowjax.parallel import BATCH_AXES, batch_sharding, logical_sharding, replicated
 from flowjax.train.state import TrainState
 
 Batch = dict[str, jax.Array]  # "x": (B, *event); optionally "label": (B,) int32
@@ -135,17 +135,16 @@ def compile_train_step(
     """`train_step` jitted with explicit shardings and the input state donated.
 
     The returned function maps (state, batch) -> (state, metrics): the state laid out as
-    `state_shardings`, the batch split over the batch axes, the metrics replicated.
+    `state_shardings`, the batch split over the batch axes, the metrics replicated, and the
+    networks' activations by the run's logical axes (`flowjax.parallel.logical_sharding`).
     """
-    step = functools.partial(
-        train_step,
-        graphdef=graphdef,
-        objective=objective,
-        optimizer=optimizer,
-        schedule=schedule,
-        config=config,
-        mesh=mesh,
-    )
+    def step(state: TrainState, batch: Batch) -> tuple[TrainState, Metrics]:
+        with logical_sharding(mesh, config.sharding):  # the networks' activation layouts
+            return train_step(
+                state, batch, graphdef=graphdef, objective=objective, optimizer=optimizer,
+                schedule=schedule, config=config, mesh=mesh,
+            )
+
     return jax.jit(
         step,
         in_shardings=(state_shardings, batch_sharding(mesh)),
