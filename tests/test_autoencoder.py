@@ -6,6 +6,7 @@ decodes as diffusers does; shapes, scaling and bad input."""
 from __future__ import annotations
 
 import json
+import re
 import os
 import shutil
 
@@ -83,3 +84,39 @@ def test_bad_input_and_checkpoints_are_refused(model, tmp_path):
         load_autoencoder_kl(wrong)
     with pytest.raises(ValueError, match="multiples of norm_num_groups"):
         AutoencoderKL(AutoencoderConfig(block_out_channels=(30,)), rngs=nnx.Rngs(0))
+
+
+def test_bfloat16_compute_tracks_float32_with_float32_parameters(model, reference):
+    bf16 = AutoencoderKL(model.config, dtype=jnp.bfloat16, rngs=nnx.Rngs(0))
+    nnx.update(bf16, nnx.state(model))
+    assert {p.dtype for p in jax.tree.leaves(nnx.state(bf16, nnx.Param))} == {np.dtype("float32")}
+    images = channels_last(reference["images"])
+    round_trip = nnx.jit(lambda m, x: m.decode(m.encode(x)[0]))
+    a, b = round_trip(model, images), round_trip(bf16, images)
+    assert b.dtype == jnp.float32
+    relative = float(jnp.linalg.norm(a - b) / jnp.linalg.norm(a))
+    assert 0 < relative < 0.03, relative
+    graphdef, state = nnx.split(bf16)
+    program = jax.jit(lambda s, z: nnx.merge(graphdef, s).decode(z)).lower(
+        state, channels_last(reference["mean"])).as_text()
+    convolutions = [line for line in program.splitlines() if "convolution" in line]
+    assert convolutions and all("bf16" in line for line in convolutions[1:])  # post_quant: f32
+
+
+def test_sharding_rules_split_every_convolution_and_attention_map(model):
+    from flowjax.models.autoencoder import AUTOENCODER_SHARDING_RULES
+    from flowjax.parallel import LOGICAL_AXES, leaf_partition_spec, path_string
+    from jax.sharding import PartitionSpec as P
+
+    sizes = {"data": 1, "fsdp": 4, "tensor": 2}
+    leaves = jax.tree_util.tree_flatten_with_path(nnx.state(model, nnx.Param))[0]
+    specs = {path_string(path): leaf_partition_spec(path_string(path), leaf.shape, sizes,
+                                                    AUTOENCODER_SHARDING_RULES, 2**30, LOGICAL_AXES)
+             for path, leaf in leaves}
+    assert specs["encoder/resnets/0/0/conv1/kernel"] == P(None, None, "fsdp", "tensor")
+    assert specs["decoder/mid/resnets/1/conv2/kernel"] == P(None, None, "tensor", "fsdp")
+    assert specs["encoder/mid/attention/to_k/kernel"] == P("fsdp", "tensor")
+    assert specs["decoder/mid/attention/to_out/kernel"] == P("tensor", "fsdp")
+    for pattern, _ in AUTOENCODER_SHARDING_RULES:  # every rule splits some kernel
+        assert any(re.search(pattern, path) for path in specs), pattern
+    assert specs["quant_conv/kernel"] == P()  # small leaves stay replicated

@@ -32,6 +32,7 @@ import ml_collections
 
 from flowjax.train.recipes import image_recipe_config, shrink_to_smoke
 from flowjax.train.config import default_config
+from flowjax.models.autoencoder import AUTOENCODER_SHARDING_RULES
 from flowjax.train.registry import model_defaults
 
 VARIANTS = ("baseline", "autoencoder", "smoke")
@@ -44,6 +45,7 @@ def autoencoder_config() -> ml_collections.ConfigDict:
     config.model = model_defaults("autoencoder_kl")
     config.model.update(block_out_channels=(16, 32), layers_per_block=1, latent_channels=2,
                         norm_num_groups=8)
+    config.sharding.rules = AUTOENCODER_SHARDING_RULES
     config.loss.update(reconstruction="l1", kl_weight=1e-6)
     config.optim.update(name="adamw", learning_rate=2e-3, weight_decay=0.0, warmup_steps=100,
                         schedule="cosine", final_lr_fraction=0.05, ema_decay=0.999)
@@ -63,6 +65,7 @@ def latent_flow_config(lpl: bool) -> ml_collections.ConfigDict:
     config.loss.label_dropout = 0.2
     if lpl:
         config.loss.update(lpl_weight=1.0, lpl_t_min=0.8, lpl_autoencoder="")
+        config.sharding.rules = config.sharding.rules + AUTOENCODER_SHARDING_RULES
     config.optim.update(learning_rate=2e-3, warmup_steps=100, schedule="cosine",
                         final_lr_fraction=0.05, grad_clip_norm=1.0)
     config.train.update(num_steps=1_500, global_batch_size=64, log_every=100)

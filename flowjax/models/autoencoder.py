@@ -21,6 +21,11 @@ The posterior is N(mean, exp(logvar)) with logvar clipped to [-30, 20]. Latents 
 The downsampling factor is f = 2^(L - 1): SD's VAE has c = (128, 256, 512, 512), n = 2, z = 4,
 f = 8, so 256 x 256 x 3 images become 32 x 32 x 4 latents.
 
+Mixed precision: parameters are float32; `dtype` (e.g. bfloat16) is the compute dtype of the
+convolutions and linear maps, with the group norms, the attention softmax and the outputs in
+float32. `AUTOENCODER_SHARDING_RULES` split the residual blocks' convolutions and the attention
+maps Megatron-style over logical axes (`flowjax.parallel`).
+
 `load_autoencoder_kl` (`flowjax.models.convert_autoencoder`) loads a local diffusers checkpoint.
 """
 
@@ -38,6 +43,13 @@ from jaxtyping import Array, Float
 
 from flowjax.models.distillation import Frozen
 
+AUTOENCODER_SHARDING_RULES = (
+    (r"resnets/\d+/(\d+/)?conv1/kernel$", (None, None, "embed", "mlp")),
+    (r"resnets/\d+/(\d+/)?conv2/kernel$", (None, None, "mlp", "embed")),
+    (r"attention/to_(q|k|v)/kernel$", ("embed", "mlp")),
+    (r"attention/to_out/kernel$", ("mlp", "embed")),
+)
+"""(regex, logical axes) rules of `config.sharding.rules` for the autoencoder's state leaves."""
 LOGVAR_RANGE = (-30.0, 20.0)
 """The posterior's log-variance is clipped to this range (diffusers' DiagonalGaussianDistribution)."""
 
@@ -123,50 +135,59 @@ class AutoencoderConfig:
 
 
 def _norm(channels: int, groups: int, rngs: nnx.Rngs) -> nnx.GroupNorm:
-    return nnx.GroupNorm(channels, num_groups=groups, epsilon=1e-6, rngs=rngs)
+    return nnx.GroupNorm(channels, num_groups=groups, epsilon=1e-6, dtype=jnp.float32, rngs=rngs)
 
 
-def _conv(c_in: int, c_out: int, rngs: nnx.Rngs, kernel: int = 3, padding="SAME", strides=1):
-    return nnx.Conv(c_in, c_out, (kernel, kernel), strides=strides, padding=padding, rngs=rngs)
+def _conv(c_in: int, c_out: int, rngs: nnx.Rngs, dtype=None, kernel: int = 3, padding="SAME",
+          strides=1):
+    return nnx.Conv(c_in, c_out, (kernel, kernel), strides=strides, padding=padding, dtype=dtype,
+                    rngs=rngs)
 
 
 class ResnetBlock(nnx.Module):
     """x + conv(SiLU(GN(conv(SiLU(GN(x)))))), the shortcut through a 1x1 conv when widths differ."""
 
-    def __init__(self, c_in: int, c_out: int, groups: int, *, rngs: nnx.Rngs):
-        self.norm1, self.conv1 = _norm(c_in, groups, rngs), _conv(c_in, c_out, rngs)
-        self.norm2, self.conv2 = _norm(c_out, groups, rngs), _conv(c_out, c_out, rngs)
-        self.conv_shortcut = _conv(c_in, c_out, rngs, kernel=1) if c_in != c_out else None
+    def __init__(self, c_in: int, c_out: int, groups: int, *, dtype=None, rngs: nnx.Rngs):
+        self.norm1, self.conv1 = _norm(c_in, groups, rngs), _conv(c_in, c_out, rngs, dtype)
+        self.norm2, self.conv2 = _norm(c_out, groups, rngs), _conv(c_out, c_out, rngs, dtype)
+        self.conv_shortcut = (
+            _conv(c_in, c_out, rngs, dtype, kernel=1) if c_in != c_out else None
+        )
 
     def __call__(self, x: Float[Array, "B H W Ci"]) -> Float[Array, "B H W Co"]:
         h = self.conv1(jax.nn.silu(self.norm1(x)))
         h = self.conv2(jax.nn.silu(self.norm2(h)))
-        return (x if self.conv_shortcut is None else self.conv_shortcut(x)) + h
+        shortcut = x if self.conv_shortcut is None else self.conv_shortcut(x)
+        return shortcut.astype(jnp.float32) + h.astype(jnp.float32)
 
 
 class SelfAttention(nnx.Module):
     """Single-head self-attention over the H W positions, with a residual connection."""
 
-    def __init__(self, channels: int, groups: int, *, rngs: nnx.Rngs):
+    def __init__(self, channels: int, groups: int, *, dtype=None, rngs: nnx.Rngs):
         self.group_norm = _norm(channels, groups, rngs)
         self.to_q, self.to_k, self.to_v, self.to_out = (
-            nnx.Linear(channels, channels, rngs=rngs) for _ in range(4)
+            nnx.Linear(channels, channels, dtype=dtype, rngs=rngs) for _ in range(4)
         )
 
     def __call__(self, x: Float[Array, "B H W C"]) -> Float[Array, "B H W C"]:
         b, h, w, c = x.shape
         y = self.group_norm(x).reshape(b, h * w, c)
         q, k, v = self.to_q(y), self.to_k(y), self.to_v(y)
-        weights = jax.nn.softmax(jnp.einsum("bqc,bkc->bqk", q, k) / math.sqrt(c), axis=-1)
-        return x + self.to_out(jnp.einsum("bqk,bkc->bqc", weights, v)).reshape(b, h, w, c)
+        scores = jnp.einsum("bqc,bkc->bqk", q, k).astype(jnp.float32) / math.sqrt(c)
+        weights = jax.nn.softmax(scores, axis=-1).astype(v.dtype)
+        out = self.to_out(jnp.einsum("bqk,bkc->bqc", weights, v)).reshape(b, h, w, c)
+        return x + out.astype(jnp.float32)
 
 
 class MidBlock(nnx.Module):
     """Residual block, self-attention, residual block."""
 
-    def __init__(self, channels: int, groups: int, *, rngs: nnx.Rngs):
-        self.resnets = nnx.List([ResnetBlock(channels, channels, groups, rngs=rngs) for _ in range(2)])
-        self.attention = SelfAttention(channels, groups, rngs=rngs)
+    def __init__(self, channels: int, groups: int, *, dtype=None, rngs: nnx.Rngs):
+        self.resnets = nnx.List(
+            [ResnetBlock(channels, channels, groups, dtype=dtype, rngs=rngs) for _ in range(2)]
+        )
+        self.attention = SelfAttention(channels, groups, dtype=dtype, rngs=rngs)
 
     def __call__(self, x: Float[Array, "B H W C"]) -> Float[Array, "B H W C"]:
         return self.resnets[1](self.attention(self.resnets[0](x)))
@@ -175,21 +196,24 @@ class MidBlock(nnx.Module):
 class Encoder(nnx.Module):
     """Image (B, H, W, C) -> the posterior's moments (B, H / f, W / f, 2 z) before quant_conv."""
 
-    def __init__(self, config: AutoencoderConfig, *, rngs: nnx.Rngs):
+    def __init__(self, config: AutoencoderConfig, *, dtype=None, rngs: nnx.Rngs):
         widths, groups, n = config.block_out_channels, config.norm_num_groups, config.layers_per_block
-        self.conv_in = _conv(config.in_channels, widths[0], rngs)
+        self.conv_in = _conv(config.in_channels, widths[0], rngs, dtype)
         self.resnets, self.downsamplers = nnx.List(), nnx.List()
         c_in = widths[0]
         for level, c_out in enumerate(widths):
             self.resnets.append(nnx.List(
-                [ResnetBlock(c_in if j == 0 else c_out, c_out, groups, rngs=rngs) for j in range(n)]
+                [ResnetBlock(c_in if j == 0 else c_out, c_out, groups, dtype=dtype, rngs=rngs)
+                 for j in range(n)]
             ))
             if level < len(widths) - 1:
-                self.downsamplers.append(_conv(c_out, c_out, rngs, padding="VALID", strides=2))
+                self.downsamplers.append(
+                    _conv(c_out, c_out, rngs, dtype, padding="VALID", strides=2)
+                )
             c_in = c_out
-        self.mid = MidBlock(widths[-1], groups, rngs=rngs)
+        self.mid = MidBlock(widths[-1], groups, dtype=dtype, rngs=rngs)
         self.norm_out = _norm(widths[-1], groups, rngs)
-        self.conv_out = _conv(widths[-1], 2 * config.latent_channels, rngs)
+        self.conv_out = _conv(widths[-1], 2 * config.latent_channels, rngs, dtype)
 
     def __call__(self, x: Float[Array, "B H W C"]) -> Float[Array, "B h w 2z"]:
         h = self.conv_in(x)
@@ -198,30 +222,30 @@ class Encoder(nnx.Module):
                 h = block(h)
             if level < len(self.downsamplers):
                 h = self.downsamplers[level](jnp.pad(h, ((0, 0), (0, 1), (0, 1), (0, 0))))
-        return self.conv_out(jax.nn.silu(self.norm_out(self.mid(h))))
+        return self.conv_out(jax.nn.silu(self.norm_out(self.mid(h)))).astype(jnp.float32)
 
 
 class Decoder(nnx.Module):
     """Latent (B, h, w, z) after post_quant_conv -> image (B, h f, w f, C); `features` also
     returns the activations after the middle and after each up level (LPL's decoder features)."""
 
-    def __init__(self, config: AutoencoderConfig, *, rngs: nnx.Rngs):
+    def __init__(self, config: AutoencoderConfig, *, dtype=None, rngs: nnx.Rngs):
         widths = tuple(reversed(config.block_out_channels))
         groups, n = config.norm_num_groups, config.layers_per_block
-        self.conv_in = _conv(config.latent_channels, widths[0], rngs)
-        self.mid = MidBlock(widths[0], groups, rngs=rngs)
+        self.conv_in = _conv(config.latent_channels, widths[0], rngs, dtype)
+        self.mid = MidBlock(widths[0], groups, dtype=dtype, rngs=rngs)
         self.resnets, self.upsamplers = nnx.List(), nnx.List()
         c_in = widths[0]
         for level, c_out in enumerate(widths):
             self.resnets.append(nnx.List(
-                [ResnetBlock(c_in if j == 0 else c_out, c_out, groups, rngs=rngs)
+                [ResnetBlock(c_in if j == 0 else c_out, c_out, groups, dtype=dtype, rngs=rngs)
                  for j in range(n + 1)]
             ))
             if level < len(widths) - 1:
-                self.upsamplers.append(_conv(c_out, c_out, rngs))
+                self.upsamplers.append(_conv(c_out, c_out, rngs, dtype))
             c_in = c_out
         self.norm_out = _norm(widths[-1], groups, rngs)
-        self.conv_out = _conv(widths[-1], config.out_channels, rngs)
+        self.conv_out = _conv(widths[-1], config.out_channels, rngs, dtype)
 
     def features(self, z: Float[Array, "B h w z"]) -> tuple[Array, list[Array]]:
         """(the image, [the middle's output, then each up level's output])."""
@@ -231,9 +255,10 @@ class Decoder(nnx.Module):
             for block in blocks:
                 h = block(h)
             if level < len(self.upsamplers):
-                h = self.upsamplers[level](jnp.repeat(jnp.repeat(h, 2, axis=1), 2, axis=2))
+                up = jnp.repeat(jnp.repeat(h, 2, axis=1), 2, axis=2)
+                h = self.upsamplers[level](up).astype(jnp.float32)
             feats.append(h)
-        return self.conv_out(jax.nn.silu(self.norm_out(h))), feats
+        return self.conv_out(jax.nn.silu(self.norm_out(h))).astype(jnp.float32), feats
 
     def __call__(self, z: Float[Array, "B h w z"]) -> Float[Array, "B H W C"]:
         return self.features(z)[0]
@@ -243,13 +268,13 @@ class AutoencoderKL(nnx.Module):
     """The KL autoencoder (module docstring): `encode` -> (mean, logvar), `sample_latent`,
     `decode`; `latents` / `images` apply the scaling factor for a flow in latent space."""
 
-    def __init__(self, config: AutoencoderConfig, *, rngs: nnx.Rngs):
+    def __init__(self, config: AutoencoderConfig, *, dtype=None, rngs: nnx.Rngs):
         self.config = config
         z = config.latent_channels
-        self.encoder = Encoder(config, rngs=rngs)
-        self.quant_conv = _conv(2 * z, 2 * z, rngs, kernel=1)
+        self.encoder = Encoder(config, dtype=dtype, rngs=rngs)
+        self.quant_conv = _conv(2 * z, 2 * z, rngs, kernel=1)  # float32: the posterior
         self.post_quant_conv = _conv(z, z, rngs, kernel=1)
-        self.decoder = Decoder(config, rngs=rngs)
+        self.decoder = Decoder(config, dtype=dtype, rngs=rngs)
 
     def _check(self, x: Array, channels: int, what: str, multiple: int) -> None:
         if x.ndim != 4 or x.shape[-1] != channels or x.shape[1] % multiple or x.shape[2] % multiple:
@@ -302,8 +327,8 @@ def autoencoder_for_images(
     scaling_factor: float = 0.18215,
 ) -> AutoencoderKL:
     """An `AutoencoderKL` for images of `event_shape` (H, W, C), as the trainer builds models
-    (labels unused, float32 compute): C in and out, the other settings as named."""
-    del num_classes, dtype
+    (labels unused; `dtype` the compute dtype): C in and out, the other settings as named."""
+    del num_classes
     if len(event_shape) != 3:
         raise ValueError(f"The autoencoder reads images (H, W, C), got examples of shape "
                          f"{tuple(event_shape)}.")
@@ -323,7 +348,7 @@ def autoencoder_for_images(
             f"({len(config.block_out_channels)} levels): image sides must be multiples of it, "
             f"got {height}x{width}."
         )
-    return AutoencoderKL(config, rngs=rngs)
+    return AutoencoderKL(config, dtype=dtype, rngs=rngs)
 
 
 def freeze(module: nnx.Module) -> nnx.Module:

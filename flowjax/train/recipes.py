@@ -28,6 +28,7 @@ import ml_collections
 
 from flowjax.data import IMAGE_DATASETS, image_data_config
 from flowjax.models import TEXT_TRANSFORMER_SHARDING_RULES
+from flowjax.models.autoencoder import AUTOENCODER_SHARDING_RULES
 from flowjax.models.layers import DIT_SHARDING_RULES, UNET_SHARDING_RULES
 from flowjax.train.config import default_config
 from flowjax.train.objectives.simfree_node import METHODS as SIMFREE_NODE_METHODS
@@ -569,6 +570,7 @@ def latent_imagenet_config(resolution: int, paper: str, arg: str | None) -> ml_c
         config.loss.lpl_t_min = 0.8
         config.loss.lpl_fraction = 0.25  # exact: ~8% of logit-normal(0, 1) times are >= 0.8
         config.loss.lpl_autoencoder = ""  # the VAE's diffusers directory, set on the command line
+        config.sharding.rules = DIT_SHARDING_RULES + AUTOENCODER_SHARDING_RULES  # its decoder
     if paper == "conditioning":
         config.model.control_dim = 1
         config.loss.control_dropout = 0.1
