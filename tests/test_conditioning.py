@@ -83,17 +83,24 @@ def test_interpolated_positions_agree_with_the_base_grid_where_they_meet():
 
 
 def randomized(model, seed=0):
-    """The model with every parameter redrawn (its zero-initialised output layers included)."""
+    """The model with every parameter redrawn (its zero-initialised output layers included), from
+    NumPy (no compiled initialisers): `model` may be abstract (`nnx.eval_shape`)."""
     graphdef, params, rest = nnx.split(model, nnx.Param, ...)
     leaves, tree = jax.tree.flatten(params)
-    keys = jax.random.split(jax.random.key(seed), len(leaves))
-    leaves = [0.3 * jax.random.normal(k, x.shape, x.dtype) for k, x in zip(keys, leaves)]
+    rng = np.random.default_rng(seed)
+    leaves = [jnp.asarray(0.3 * rng.standard_normal(x.shape), x.dtype) for x in leaves]
     return nnx.merge(graphdef, jax.tree.unflatten(tree, leaves), rest)
 
 
 def tiny_dit(**kwargs):
     settings = dict(patch_size=1, hidden_dim=32, depth=2, num_heads=2, num_classes=10)
-    return randomized(DiT((4, 4, 2), **settings, **kwargs, rngs=nnx.Rngs(0)))
+    # Every parameter is redrawn: only the shapes of the initialised model are needed.
+    return randomized(nnx.eval_shape(lambda: DiT((4, 4, 2), **settings, **kwargs,
+                                                 rngs=nnx.Rngs(0))))
+
+
+# The model's forward pass, compiled once per model structure and input signature.
+call = nnx.jit(lambda model, x, t, label, **inputs: model(x, t, label, **inputs))
 
 
 def test_control_enters_with_the_cosine_strength_and_nan_is_no_control():
@@ -103,34 +110,36 @@ def test_control_enters_with_the_cosine_strength_and_nan_is_no_control():
     for conditioning in ("adaln", "attention"):
         cosine = tiny_dit(conditioning=conditioning, control_dim=1)
         constant = tiny_dit(conditioning=conditioning, control_dim=1, control_schedule="constant")
-        at = lambda m, t, c: m(x, jnp.full((2,), t), label, control=c)  # noqa: E731
+        at = lambda m, t, c: call(m, x, jnp.full((2,), t), label, control=c)  # noqa: E731
         # At the noise end the cosine strength is 0: control has no effect at all.
         np.testing.assert_array_equal(at(cosine, 0.0, flips[0]), at(cosine, 0.0, flips[1]))
         assert float(jnp.max(jnp.abs(at(cosine, 1.0, flips[0]) - at(cosine, 1.0, flips[1])))) > 1e-3
         assert float(jnp.max(jnp.abs(at(constant, 0.0, flips[0]) - at(constant, 0.0, flips[1])))) > 1e-3
         # Per sample: times (0, 1) in one batch match the single-time calls.
-        mixed = cosine(x, jnp.asarray([0.0, 1.0]), label, control=flips[1])
+        mixed = call(cosine, x, jnp.asarray([0.0, 1.0]), label, control=flips[1])
         np.testing.assert_allclose(mixed[1], at(cosine, 1.0, flips[1])[1], atol=1e-5)
         np.testing.assert_allclose(mixed[0], at(cosine, 0.0, flips[0])[0], atol=1e-5)
         # The null control: a NaN row, or no control at all.
         null = jnp.full((2, 1), jnp.nan)
-        np.testing.assert_array_equal(cosine(x, 0.7, label, control=null), cosine(x, 0.7, label))
-        assert bool(jnp.all(jnp.isfinite(cosine(x, 0.7, label, control=null))))
+        with_null = call(cosine, x, 0.7, label, control=null)
+        np.testing.assert_array_equal(with_null, call(cosine, x, 0.7, label))
+        assert bool(jnp.all(jnp.isfinite(with_null)))
 
 
 def test_attention_conditioning_reads_the_label_as_a_token_not_through_adaln():
     model = tiny_dit(conditioning="attention")
     assert not hasattr(model.embed, "label_embed")  # c carries time only
     x = jax.random.normal(jax.random.key(2), (2, 4, 4, 2))
-    a, b = model(x, 0.5, jnp.asarray([1, 1])), model(x, 0.5, jnp.asarray([1, 2]))
+    a, b = call(model, x, 0.5, jnp.asarray([1, 1])), call(model, x, 0.5, jnp.asarray([1, 2]))
     np.testing.assert_allclose(a[0], b[0], atol=1e-6)  # per example
     assert float(jnp.max(jnp.abs(a[1] - b[1]))) > 1e-3
     # Text embeddings as more attention tokens.
     text = tiny_dit(conditioning="attention", context_dim=6)
     context = jax.random.normal(jax.random.key(3), (2, 5, 6))
-    out = text(x, 0.5, jnp.asarray([1, 2]), context=context)
+    out = call(text, x, 0.5, jnp.asarray([1, 2]), context=context)
     assert out.shape == x.shape
-    assert float(jnp.max(jnp.abs(out - text(x, 0.5, jnp.asarray([1, 2]), context=2 * context)))) > 1e-3
+    doubled = call(text, x, 0.5, jnp.asarray([1, 2]), context=2 * context)
+    assert float(jnp.max(jnp.abs(out - doubled))) > 1e-3
     with pytest.raises(ValueError, match="context"):
         text(x, 0.5, jnp.asarray([1, 2]))
     with pytest.raises(ValueError, match="conditioning='attention'"):
@@ -141,19 +150,21 @@ def test_attention_conditioning_reads_the_label_as_a_token_not_through_adaln():
 
 
 def test_control_embedding_and_noisy_replicate_padding():
-    embed = ControlEmbedding(2, 8, rngs=nnx.Rngs(0))
+    embed = nnx.jit(lambda: ControlEmbedding(2, 8, rngs=nnx.Rngs(0)))()  # compiled, not op by op
     rows = jnp.asarray([[0.0, 1.0], [jnp.nan, jnp.nan]])
-    out = embed(rows)
-    np.testing.assert_array_equal(out[1], jnp.zeros(8))
-    assert float(jnp.max(jnp.abs(out[0]))) > 0
+    out = np.asarray(nnx.jit(lambda embed, rows: embed(rows))(embed, rows))
+    np.testing.assert_array_equal(out[1], np.zeros(8))
+    assert float(np.max(np.abs(out[0]))) > 0
     with pytest.raises(ValueError, match=r"\(B, 2\)"):
         embed(jnp.zeros((2, 3)))
     tokens = jax.random.normal(jax.random.key(4), (2, 7, 3))
     lengths = jnp.asarray([3, 7])
-    exact = noisy_replicate_padding(jax.random.key(5), tokens, lengths, 0.0)
+    padding = jax.jit(noisy_replicate_padding, static_argnums=3)  # one program per noise_std
+    exact = np.asarray(padding(jax.random.key(5), tokens, lengths, 0.0))
+    noisy = np.asarray(padding(jax.random.key(5), tokens, lengths, 0.1))
+    tokens = np.asarray(tokens)
     np.testing.assert_array_equal(exact[1], tokens[1])  # nothing to pad
-    np.testing.assert_array_equal(exact[0], tokens[0, jnp.arange(7) % 3])
-    noisy = noisy_replicate_padding(jax.random.key(5), tokens, lengths, 0.1)
+    np.testing.assert_array_equal(exact[0], tokens[0, np.arange(7) % 3])
     np.testing.assert_array_equal(noisy[0, :3], tokens[0, :3])  # valid tokens untouched
     residual = np.asarray(noisy[0, 3:] - exact[0, 3:])
     assert 0.0 < residual.std() < 0.3

@@ -16,7 +16,7 @@ from flowjax.train.couplings import write_couplings
 from flowjax.train.init_from import load_init_weights
 from flowjax.train.objectives.imdm import per_example_noise
 from flowjax.train.setup import setup_run
-from flowjax.train.state import create_train_state, init_train_state
+from flowjax.train.state import init_train_state
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CONFIG = os.path.join(REPO, "configs", "imdm", "synthetic.py")
@@ -53,6 +53,10 @@ def random_transformer(cls, noise="uniform", seed=0, **kwargs):
     return model
 
 
+# The network's logits, compiled once per model structure and input shapes.
+forward = nnx.jit(lambda model, x, **inputs: model(x, **inputs))
+
+
 # The embedding ------------------------------------------------------------------------------
 
 
@@ -64,15 +68,16 @@ def test_zero_initialised_mlp_leaves_the_masked_model_unchanged(noise):
     x = jnp.asarray([[V, 1, V, 3], [V, V, V, V]])
     eps = model.draw_noise(jax.random.key(2), x.shape)
     assert eps.shape == (2, L, 1 if noise == "table" else 5)
-    np.testing.assert_array_equal(model(x, eps=eps), model(x))
+    np.testing.assert_array_equal(forward(model, x, eps=eps), forward(model, x))
     if noise != "none":  # a trained last layer makes the logits depend on eps at masked positions
         model.mask_embedding.fc2.kernel[...] = jax.random.normal(jax.random.key(9), model.mask_embedding.fc2.kernel.shape)
         other = model.draw_noise(jax.random.key(3), x.shape)
-        a, b = model(x, eps=eps), model(x, eps=other)
+        a, b = forward(model, x, eps=eps), forward(model, x, eps=other)
         assert float(jnp.abs(a - b).max()) > 1e-3
         # ... and only through them: a sequence without masks ignores eps
         clean = jnp.asarray([[0, 1, 2, 3]])
-        np.testing.assert_array_equal(model(clean, eps=eps[:1]), model(clean, eps=other[:1]))
+        np.testing.assert_array_equal(forward(model, clean, eps=eps[:1]),
+                                      forward(model, clean, eps=other[:1]))
 
 
 def test_noise_kinds_draw_their_distributions():
@@ -172,11 +177,16 @@ def test_sampler_refuses_noise_settings_without_draw_noise():
 
 def test_sdtt_loss_is_zero_for_one_teacher_step_of_the_student_itself():
     model = random_transformer(models.TextTransformer, time_conditioning=False)
-    fn = lambda x, t: PATH.posterior_logits(model(x), x, t)  # noqa: E731
     x_t = jnp.asarray([[V, 1, V, 3], [V, V, V, V]])
     keys = jax.random.split(jax.random.key(0), 2)
     t = jnp.asarray([0.3, 0.0])
-    loss = losses.sdtt_loss(keys, fn, fn, PATH, x_t, t, 0.25, teacher_steps=1)
+
+    @nnx.jit
+    def sdtt_loss(model, keys, x_t, t):
+        fn = lambda x, t: PATH.posterior_logits(model(x), x, t)  # noqa: E731
+        return losses.sdtt_loss(keys, fn, fn, PATH, x_t, t, 0.25, teacher_steps=1)
+
+    loss = sdtt_loss(model, keys, x_t, t)
     assert abs(float(loss)) < 1e-6
 
 
@@ -202,13 +212,15 @@ def test_sdtt_rounds_copy_the_student_into_the_teacher(mdm_run):
     config.loss.sdtt_round_updates = 3
     run = setup_run(config)
     objective = run.objective
-    state = create_train_state(run.model_fn, run.optimizer, 0)
+    state = init_train_state(run.model_fn, run.optimizer, 0, run.shardings)
     state = state.replace(params=jax.tree.map(lambda p: p + 1.0, state.params))
     student = nnx.to_pure_dict(state.params)["student"]
 
     def teacher_matches(s) -> bool:
         teacher = nnx.to_pure_dict(s.model_state)["teacher_weights"]
-        return all(jax.tree.leaves(jax.tree.map(lambda a, b: bool(jnp.all(a == b)), student, teacher)))
+        same = jax.tree.map(lambda a, b: np.array_equal(np.asarray(a), np.asarray(b)), student,
+                            teacher)
+        return all(jax.tree.leaves(same))
 
     for step, copied, round_index in ((2, False, 0), (3, True, 1), (0, False, 0)):
         new = objective.begin_step(state.replace(step=jnp.asarray(step, jnp.int32)))
@@ -236,9 +248,9 @@ def test_imdm_loaded_from_a_masked_model_gives_its_logits(mdm_run):
     mdm_model = nnx.merge(mdm.run.graphdef, mdm.state.ema_params, mdm.state.model_state)
     x = jnp.asarray([[V, 1, V, 3], [V, V, V, V], [2, 2, 2, 2]])
     eps = per_example_noise(imdm_model, jnp.arange(3, dtype=jnp.uint32), (L,))
-    reference = mdm_model(x)
+    reference = forward(mdm_model, x)
     assert float(jnp.abs(reference).max()) > 1e-3  # trained: not the zero head
-    np.testing.assert_array_equal(imdm_model(x, eps=eps), reference)
+    np.testing.assert_array_equal(forward(imdm_model, x, eps=eps), reference)
 
 
 def test_bad_imdm_configs_are_refused_before_compiling(mdm_run, tmp_path):
@@ -306,10 +318,10 @@ def test_one_step_validity_of_samples_equals_the_exact_value_from_the_marginals(
     """One step from all masks draws the positions independently from the model's marginals, so
     the fraction of valid samples estimates sum_v prod_i p_i(v) (V = 3, L = 3: about 0.1)."""
     vocab, length = 3, 3
-    net = models.TextTransformer(
+    net = nnx.jit(lambda: models.TextTransformer(  # initialised by one compiled program
         (length,), vocab_size=vocab + 1, hidden_dim=16, depth=1, num_heads=2,
         time_conditioning=False, rngs=nnx.Rngs(0),
-    )
+    ))()
     net.head.kernel[...] = 0.3 * jax.random.normal(jax.random.key(1), net.head.kernel.shape)
     path = paths.MixtureDiscreteProbPath(
         paths.MaskedDiffusionScheduler("linear", 1e-3, 0.0), paths.MaskSource(vocab + 1)
@@ -319,7 +331,8 @@ def test_one_step_validity_of_samples_equals_the_exact_value_from_the_marginals(
     samples = jax.jit(
         lambda key: solvers.masked_diffusion_sample(key, posterior, x_init, path, step_size=1.0)
     )(jax.random.key(0))
-    probs = np.asarray(jax.nn.softmax(posterior(x_init[:1], jnp.zeros(())), -1)[0, :, :vocab])
+    probs = np.asarray(jax.jit(lambda x: jax.nn.softmax(posterior(x, jnp.zeros(())), -1))(
+        x_init[:1])[0, :, :vocab])
     exact = float(metrics.independent_validity(probs.astype(np.float64)))
     sampled = metrics.sequence_validity(np.asarray(samples))
     assert 0.05 < exact < 0.5

@@ -5,6 +5,7 @@ bad settings refused before anything is compiled."""
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 
@@ -53,11 +54,11 @@ def test_weight_zero_is_plain_flow_matching_and_a_weight_adds_the_term(latents, 
         "zero": latent_config(latents, lpl_weight=0.0, lpl_autoencoder=CHECKPOINT),
         "lpl": latent_config(latents, lpl_weight=1.0, lpl_autoencoder=CHECKPOINT, lpl_t_min=0.0),
     }
-    params = {}
+    params, flows = {}, {}
     for name, config in runs.items():
         train(config, str(tmp_path / name))
-        state = load_trained_flow(config, str(tmp_path / name)).state
-        params[name] = nnx.to_pure_dict(state.params)
+        flows[name] = load_trained_flow(config, str(tmp_path / name))
+        params[name] = nnx.to_pure_dict(flows[name].state.params)
     flat = lambda tree: [np.asarray(x) for x in jax.tree.leaves(tree)]  # noqa: E731
     for a, b in zip(flat(params["plain"]), flat(params["zero"]), strict=True):
         np.testing.assert_array_equal(a, b)
@@ -66,8 +67,7 @@ def test_weight_zero_is_plain_flow_matching_and_a_weight_adds_the_term(latents, 
     assert all(x > y for x, y in zip(with_lpl, losses_of(tmp_path / "plain")))  # the added term
     # The network sits under "net"; the autoencoder is frozen model state, not parameters.
     assert set(params["lpl"]) == {"net"}
-    flow = load_trained_flow(runs["lpl"], str(tmp_path / "lpl"))
-    frozen = nnx.to_pure_dict(flow.state.model_state)["autoencoder"]
+    frozen = nnx.to_pure_dict(flows["lpl"].state.model_state)["autoencoder"]
     from flowjax.models import load_autoencoder_kl
 
     original = nnx.to_pure_dict(nnx.state(load_autoencoder_kl(CHECKPOINT), nnx.Param))
@@ -101,10 +101,16 @@ def test_lpl_on_the_latest_times_only_is_exact_while_they_cover_t_min(latents):
 
     graphdef, state = nnx.split(model)
 
+    @functools.cache  # one program per fraction, for both sets of times
+    def compiled(fraction):
+        def fn(s, b):
+            config.loss.lpl_fraction = fraction  # read when the loss is traced
+            return objective.loss(nnx.merge(graphdef, s), b)
+
+        return jax.jit(fn)
+
     def loss(t, fraction):
-        config.loss.lpl_fraction = fraction  # read when the loss is traced
-        fn = jax.jit(lambda s, b: objective.loss(nnx.merge(graphdef, s), b))
-        return float(fn(state, {**batch, "t": jax.numpy.asarray(t)}))
+        return float(compiled(fraction)(state, {**batch, "t": jax.numpy.asarray(t)}))
 
     three_late = [0.1, 0.95, 0.3, 0.85, 0.5, 0.2, 0.9, 0.6]  # 3 examples with t >= 0.8
     np.testing.assert_allclose(loss(three_late, 0.5), loss(three_late, 1.0), rtol=1e-6)
