@@ -53,12 +53,12 @@ from ml_collections import config_flags
 from flowjax.train import (
     ConfigError,
     NonFiniteLossError,
+    ShardingError,
     couplings,
     inference,
     load_config_file,
     train,
 )
-from flowjax.parallel import ShardingError
 from flowjax.train import plan as plan_lib
 from flowjax.train.setup import setup_run
 from flowjax.train.trained import MissingCheckpointError

@@ -127,3 +127,10 @@ def test_a_tpu_topology_needs_libtpu_or_compiles_for_it(tmp_path):
     else:
         assert result.returncode == 0, result.stderr[-3000:]
         assert "4 TPU v5 lite devices" in result.stdout
+        # A step too large for a v5e chip's 16 GiB: the TPU compiler's own figure, plainly.
+        too_large = subprocess.run(
+            command + ["--config.model.hidden_dim=16384", "--config.train.global_batch_size=262144"],
+            cwd=ROOT, capture_output=True, text=True)
+        assert too_large.returncode == 2, too_large.stderr[-3000:]
+        assert "does not fit a device of v5e:2x2" in too_large.stderr
+        assert "Traceback" not in too_large.stderr

@@ -35,9 +35,6 @@ Strategies for Diffusion Models", section 3; `flowjax.models.conditioning`):
 - `remat`: "none", "full" (each block recomputed in the backward pass) or "dots" (the matmuls'
   outputs kept, the rest recomputed): `jax.checkpoint` policies trading compute for activation
   memory (`flowjax.models.layers.rematerialised`; `--mode=plan` shows the effect on memory).
-- the tokens between blocks are laid out as the text transformer's residual stream
-  ("batch", "length", "act_embed"; `flowjax.parallel.constrain`): sequence parallelism over
-  the tokens when "length" is mapped to the tensor axis.
 - `position_base_grid` > 0: the sine-cosine positions of a model pre-trained on that many
   tokens per side, interpolated to this model's grid (positions scaled by base / grid), for
   transfer between resolutions (section 4; with the noise-schedule shift of
@@ -56,7 +53,6 @@ from flax import nnx
 from flowjax.models.conditioning import ControlEmbedding, null_control
 from flowjax.models.embeddings import batch_time, control_strength
 from flowjax.models.layers import (
-    RESIDUAL,
     MultiHeadSelfAttention,
     TimeLabelEmbedding,
     check_image_input,
@@ -66,7 +62,6 @@ from flowjax.models.layers import (
     modulate,
     rematerialised,
 )
-from flowjax.parallel import constrain
 
 DIT_SIZES: dict[str, tuple[int, int, int]] = {
     "S": (384, 12, 6),
@@ -260,7 +255,7 @@ class DiT(nnx.Module):
         tokens = jnp.concatenate([*extra, tokens], axis=1)
         apply = rematerialised(lambda block, x, cond: block(x, cond), self.remat)
         for block in self.blocks:
-            tokens = constrain(apply(block, constrain(tokens, RESIDUAL), c), RESIDUAL)
+            tokens = apply(block, tokens, c)
         tokens = tokens[:, tokens.shape[1] - g * g :]
         shift, scale = jnp.split(self.modulation_out(nnx.silu(c)), 2, axis=-1)
         out = self.out(modulate(self.norm_out(tokens), shift, scale))

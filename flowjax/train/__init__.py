@@ -10,6 +10,7 @@ SIGINT), `logs` (progress and metrics), `loop` (`train`), `inference` (`sample`,
 `plots`.
 """
 
+from flowjax.parallel import ShardingError
 from flowjax.train.config import ConfigError, default_config, load_config_file, validate_config
 from flowjax.train.inference import evaluate, sample
 from flowjax.train.loop import NonFiniteLossError, train
@@ -18,6 +19,7 @@ from flowjax.train.registry import MODELS, SCHEDULERS, build_model, build_path
 from flowjax.train.state import TrainState
 
 __all__ = [
+    "ShardingError",
     "ConfigError",
     "DataSpec",
     "MODELS",

@@ -408,7 +408,8 @@ def imdm_text_config(
       (--config.data.path=FILE of `flowjax.train.couplings`, the authors' 100,000 samples of a
       1,024-step teacher), `redi_updates` updates at 3e-4.
     - model "imdm" (default) or "mdm" (the same stages for the masked model: MDLM + SDTT).
-    - "large": width 1536, 24 blocks, 16 heads (about 860M parameters with GPT-2's vocabulary).
+    - "large": width 1536, 24 blocks, 16 heads (about 860M parameters with GPT-2's vocabulary),
+      sampled and evaluated in batches of 256 (divisible by pod meshes).
     - size "cpu" / "smoke" (`apply_text_size`; the noise dimension is cut to 64 / 8).
     """
     parts = [p for p in (arg or "").split(",") if p]
@@ -429,8 +430,9 @@ def imdm_text_config(
     config.sample.step_size = 1.0 / 1000.0
     if model == "imdm":
         config.model.update(noise_dim=noise_dim, mask_noise="uniform", noise_scale=1.0)
-    if "large" in parts:
+    if "large" in parts:  # pod scale: batches of 256 split over up to 256 devices
         config.model.update(hidden_dim=1536, depth=24, num_heads=16)
+        config.sample.batch_size = config.evaluate.batch_size = 256
     if stage == "sdtt":
         config.loss.update(
             distill="sdtt", sdtt_start_steps=1024, sdtt_min_steps=8, sdtt_round_updates=10_000
