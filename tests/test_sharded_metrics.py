@@ -7,12 +7,10 @@ projections so that the test needs no weights. The 2 processes run as workers of
 
 from __future__ import annotations
 
-import argparse
 import os
-import sys
 
 import numpy as np
-from train_testing import finish, free_port, start_worker
+from train_testing import finish, free_port, save_process_result, start_worker
 
 NUM_SAMPLES, BATCH = 50, 7  # the last batch holds 1 image: one process scores none of it
 
@@ -61,13 +59,4 @@ def test_two_processes_merge_to_one_process(tmp_path):
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--coordinator", required=True)
-    parser.add_argument("--process-id", type=int, required=True)
-    parser.add_argument("--out", required=True)
-    args = parser.parse_args()
-    import jax
-
-    jax.distributed.initialize(args.coordinator, num_processes=2, process_id=args.process_id)
-    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-    np.savez(os.path.join(args.out, f"process_{args.process_id}.npz"), **statistics())
+    save_process_result(statistics)

@@ -259,3 +259,18 @@ def flat_shardings(state) -> dict:
 if __name__ == "__main__":
     sys.path.insert(0, REPO)
     _worker()
+
+
+def save_process_result(compute) -> None:
+    """The entry point of a 2-process loopback worker started by `start_worker(...,
+    script=<test file>)` with --coordinator, --process-id and --out: joins the run and saves
+    `compute()` (a dict of arrays) as <out>/process_<id>.npz."""
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--coordinator", required=True)
+    parser.add_argument("--process-id", type=int, required=True)
+    parser.add_argument("--out", required=True)
+    args = parser.parse_args()
+    import jax
+
+    jax.distributed.initialize(args.coordinator, num_processes=2, process_id=args.process_id)
+    np.savez(os.path.join(args.out, f"process_{args.process_id}.npz"), **compute())
