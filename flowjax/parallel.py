@@ -199,19 +199,27 @@ def _checked_rule_spec(path, shape, axis_sizes, pattern, spec, mesh_spec) -> Par
             f"Sharding rule {pattern!r} gives {tuple(spec)} ({len(spec)} dims) for {path!r} of "
             f"shape {shape} ({len(shape)} dims)."
         )
-    for dim, axes in enumerate(mesh_spec):
-        parts = _axes_size(axes, axis_sizes)
-        if shape[dim] % parts:
-            raise ShardingError(
-                f"Sharding rule {pattern!r} splits dimension {dim} of {path!r} (shape {shape}) "
-                f"over {axes} ({parts} devices), which does not divide {shape[dim]}."
-            )
+    indivisible = _first_indivisible(shape, mesh_spec, axis_sizes)
+    if indivisible is not None:
+        dim, axes, parts = indivisible
+        raise ShardingError(
+            f"Sharding rule {pattern!r} splits dimension {dim} of {path!r} (shape {shape}) "
+            f"over {axes} ({parts} devices), which does not divide {shape[dim]}."
+        )
     return PartitionSpec(*mesh_spec)
 
 
-def _axes_size(axes: Any, axis_sizes: dict[str, int]) -> int:
-    names = axes if isinstance(axes, tuple) else (axes,)
-    return math.prod(axis_sizes[name] for name in names if name is not None)
+def _first_indivisible(
+    shape: tuple[int, ...], mesh_spec: tuple[Any, ...], axis_sizes: dict[str, int]
+) -> tuple[int, Any, int] | None:
+    """(dimension, its mesh axes, their device count) of the first dimension of `shape` that
+    `mesh_spec` splits over devices that do not divide it; None when every split divides."""
+    for dim, axes in enumerate(mesh_spec):
+        names = axes if isinstance(axes, tuple) else (axes,)
+        parts = math.prod(axis_sizes[name] for name in names if name is not None)
+        if shape[dim] % parts:
+            return dim, axes, parts
+    return None
 
 
 _ACTIVATION_SHARDING: contextvars.ContextVar = contextvars.ContextVar(
@@ -239,15 +247,14 @@ def constrain(x: jax.Array, names: Sequence[str | None]) -> jax.Array:
         return x
     mesh, rules = active
     spec = tuple(mesh_axes_of(name, rules) for name in names)
-    sizes = dict(mesh.shape)
-    for dim, (name, axes) in enumerate(zip(names, spec, strict=True)):
-        parts = _axes_size(axes, sizes)
-        if x.shape[dim] % parts:
-            raise ShardingError(
-                f"The {name!r} axis (dimension {dim} of an activation of shape {x.shape}) is "
-                f"split over {axes} ({parts} devices), which does not divide {x.shape[dim]}: "
-                f"change config.sharding.logical_axes or the mesh."
-            )
+    indivisible = _first_indivisible(x.shape, spec, dict(mesh.shape))
+    if indivisible is not None:
+        dim, axes, parts = indivisible
+        raise ShardingError(
+            f"The {names[dim]!r} axis (dimension {dim} of an activation of shape {x.shape}) is "
+            f"split over {axes} ({parts} devices), which does not divide {x.shape[dim]}: "
+            f"change config.sharding.logical_axes or the mesh."
+        )
     return jax.lax.with_sharding_constraint(x, NamedSharding(mesh, PartitionSpec(*spec)))
 
 
@@ -259,6 +266,12 @@ def global_batch(
         name: jax.make_array_from_process_local_data(sharding, np.asarray(value))
         for name, value in local_batch.items()
     }
+
+
+def from_host(x: np.ndarray, sharding: NamedSharding) -> jax.Array:
+    """`x`, the same host array on every process, as a global array laid out as `sharding` (each
+    process fills its own devices' shards)."""
+    return jax.make_array_from_callback(x.shape, sharding, lambda index: x[index])
 
 
 def allgather_host(x: np.ndarray) -> np.ndarray:

@@ -39,7 +39,7 @@ from jax.sharding import Mesh
 
 from flowjax import data, metrics
 from flowjax.models import load_gpt2
-from flowjax.parallel import batch_sharding, make_mesh, replicated
+from flowjax.parallel import batch_sharding, from_host, make_mesh, replicated
 from flowjax.train import trained
 from flowjax.train.checkpoint import Checkpointer
 from flowjax.train.config import ConfigError
@@ -59,7 +59,7 @@ def load_judge(spec: str) -> tuple[LogProb, int]:
         bos = GPT2_END_OF_TEXT if gpt2.config.vocab_size > GPT2_END_OF_TEXT else None
         mesh = make_mesh(ml_collections.ConfigDict(dict(mesh_shape=(-1, 1, 1))))
         graphdef, state = nnx.split(gpt2)  # the weights are arguments, not compiled constants
-        state = jax.tree.map(lambda w: _replicated_array(np.asarray(w), mesh), state)
+        state = jax.tree.map(lambda w: from_host(np.asarray(w), replicated(mesh)), state)
         score = jax.jit(
             lambda s, batch: nnx.merge(graphdef, s).log_prob(batch["x"], bos_token=bos),
             in_shardings=(replicated(mesh), batch_sharding(mesh)),
@@ -84,11 +84,6 @@ def load_judge(spec: str) -> tuple[LogProb, int]:
         "GPT2LMHeadModel.from_pretrained('gpt2-large').save_pretrained('/path/gpt2-large')\" "
         "and copy the directory; or train a judge with an 'autoregressive' config."
     )
-
-
-def _replicated_array(w: np.ndarray, mesh: Mesh) -> jax.Array:
-    """`w` (the same on every process) as a global array with a copy on every device of `mesh`."""
-    return jax.make_array_from_callback(w.shape, replicated(mesh), lambda index: w[index])
 
 
 def _log_prob_over(

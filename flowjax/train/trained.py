@@ -22,7 +22,7 @@ from flax import nnx
 from jax.experimental import multihost_utils
 from jax.sharding import Mesh
 
-from flowjax.parallel import batch_sharding, replicated
+from flowjax.parallel import batch_sharding, from_host, replicated
 from flowjax.train.checkpoint import Checkpointer, abstract_with_shardings
 from flowjax.train.config import validate_config
 from flowjax.train.logs import Progress
@@ -115,10 +115,7 @@ def map_batches(
     with Progress(num_batches, desc, "batch", enabled=enabled) as progress:
         for b in range(num_batches):
             chunk = {k: v[b * batch_size : (b + 1) * batch_size] for k, v in padded.items()}
-            batch = {
-                k: jax.make_array_from_callback(v.shape, sharding, lambda index, v=v: v[index])
-                for k, v in chunk.items()
-            }
+            batch = {k: from_host(v, sharding) for k, v in chunk.items()}
             outputs.append(to_host(fn(batch, jax.random.fold_in(key, b))))
             progress.update()
     return np.concatenate(outputs)[:n]
