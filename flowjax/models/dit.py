@@ -35,6 +35,12 @@ Strategies for Diffusion Models", section 3; `flowjax.models.conditioning`):
 - `remat`: "none", "full" (each block recomputed in the backward pass) or "dots" (the matmuls'
   outputs kept, the rest recomputed): `jax.checkpoint` policies trading compute for activation
   memory (`flowjax.models.layers.rematerialised`; `--mode=plan` shows the effect on memory).
+- activation layouts (`flowjax.parallel.constrain`, in force inside the trainer's step): each
+  block lays out its token stream as the text transformer's residual stream ("batch",
+  "length", "act_embed") and its MLP hidden units as ("batch", None, "hidden"), inside the
+  rematerialised block, so that remat still frees them; with "length" mapped to the tensor
+  axis this is Megatron sequence parallelism over the tokens (the token count, with any label
+  and text tokens, must then divide the tensor axis).
 - `position_base_grid` > 0: the sine-cosine positions of a model pre-trained on that many
   tokens per side, interpolated to this model's grid (positions scaled by base / grid), for
   transfer between resolutions (section 4; with the noise-schedule shift of
@@ -53,6 +59,7 @@ from flax import nnx
 from flowjax.models.conditioning import ControlEmbedding, null_control
 from flowjax.models.embeddings import batch_time, control_strength
 from flowjax.models.layers import (
+    RESIDUAL,
     MultiHeadSelfAttention,
     TimeLabelEmbedding,
     check_image_input,
@@ -62,6 +69,7 @@ from flowjax.models.layers import (
     modulate,
     rematerialised,
 )
+from flowjax.parallel import constrain
 
 DIT_SIZES: dict[str, tuple[int, int, int]] = {
     "S": (384, 12, 6),
@@ -117,9 +125,12 @@ class DiTBlock(nnx.Module):
         shift1, scale1, gate1, shift2, scale2, gate2 = jnp.split(
             self.modulation(nnx.silu(c)), 6, axis=-1
         )
+        x = constrain(x, RESIDUAL)
         x = x + gate1[:, None, :] * self.attention(modulate(self.norm1(x), shift1, scale1))
-        h = self.fc2(nnx.gelu(self.fc1(modulate(self.norm2(x), shift2, scale2)), approximate=True))
-        return x + gate2[:, None, :] * h
+        x = constrain(x, RESIDUAL)
+        hidden = nnx.gelu(self.fc1(modulate(self.norm2(x), shift2, scale2)), approximate=True)
+        h = self.fc2(constrain(hidden, ("batch", None, "hidden")))
+        return constrain(x + gate2[:, None, :] * h, RESIDUAL)
 
 
 class DiT(nnx.Module):
