@@ -31,9 +31,10 @@ program's temporaries; on a CPU compile the temporaries are the CPU backend's, w
 accelerators' for the same program but is not identical (fusion and layouts differ). Activation
 rematerialisation (`model.remat`) shows reliably only in a TPU compile: the CPU backend's
 schedule may run the recomputed blocks early and keep them all, so its temporaries can stay as
-high as without remat (measured: DiT-XL/2 at 32 images per device falls from 63.4 to 6.3 GiB on
-the CPU, the 860M text model at 64 sequences of 1,024 does not fall at all, where the TPU
-compiler's estimate for 2 sequences per v5e chip falls from 6.7 to 1.5 GiB). A TPU compile
+high as without remat (measured: at 32 images per device DiT-XL/2 stays at 38.8 -> 37.8 GiB on
+the CPU where libtpu's compile for 8 v5e chips falls from 15.4 to 3.0 GiB; the 860M text model
+at 64 sequences of 1,024 does not fall at all on the CPU, where the TPU compiler's estimate for 2
+sequences per v5e chip falls from 6.7 to 1.5 GiB). A TPU compile
 that exceeds its chip's memory is reported as a `PlanError` with the compiler's figure.
 """
 
