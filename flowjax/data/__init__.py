@@ -1,6 +1,8 @@
 """Input pipelines: grain datasets over toy distributions (2D, torus, sphere), arrays, ArrayRecord
-and TFDS, and tokenized text (local .txt files, LM1B / OpenWebText, Python's documentation) with
-its tokenizers (`load_tokenizer`, `decode_tokens`).
+and TFDS, tokenized text (local .txt files, LM1B / OpenWebText, Python's documentation) with
+its tokenizers (`load_tokenizer`, `decode_tokens`), and point-cloud sets for SetVAE
+(`flowjax.data.pointclouds`: synthetic shapes, Set-MultiMNIST from scikit-learn's digits,
+ShapeNet).
 
 `build_dataset(config, global_batch_size=..., seed=..., process_index=..., process_count=...)`
 turns the `data` sub-config of an experiment into an infinite, checkpointable
@@ -46,6 +48,15 @@ from flowjax.data.images import (
     load_digits,
     save_image_grid,
 )
+from flowjax.data.pointclouds import (
+    POINT_CLOUD_SETS,
+    SHAPE_FAMILIES,
+    SHAPENET_SYNSETS,
+    sample_surface,
+    set_multimnist_record,
+    shapenet_statistics,
+    shapes_record,
+)
 from flowjax.data.sources import (
     decode_records,
     encode_records,
@@ -87,6 +98,9 @@ __all__ = [
     "HFTokenizer",
     "ImageDataset",
     "MaxPrefixTokenizer",
+    "POINT_CLOUD_SETS",
+    "SHAPENET_SYNSETS",
+    "SHAPE_FAMILIES",
     "SOURCES",
     "TOY_DISTRIBUTIONS",
     "EpochIndexSampler",
@@ -111,6 +125,10 @@ __all__ = [
     "languages",
     "load_digits",
     "sample_moments",
+    "sample_surface",
+    "set_multimnist_record",
+    "shapenet_statistics",
+    "shapes_record",
     "save_text_embeddings",
     "write_latents",
     "load_tokenizer",

@@ -89,6 +89,13 @@ Config keys (a `ml_collections.ConfigDict` or a dict; unknown keys raise):
                    and the seeds noise_seed of their infinite-mask labels, for rectified-
                    coupling distillation; vocab_size is stored in the file (format:
                    `flowjax.data.sources`), which is checked when it is opened.
+    "point_clouds": name ("shapes", "set_multimnist" or "shapenet"), split="train" ("test";
+                   also "val" for shapenet), num_points=None (2048 for shapes and shapenet,
+                   600 for set_multimnist), path=None (the ShapeNetCore.v2.PC15k directory of
+                   shapenet), categories=("airplane",) (shapenet), shuffle=True,
+                   num_epochs=None: sets of points for SetVAE (`flowjax.data.pointclouds`),
+                   {"x": float32 (local, N, D), "mask": bool (local, N) (True for a real
+                   point; padded points are zeros), "label": int32 (local,) for shapes only}.
 
 `num_threads` / `prefetch_buffer_size` are grain's `ReadOptions` (threads computing whole
 batches ahead, and how many batches to hold); `worker_count > 0` adds grain multiprocessing
@@ -115,6 +122,7 @@ import numpy as np
 
 from flowjax.data import images as _images
 from flowjax.data import languages
+from flowjax.data import pointclouds as _pointclouds
 from flowjax.data import sources as _src
 from flowjax.data import tabular as _tabular
 from flowjax.data import text as _text
@@ -138,6 +146,7 @@ SOURCES: tuple[str, ...] = (
     "synthetic_text",
     *_text.TEXT_SOURCES,
     "couplings",
+    "point_clouds",
 )
 """Values accepted for `config.source`."""
 
@@ -232,6 +241,16 @@ _SOURCE_KEYS: dict[str, dict[str, Any]] = {
     },
     # A teacher's samples with their starting states (flowjax.data.sources.save_couplings).
     "couplings": {"path": _REQUIRED, "shuffle": True, "num_epochs": None},
+    # Point sets for SetVAE (flowjax.data.pointclouds); num_points None: the set's default.
+    "point_clouds": {
+        "name": _REQUIRED,
+        "split": "train",
+        "num_points": None,
+        "path": None,
+        "categories": _pointclouds.DEFAULT_CATEGORIES,
+        "shuffle": True,
+        "num_epochs": None,
+    },
 }
 
 GENERATED = ("toy", "synthetic_text")
@@ -294,6 +313,8 @@ def parse_config(config: Any) -> dict[str, Any]:
     if source == "tabular":
         _tabular.tabular_set(spec["name"])
         _tabular.check_split(spec["split"])
+    if source == "point_clouds":
+        spec.update(_pointclouds.check_spec(spec))
     if source == "digits" and spec["split"] not in _images.DIGITS_SPLITS:
         raise ValueError(
             f"data.split={spec['split']!r} is not a digits split; expected one of "
@@ -375,6 +396,8 @@ def _open_reader(spec: dict[str, Any]) -> _src.RecordReader:
         return _text.open_reader(spec)
     if source == "couplings":
         return _src.CouplingsReader(str(spec["path"]))
+    if source == "point_clouds":
+        return _pointclouds.open_reader(spec)
     raise AssertionError(source)
 
 
@@ -655,9 +678,10 @@ def build_dataset(
     Returns:
       A `grain.DatasetIterator` yielding {"x": float32 (local, *event_shape)} plus
       {"label": int32 (local,)} for labelled data (int32 "x" for tokens, and the extra
-      arrays of `couplings`: see the module docstring), local = global_batch_size //
-      process_count. Save / restore its position with `get_state()` / `set_state()` or
-      Orbax's `grain.checkpoint.CheckpointSave` / `grain.checkpoint.CheckpointRestore`.
+      arrays of `couplings` and the "mask" of `point_clouds`: see the module docstring),
+      local = global_batch_size // process_count. Save / restore its position with
+      `get_state()` / `set_state()` or Orbax's `grain.checkpoint.CheckpointSave` /
+      `grain.checkpoint.CheckpointRestore`.
 
     Raises:
       ValueError: before any data is read, for an unknown source or toy name, an unknown
@@ -731,6 +755,8 @@ def event_shape(config: Any) -> tuple[int, ...]:
         return (_tabular.tabular_set(spec["name"]).input_dim,)
     if source == "couplings":
         return (_src.couplings_info(str(spec["path"])).seq_len,)
+    if source == "point_clouds":
+        return _pointclouds.event_shape(spec)
     builder = _src.tfds_builder(spec["name"], spec["data_dir"])
     return _src.tfds_event_shape(builder, spec["image_key"])
 
@@ -764,6 +790,8 @@ def num_classes(config: Any) -> int | None:
         return _images.DIGITS_NUM_CLASSES
     if source == "tabular":
         return _tabular.tabular_set(spec["name"]).num_classes
+    if source == "point_clouds":
+        return _pointclouds.num_classes(spec["name"])
     if source == "tfds":
         builder = _src.tfds_builder(spec["name"], spec["data_dir"])
         return _src.tfds_num_classes(builder, spec["label_key"])
