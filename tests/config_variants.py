@@ -62,6 +62,9 @@ VARIANTS: dict[str, tuple[str | None, ...]] = {
     "configs/simfree_node/diabetes.py": _SIMFREE,
     "configs/simfree_node/digits.py": _SIMFREE,
     "configs/simfree_node/mnist.py": _SIMFREE,
+    "configs/setvae/multimnist.py": (None, "smoke"),
+    "configs/setvae/shapenet.py": (None, "chair", "car", "car,smoke"),
+    "configs/setvae/shapes.py": (None, "smoke"),
     "configs/simfree_node/moons.py": _SIMFREE,
     "configs/simfree_node/svhn.py": _SIMFREE,
 }

@@ -1,4 +1,5 @@
-"""Sample-quality and likelihood metrics: images, toys and language models."""
+"""Sample-quality and likelihood metrics: images, toys, language models, point clouds and
+object segmentations."""
 
 from flowjax.metrics.digits_classifier import (
     DigitsClassifier,
@@ -38,6 +39,24 @@ from flowjax.metrics.inception_score import (
     inception_score_from_probs,
 )
 from flowjax.metrics.mixture import fraction_near_components
+from flowjax.metrics.pointcloud import (
+    DISTANCES,
+    chamfer_distance,
+    coverage,
+    earth_movers_distance,
+    metrics_from_distances,
+    minimum_matching_distance,
+    one_nn_accuracy,
+    pairwise_distances,
+    point_cloud_metrics,
+)
+from flowjax.metrics.segmentation import (
+    adjusted_rand_index,
+    fg_adjusted_rand_index,
+    matched_ious,
+    mean_iou,
+    segment_iou_matrix,
+)
 from flowjax.metrics.text import (
     bits_per_byte,
     generative_perplexity,
@@ -92,4 +111,18 @@ __all__ = [
     "fraction_near_components",
     "negative_log_likelihood",
     "true_negative_log_likelihood",
+    "DISTANCES",
+    "chamfer_distance",
+    "coverage",
+    "earth_movers_distance",
+    "metrics_from_distances",
+    "minimum_matching_distance",
+    "one_nn_accuracy",
+    "pairwise_distances",
+    "point_cloud_metrics",
+    "adjusted_rand_index",
+    "fg_adjusted_rand_index",
+    "matched_ious",
+    "mean_iou",
+    "segment_iou_matrix",
 ]

@@ -402,13 +402,12 @@ def _check_sizes(name: str, n: int, m: int, equal_sizes: bool) -> None:
 def _check_mask(name: str, label: str, mask, shape: tuple[int, int]) -> jax.Array | None:
     if mask is None:
         return None
-    mask = jnp.asarray(mask)
     if mask.shape != shape or mask.dtype != jnp.bool_:
         raise ValueError(
             f"{name}: {label} must be a bool array of shape {shape} (one flag per point), got "
             f"{mask.dtype} of shape {mask.shape}."
         )
-    if not isinstance(mask, jax.core.Tracer) and not bool(jnp.all(mask.any(axis=-1))):
+    if not isinstance(mask, jax.core.Tracer) and not np.all(np.asarray(mask).any(axis=-1)):
         empty = np.flatnonzero(~np.asarray(mask).any(axis=-1))
         raise ValueError(
             f"{name}: {label} marks no valid point in the sets {empty.tolist()}; every set "

@@ -1,5 +1,5 @@
 """Flax NNX networks for velocity, posterior and generator fields, text transformers, GPT-2 and
-the KL autoencoder of latent diffusion."""
+the KL autoencoder of latent diffusion, and set networks (Set Transformer blocks, SetVAE)."""
 
 from flowjax.models.autoencoder import AutoencoderConfig, AutoencoderKL
 from flowjax.models.conditioning import ControlEmbedding, noisy_replicate_padding
@@ -19,6 +19,8 @@ from flowjax.models.infinite_mask import (
 )
 from flowjax.models.manifold_mlp import ManifoldMLP, manifold_features
 from flowjax.models.mlp import MLP
+from flowjax.models.set_attention import InducedSetAttentionBlock, MultiheadAttentionBlock
+from flowjax.models.setvae import SetVAE
 from flowjax.models.simfree_node import SimFreeNODE
 from flowjax.models.transformer import (
     TEXT_TRANSFORMER_SHARDING_RULES,
@@ -41,12 +43,15 @@ __all__ = [
     "FlowLanguageTransformer",
     "Frozen",
     "GeneratorOutput",
+    "InducedSetAttentionBlock",
     "InfiniteMaskEmbedding",
     "InfiniteMaskTransformer",
     "LossWeighting",
     "MASK_NOISE_KINDS",
     "MLP",
     "ManifoldMLP",
+    "MultiheadAttentionBlock",
+    "SetVAE",
     "SimFreeNODE",
     "TEXT_TRANSFORMER_SHARDING_RULES",
     "TEXT_TRANSFORMER_SIZES",

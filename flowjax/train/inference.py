@@ -211,6 +211,12 @@ def evaluate(
             objective.points(samples[:ENERGY_DISTANCE_POINTS]),
             objective.points(points[:ENERGY_DISTANCE_POINTS]),
         )
+    if objective.compares_samples:
+        reference = objective.source_batch(ev.num_samples, ev.seed)
+        if samples is None:
+            samples = map_batches(flow.compile(objective.sampler()), reference,
+                                  config.sample.batch_size, run.mesh, key, desc="sample")
+        result.update(objective.sample_metrics(samples, reference, run.mesh))
     if objective.scores_images and len(run.event_shape) == 3:
         result.update(image_metrics(config, flow, key, samples))
     filename = os.path.join(workdir, EVAL_METRICS_FILE)

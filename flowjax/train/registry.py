@@ -40,6 +40,7 @@ from flowjax.models import (
     GeneratorMLP,
     InfiniteMaskTransformer,
     ManifoldMLP,
+    SetVAE,
     SimFreeNODE,
     TextTransformer,
     UNet,
@@ -130,6 +131,18 @@ MODELS: dict[str, ModelEntry] = {
             time_embedding="raw",
             time_embed_dim=64,
             class_embed_dim=64,
+        ),
+    ),
+    # SetVAE (objective setvae): sets of points (N, D) with masks; the paper's sizes.
+    "setvae": ModelEntry(
+        SetVAE,
+        dict(
+            hidden_dim=64,
+            num_heads=4,
+            latent_dim=16,
+            inducing=(1, 1, 2, 4, 8, 16, 32),  # inducing points of the top-down layers
+            init_dim=32,
+            num_mixtures=4,
         ),
     ),
     # Image networks (Flow Matching Guide's image recipes): images (H, W, C); `image_size` > 0

@@ -81,6 +81,8 @@ def train_step(
     num_micro = config.train.grad_accum_steps
     state = objective.begin_step(state)
     inputs = objective.draw_step_noise(jax.random.fold_in(state.rng, state.step), batch)
+    scheduled = objective.schedule_inputs(state.step)
+    inputs = {**inputs, **{k: jnp.full(batch["x"].shape[:1], v) for k, v in scheduled.items()}}
     grad_fn = jax.value_and_grad(
         functools.partial(objective_loss, graphdef=graphdef, objective=objective), has_aux=True
     )

@@ -16,6 +16,8 @@ module is one objective, with its paper and equations in its docstring:
                            masked_diffusion).
   flm                      flow language models over one-hot tokens (FLM) and their flow maps
                            (FMLM; Lee et al., 2026).
+  setvae                   hierarchical VAEs over sets of points with attentive bottlenecks
+                           (SetVAE, Kim et al., 2021).
   autoregressive           the left-to-right language model baseline (teacher forcing, KV-cache
                            sampling).
 
@@ -43,6 +45,7 @@ from flowjax.train.objectives.generator_matching import GeneratorMatching
 from flowjax.train.objectives.imdm import InfiniteMaskDiffusion
 from flowjax.train.objectives.masked_diffusion import MaskedDiffusion
 from flowjax.train.objectives.riemannian import RiemannianFlowMatching
+from flowjax.train.objectives.setvae import SetVAEObjective
 from flowjax.train.objectives.simfree_node import SimFreeNODEObjective
 
 __all__ = [
@@ -60,6 +63,7 @@ __all__ = [
     "MaskedDiffusion",
     "Objective",
     "RiemannianFlowMatching",
+    "SetVAEObjective",
     "SimFreeNODEObjective",
     "build_objective",
     "conditioning",

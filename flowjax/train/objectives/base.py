@@ -22,7 +22,9 @@ The trainer (`flowjax.train`) is one loop for every kind of flow; the objective 
                initialises each of its parameters.
   training     `draw_step_noise(key, batch)`: all the randomness of one update, drawn for the
                whole global batch, so that accumulating gradients over micro-batches computes
-               exactly the per-example terms of one large batch; `loss(model, batch)`: the
+               exactly the per-example terms of one large batch; `schedule_inputs(step)`:
+               scalars that follow the update count (a KL warm-up), given to every example of
+               the batch; `loss(model, batch)`: the
                scalar loss of one (micro-)batch of that output; `begin_step(state)`: the train
                state as the update starts (a distillation round swaps its teacher).
   sampling     `source_batch(num, seed)`: host arrays of source samples (and class labels);
@@ -32,7 +34,8 @@ The trainer (`flowjax.train`) is one loop for every kind of flow; the objective 
   evaluation   `log_likelihood()`: a function (model, batch, key) -> per-example log-likelihood
                in nats, or a lower bound on it; `likelihood_metrics(log_p, points)`: the named
                metrics of metrics.json; `points(x)`: samples as points of the plane (plots,
-               distances).
+               distances); with `compares_samples`, `sample_metrics(samples, reference,
+               mesh)`: metrics of samples against held-out examples (point-cloud MMD).
 
 The functions returned by `sampler` and `log_likelihood` are compiled over the device mesh by
 `flowjax.train.inference`; `key` is a PRNG key (unused by deterministic solvers).
@@ -181,6 +184,8 @@ class Objective(abc.ABC):
     # Whether evaluation scores image samples (FID / Inception Score with the evaluate.fid_*
     # settings, the digits distance): the samples are draws of the data, not predictions.
     scores_images: ClassVar[bool] = False
+    # Whether evaluation compares samples with held-out examples by `sample_metrics`.
+    compares_samples: ClassVar[bool] = False
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
@@ -254,6 +259,18 @@ class Objective(abc.ABC):
         """The train state at the start of an update, before its loss (inside the compiled
         step): unchanged, or e.g. a distillation teacher replaced when a round starts."""
         return state
+
+    def schedule_inputs(self, step: jax.Array) -> dict[str, jax.Array]:
+        """Scalars that follow a schedule of the update count `step` (e.g. a KL warm-up
+        weight), added to the batch of `draw_step_noise` as per-example (B,) arrays so that
+        `loss` reads them from every micro-batch; none by default."""
+        return {}
+
+    def sample_metrics(self, samples: np.ndarray, reference: dict[str, np.ndarray],
+                       mesh: Any) -> dict[str, float]:
+        """Named metrics of samples against held-out examples (`source_batch` of as many), for
+        an objective with `compares_samples`."""
+        return {}
 
     def _with_dropout_seeds(self, key: jax.Array, batch: Batch) -> Batch:
         """`batch` with per-example dropout seeds (from its own stream of `key`, so the other
