@@ -77,22 +77,15 @@ def test_bad_logical_axes_are_refused_by_the_config_check(setting, message):
         validate_config(config)
 
 
-def worker_config(mesh, sequence_parallel: bool, seq_len: int = 64):
-    """The smoke masked diffusion LM, 2 blocks of width 64 and 4 heads, 16 sequences of 64."""
-    config = load_config_file("configs/imdm/owt.py", "mdm,smoke")
-    config.model.update(hidden_dim=64, depth=2, num_heads=4)
-    config.data.seq_len = seq_len
-    config.train.update(global_batch_size=16, num_steps=3, log_every=1)
-    config.sharding.update(mesh_shape=mesh, fsdp_min_size=0)
-    config.sharding.logical_axes = (("length", "tensor"),) if sequence_parallel else ()
-    config.evaluate.after_training = False
-    config.checkpoint.async_save = False
-    return config
-
-
-def dit_worker_config(mesh, sequence_parallel: bool):
-    """The smoke DiT on 8x8 digits (adaLN conditioning: 16 tokens), 2 blocks of width 64."""
-    config = load_config_file("configs/conditioning/digits.py", "adaln,smoke")
+def worker_config(mesh, sequence_parallel: bool, seq_len: int = 64, network: str = "lm"):
+    """The smoke masked diffusion LM (2 blocks of width 64 and 4 heads, 16 sequences of
+    `seq_len`), or for network "dit" the smoke DiT on 8x8 digits of the same size (adaLN
+    conditioning: 16 tokens)."""
+    if network == "dit":
+        config = load_config_file("configs/conditioning/digits.py", "adaln,smoke")
+    else:
+        config = load_config_file("configs/imdm/owt.py", "mdm,smoke")
+        config.data.seq_len = seq_len
     config.model.update(hidden_dim=64, depth=2, num_heads=4)
     config.train.update(global_batch_size=16, num_steps=3, log_every=1)
     config.sharding.update(mesh_shape=mesh, fsdp_min_size=0)
@@ -113,7 +106,7 @@ def run_worker(part: str, workdir: str) -> dict:
         for name, sequence_parallel in [("tp", False), ("sp", True)]:
             found = plan(worker_config((2, 1, 4), sequence_parallel))
             out[name] = dict(temp=found.temp_bytes, collectives=found.collectives)
-            found = plan(dit_worker_config((2, 1, 4), sequence_parallel))
+            found = plan(worker_config((2, 1, 4), sequence_parallel, network="dit"))
             out[f"dit_{name}"] = dict(temp=found.temp_bytes, collectives=found.collectives)
         try:
             plan(worker_config((2, 1, 4), True, seq_len=66))
@@ -122,11 +115,10 @@ def run_worker(part: str, workdir: str) -> dict:
             out["indivisible"] = str(error)
         return out
     runs = [("dp", (8, 1, 1), False), ("tp", (2, 1, 4), False), ("sp", (2, 1, 4), True)]
-    for (name, mesh, sequence_parallel), make in itertools.product(
-        runs, [worker_config, dit_worker_config]
-    ):
-        name = name if make is worker_config else f"dit_{name}"
-        train(make(mesh, sequence_parallel), os.path.join(workdir, name))
+    for (name, mesh, sequence_parallel), network in itertools.product(runs, ["lm", "dit"]):
+        name = name if network == "lm" else f"dit_{name}"
+        train(worker_config(mesh, sequence_parallel, network=network),
+              os.path.join(workdir, name))
         with open(os.path.join(workdir, name, "metrics.jsonl")) as f:
             out[name] = [json.loads(line)["loss"] for line in f if '"loss"' in line]
     return out
