@@ -402,6 +402,7 @@ def _check_sizes(name: str, n: int, m: int, equal_sizes: bool) -> None:
 def _check_mask(name: str, label: str, mask, shape: tuple[int, int]) -> jax.Array | None:
     if mask is None:
         return None
+    mask = mask if hasattr(mask, "shape") else np.asarray(mask)  # lists; arrays stay as given
     if mask.shape != shape or mask.dtype != jnp.bool_:
         raise ValueError(
             f"{name}: {label} must be a bool array of shape {shape} (one flag per point), got "
