@@ -64,6 +64,12 @@ from flowjax.data.sources import (
     write_array_record,
 )
 from flowjax.data.text_embeddings import TextEmbeddings, save_text_embeddings
+from flowjax.data.videos import (
+    MovingDigits,
+    moving_digits,
+    read_video_tokens,
+    write_video_tokens,
+)
 from flowjax.data.latents import decode_in_batches, latents_glob, sample_moments, write_latents
 from flowjax.data.tokenizers import (
     ByteLevelTokenizer,
@@ -104,6 +110,7 @@ __all__ = [
     "SOURCES",
     "TOY_DISTRIBUTIONS",
     "EpochIndexSampler",
+    "MovingDigits",
     "TextEmbeddings",
     "Tokenizer",
     "build_dataset",
@@ -118,6 +125,9 @@ __all__ = [
     "encode_records",
     "event_shape",
     "image_data_config",
+    "moving_digits",
+    "read_video_tokens",
+    "write_video_tokens",
     "image_grid",
     "in_support",
     "language",

@@ -96,6 +96,16 @@ Config keys (a `ml_collections.ConfigDict` or a dict; unknown keys raise):
                    num_epochs=None: sets of points for SetVAE (`flowjax.data.pointclouds`),
                    {"x": float32 (local, N, D), "mask": bool (local, N) (True for a real
                    point; padded points are zeros), "label": int32 (local,) for shapes only}.
+    "moving_digits": split="train" (or "test"), num_frames=16, canvas=32, digits=1,
+                   sprite_size=12, max_speed=3, shuffle=True, num_epochs=None: videos of
+                   bouncing scikit-learn digits (`flowjax.data.videos`), {"x": float32 (local,
+                   T, canvas, canvas, 1)} in [-1, 1].
+    "video_tokens": path (.npz written by flowjax.data.write_video_tokens, or a .npy with
+                   codebook_size set), codebook_size=None, shuffle=True, num_epochs=None:
+                   a video tokenizer's codes, {"x": int32 (local, t, h, w), "tokens": the same}.
+    "video_folder": path, split="train", num_frames=16, resolution=128, shuffle=True,
+                   num_epochs=None: clips of local videos (layout in `flowjax.data.videos`),
+                   {"x": float32 (local, T, resolution, resolution, 3)} in [-1, 1].
 
 `num_threads` / `prefetch_buffer_size` are grain's `ReadOptions` (threads computing whole
 batches ahead, and how many batches to hold); `worker_count > 0` adds grain multiprocessing
@@ -126,6 +136,7 @@ from flowjax.data import pointclouds as _pointclouds
 from flowjax.data import sources as _src
 from flowjax.data import tabular as _tabular
 from flowjax.data import text as _text
+from flowjax.data import videos as _videos
 from flowjax.data.text_embeddings import TextEmbeddings
 from flowjax.data.tokenizers import load_tokenizer
 from flowjax.data.toy import (
@@ -147,6 +158,9 @@ SOURCES: tuple[str, ...] = (
     *_text.TEXT_SOURCES,
     "couplings",
     "point_clouds",
+    "moving_digits",
+    "video_tokens",
+    "video_folder",
 )
 """Values accepted for `config.source`."""
 
@@ -251,12 +265,28 @@ _SOURCE_KEYS: dict[str, dict[str, Any]] = {
         "shuffle": True,
         "num_epochs": None,
     },
+    # Videos (flowjax.data.videos): bouncing digits, a tokenizer's codes, local video folders.
+    "moving_digits": {
+        "split": "train",
+        **_videos.MOVING_DIGITS_DEFAULTS,
+        "shuffle": True,
+        "num_epochs": None,
+    },
+    "video_tokens": {"path": _REQUIRED, "codebook_size": None, "shuffle": True, "num_epochs": None},
+    "video_folder": {
+        "path": _REQUIRED,
+        "split": "train",
+        "num_frames": 16,
+        "resolution": 128,
+        "shuffle": True,
+        "num_epochs": None,
+    },
 }
 
 GENERATED = ("toy", "synthetic_text")
 """Sources whose batches are drawn from a distribution, not read from records."""
 
-_TOKEN_SOURCES = (*_text.TEXT_SOURCES, "couplings")
+_TOKEN_SOURCES = (*_text.TEXT_SOURCES, "couplings", "video_tokens")
 """Record sources whose "x" holds token ids (kept int32, not cast to float32)."""
 
 # Domain tags keeping the NumPy streams of permutations and flips apart from the toy stream.
@@ -315,6 +345,8 @@ def parse_config(config: Any) -> dict[str, Any]:
         _tabular.check_split(spec["split"])
     if source == "point_clouds":
         spec.update(_pointclouds.check_spec(spec))
+    if source == "moving_digits":
+        _videos.MovingDigitsReader(**_moving_digits_args(spec))
     if source == "digits" and spec["split"] not in _images.DIGITS_SPLITS:
         raise ValueError(
             f"data.split={spec['split']!r} is not a digits split; expected one of "
@@ -398,7 +430,19 @@ def _open_reader(spec: dict[str, Any]) -> _src.RecordReader:
         return _src.CouplingsReader(str(spec["path"]))
     if source == "point_clouds":
         return _pointclouds.open_reader(spec)
+    if source == "moving_digits":
+        return _videos.MovingDigitsReader(**_moving_digits_args(spec))
+    if source == "video_tokens":
+        return _videos.VideoTokensReader(str(spec["path"]), spec["codebook_size"])
+    if source == "video_folder":
+        return _videos.VideoFolderReader(
+            spec["path"], spec["split"], spec["num_frames"], spec["resolution"]
+        )
     raise AssertionError(source)
+
+
+def _moving_digits_args(spec: dict[str, Any]) -> dict[str, Any]:
+    return {k: spec[k] for k in ("split", *_videos.MOVING_DIGITS_DEFAULTS)}
 
 
 def _open_context(spec: dict[str, Any], num_records: int) -> TextEmbeddings | None:
@@ -757,6 +801,10 @@ def event_shape(config: Any) -> tuple[int, ...]:
         return (_src.couplings_info(str(spec["path"])).seq_len,)
     if source == "point_clouds":
         return _pointclouds.event_shape(spec)
+    if source in ("moving_digits", "video_folder"):
+        return _open_reader(spec).event_shape
+    if source == "video_tokens":
+        return _open_reader(spec).grid
     builder = _src.tfds_builder(spec["name"], spec["data_dir"])
     return _src.tfds_event_shape(builder, spec["image_key"])
 
@@ -792,6 +840,8 @@ def num_classes(config: Any) -> int | None:
         return _tabular.tabular_set(spec["name"]).num_classes
     if source == "point_clouds":
         return _pointclouds.num_classes(spec["name"])
+    if source in ("moving_digits", "video_folder"):
+        return None
     if source == "tfds":
         builder = _src.tfds_builder(spec["name"], spec["data_dir"])
         return _src.tfds_num_classes(builder, spec["label_key"])
@@ -822,6 +872,8 @@ def vocab_size(config: Any) -> int | None:
         return load_tokenizer(spec["tokenizer"]).vocab_size
     if spec["source"] == "couplings":
         return _src.couplings_info(str(spec["path"])).vocab_size
+    if spec["source"] == "video_tokens":
+        return _open_reader(spec).codebook_size
     return toy_vocab_size(spec["name"]) if spec["source"] == "toy" else None
 
 
