@@ -106,6 +106,13 @@ Config keys (a `ml_collections.ConfigDict` or a dict; unknown keys raise):
     "video_folder": path, split="train", num_frames=16, resolution=128, shuffle=True,
                    num_epochs=None: clips of local videos (layout in `flowjax.data.videos`),
                    {"x": float32 (local, T, resolution, resolution, 3)} in [-1, 1].
+    "scenes":      name ("shapes", "directory" or "tfds"), split="train" ("test"),
+                   image_size=32, min_objects=2, max_objects=5, background="plain"
+                   ("textured") (shapes), path=None (directory), tfds_name=None,
+                   data_dir=None, image_key="image", mask_key="segmentations" (tfds),
+                   shuffle=True, num_epochs=None: multi-object scenes with instance masks
+                   (`flowjax.data.scenes`), {"x": float32 (local, H, W, 3) in [-1, 1],
+                   "mask": int32 (local, H, W), 0 = background}.
 
 `num_threads` / `prefetch_buffer_size` are grain's `ReadOptions` (threads computing whole
 batches ahead, and how many batches to hold); `worker_count > 0` adds grain multiprocessing
@@ -133,6 +140,7 @@ import numpy as np
 from flowjax.data import images as _images
 from flowjax.data import languages
 from flowjax.data import pointclouds as _pointclouds
+from flowjax.data import scenes as _scenes
 from flowjax.data import sources as _src
 from flowjax.data import tabular as _tabular
 from flowjax.data import text as _text
@@ -161,6 +169,7 @@ SOURCES: tuple[str, ...] = (
     "moving_digits",
     "video_tokens",
     "video_folder",
+    "scenes",
 )
 """Values accepted for `config.source`."""
 
@@ -281,6 +290,22 @@ _SOURCE_KEYS: dict[str, dict[str, Any]] = {
         "shuffle": True,
         "num_epochs": None,
     },
+    # Multi-object scenes with instance masks (flowjax.data.scenes).
+    "scenes": {
+        "name": _REQUIRED,
+        "split": "train",
+        "image_size": 32,
+        "min_objects": 2,
+        "max_objects": 5,
+        "background": "plain",
+        "path": None,
+        "tfds_name": None,
+        "data_dir": None,
+        "image_key": "image",
+        "mask_key": "segmentations",
+        "shuffle": True,
+        "num_epochs": None,
+    },
 }
 
 GENERATED = ("toy", "synthetic_text")
@@ -345,6 +370,8 @@ def parse_config(config: Any) -> dict[str, Any]:
         _tabular.check_split(spec["split"])
     if source == "point_clouds":
         spec.update(_pointclouds.check_spec(spec))
+    if source == "scenes":
+        _scenes.check_spec(spec)
     if source == "moving_digits":
         _videos.MovingDigitsReader(**_moving_digits_args(spec))
     if source == "digits" and spec["split"] not in _images.DIGITS_SPLITS:
@@ -430,6 +457,8 @@ def _open_reader(spec: dict[str, Any]) -> _src.RecordReader:
         return _src.CouplingsReader(str(spec["path"]))
     if source == "point_clouds":
         return _pointclouds.open_reader(spec)
+    if source == "scenes":
+        return _scenes.open_reader(spec)
     if source == "moving_digits":
         return _videos.MovingDigitsReader(**_moving_digits_args(spec))
     if source == "video_tokens":
@@ -801,6 +830,8 @@ def event_shape(config: Any) -> tuple[int, ...]:
         return (_src.couplings_info(str(spec["path"])).seq_len,)
     if source == "point_clouds":
         return _pointclouds.event_shape(spec)
+    if source == "scenes":
+        return _scenes.event_shape(spec)
     if source in ("moving_digits", "video_folder"):
         return _open_reader(spec).event_shape
     if source == "video_tokens":
@@ -840,7 +871,7 @@ def num_classes(config: Any) -> int | None:
         return _tabular.tabular_set(spec["name"]).num_classes
     if source == "point_clouds":
         return _pointclouds.num_classes(spec["name"])
-    if source in ("moving_digits", "video_folder"):
+    if source in ("moving_digits", "video_folder", "scenes"):
         return None
     if source == "tfds":
         builder = _src.tfds_builder(spec["name"], spec["data_dir"])
