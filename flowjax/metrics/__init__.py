@@ -1,6 +1,17 @@
-"""Sample-quality and likelihood metrics: images, toys, language models, point clouds and
-object segmentations."""
+"""Sample-quality and likelihood metrics: images, toys, language models, point clouds, object
+segmentations, and the calibration of classifiers."""
 
+from flowjax.metrics.calibration import (
+    ECE_BINS,
+    accuracy,
+    brier_score,
+    classification_metrics,
+    classification_nll,
+    expected_calibration_error,
+    ood_detection,
+    predictive_entropy,
+    reliability_bins,
+)
 from flowjax.metrics.digits_classifier import (
     DigitsClassifier,
     digits_classes,
@@ -73,6 +84,15 @@ from flowjax.metrics.toy import (
 )
 
 __all__ = [
+    "ECE_BINS",
+    "accuracy",
+    "brier_score",
+    "classification_metrics",
+    "classification_nll",
+    "expected_calibration_error",
+    "ood_detection",
+    "predictive_entropy",
+    "reliability_bins",
     "BOUNDED_SUPPORT",
     "CLOSED_FORM_DENSITY",
     "DigitsClassifier",
