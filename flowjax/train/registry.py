@@ -46,6 +46,7 @@ from flowjax.models import (
     UNet,
 )
 from flowjax.models.autoencoder import autoencoder_for_images
+from flowjax.models.slots import SlotComposer
 
 COMPUTE_DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
 
@@ -143,6 +144,25 @@ MODELS: dict[str, ModelEntry] = {
             inducing=(1, 1, 2, 4, 8, 16, 32),  # inducing points of the top-down layers
             init_dim=32,
             num_mixtures=4,
+        ),
+    ),
+    # Learning to Compose (objective compose): slot attention, one-shot decoder and the
+    # slot-conditioned DiT prior (flowjax.models.slots); the paper's slot sizes.
+    "slot_composer": ModelEntry(
+        SlotComposer,
+        dict(
+            num_slots=7,
+            slot_size=192,
+            iterations=7,
+            mlp_hidden=192,
+            encoder_channels=(64, 64, 64, 64),
+            encoder_downsample=1,
+            decoder_channels=64,
+            decoder_upsamples=3,
+            prior_hidden=192,
+            prior_depth=4,
+            prior_heads=4,
+            prior_patch_size=2,
         ),
     ),
     # Image networks (Flow Matching Guide's image recipes): images (H, W, C); `image_size` > 0

@@ -18,6 +18,8 @@ module is one objective, with its paper and equations in its docstring:
                            (FMLM; Lee et al., 2026).
   setvae                   hierarchical VAEs over sets of points with attentive bottlenecks
                            (SetVAE, Kim et al., 2021).
+  compose                  object-centric learning by slot attention with a composition
+                           objective (Learning to Compose, Jung et al., 2024).
   autoregressive           the left-to-right language model baseline (teacher forcing, KV-cache
                            sampling).
 
@@ -38,6 +40,7 @@ from flowjax.train.objectives.base import (
 )
 from flowjax.train.objectives.autoencoder import AutoencoderObjective
 from flowjax.train.objectives.autoregressive import Autoregressive
+from flowjax.train.objectives.compose import ComposeObjective
 from flowjax.train.objectives.discrete import DiscreteFlowMatching
 from flowjax.train.objectives.flm import FlowLanguageModel
 from flowjax.train.objectives.flow_matching import FlowMatching
@@ -54,6 +57,7 @@ __all__ = [
     "Autoregressive",
     "Batch",
     "BatchFn",
+    "ComposeObjective",
     "DataSpec",
     "DiscreteFlowMatching",
     "FlowLanguageModel",
