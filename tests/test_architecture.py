@@ -27,6 +27,7 @@ ALLOWED: dict[str, set[str]] = {
     "solvers": BASE | {"manifolds", "paths"},
     "losses": BASE | {"manifolds", "paths", "solvers"},
     "guidance": BASE,
+    "explain": BASE,
     "models": BASE | {"manifolds"},
     "data": BASE | {"manifolds"},
     "metrics": BASE | {"data", "paths"},
