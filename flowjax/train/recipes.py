@@ -663,3 +663,35 @@ def shrink_compose_to_smoke(config: ml_collections.ConfigDict) -> ml_collections
     config.sample.update(num_samples=8, batch_size=8, num_trajectories=4)
     config.evaluate.update(num_points=8, batch_size=8, num_samples=8)
     return config
+
+
+def video_vq_config(data: dict[str, Any], *, batch_size: int, num_steps: int,
+                    learning_rate: float) -> ml_collections.ConfigDict:
+    """A 3D VQ video tokenizer (TATS 3D-VQGAN design without its GAN and perceptual losses;
+    PAPERS.md section 11, MeBT) on the video source `data`: objective "video_vq" (L1 x 4 +
+    codebook + 0.25 commitment), the "vqvae3d" network's defaults, Adam with TATS's gradient
+    clipping (norm 1); held-out videos from the test split, reconstructed when sampling."""
+    config = default_config("video_vq")
+    config.data = dict(data)
+    config.evaluate.data = dict(split="test", shuffle=False)
+    config.optim.update(name="adam", learning_rate=learning_rate, grad_clip_norm=1.0)
+    config.train.update(num_steps=num_steps, global_batch_size=batch_size, log_every=50)
+    config.checkpoint.every_steps = 500
+    config.sample.update(num_samples=batch_size, batch_size=batch_size, num_trajectories=4)
+    config.evaluate.update(num_points=4 * batch_size, batch_size=batch_size,
+                           num_samples=batch_size)
+    return config
+
+
+def shrink_video_vq_to_smoke(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+    """A video tokenizer config as a seconds-long CPU run: 4-frame 16x16 videos, a width-8
+    network with 64 codes of width 16, 3 updates of 4 videos; returns `config`, changed in
+    place."""
+    config.data.update(num_frames=4, canvas=16, sprite_size=8)
+    config.model.update(hidden_channels=8, downsample=(2, 4, 4), codebook_size=64,
+                        embedding_dim=16, norm_groups=4)
+    config.train.update(num_steps=3, global_batch_size=4, log_every=1)
+    config.checkpoint.every_steps = 3
+    config.sample.update(num_samples=4, batch_size=4, num_trajectories=2)
+    config.evaluate.update(num_points=4, batch_size=4, num_samples=4)
+    return config

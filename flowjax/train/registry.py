@@ -46,6 +46,7 @@ from flowjax.models import (
     UNet,
 )
 from flowjax.models.autoencoder import autoencoder_for_images
+from flowjax.models.vqvae3d import VQVAE3D
 from flowjax.models.slots import SlotComposer
 
 COMPUTE_DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
@@ -163,6 +164,20 @@ MODELS: dict[str, ModelEntry] = {
             prior_depth=4,
             prior_heads=4,
             prior_patch_size=2,
+        ),
+    ),
+    # 3D VQ video tokenizer (objective video_vq; TATS 3D-VQGAN design): videos (T, H, W, C);
+    # a small CPU size by default (TATS at 128 px: 32, (4, 8, 8), 16384, 256, groups 32).
+    "vqvae3d": ModelEntry(
+        VQVAE3D,
+        dict(
+            hidden_channels=16,
+            downsample=(2, 4, 4),  # (time, height, width), powers of two
+            codebook_size=512,
+            embedding_dim=64,
+            norm="group",  # "batch": frozen statistics of converted TATS checkpoints
+            norm_groups=8,
+            commitment_weight=0.25,
         ),
     ),
     # Image networks (Flow Matching Guide's image recipes): images (H, W, C); `image_size` > 0

@@ -20,6 +20,8 @@ module is one objective, with its paper and equations in its docstring:
                            (SetVAE, Kim et al., 2021).
   compose                  object-centric learning by slot attention with a composition
                            objective (Learning to Compose, Jung et al., 2024).
+  video_vq                 3D VQ video tokenizers (TATS 3D-VQGAN without its GAN
+                           and perceptual losses; Ge et al., 2022), for MeBT.
   autoregressive           the left-to-right language model baseline (teacher forcing, KV-cache
                            sampling).
 
@@ -50,6 +52,7 @@ from flowjax.train.objectives.masked_diffusion import MaskedDiffusion
 from flowjax.train.objectives.riemannian import RiemannianFlowMatching
 from flowjax.train.objectives.setvae import SetVAEObjective
 from flowjax.train.objectives.simfree_node import SimFreeNODEObjective
+from flowjax.train.objectives.video_vq import VideoVQObjective
 
 __all__ = [
     "OBJECTIVES",
@@ -69,6 +72,7 @@ __all__ = [
     "RiemannianFlowMatching",
     "SetVAEObjective",
     "SimFreeNODEObjective",
+    "VideoVQObjective",
     "build_objective",
     "conditioning",
     "drop_labels",
