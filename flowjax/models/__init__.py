@@ -18,6 +18,7 @@ from flowjax.models.infinite_mask import (
     InfiniteMaskTransformer,
 )
 from flowjax.models.manifold_mlp import ManifoldMLP, manifold_features
+from flowjax.models.mebt import MEBT_LAYERS, MEBT_SHARDING_RULES, MeBT, mebt_layers
 from flowjax.models.mlp import MLP
 from flowjax.models.set_attention import InducedSetAttentionBlock, MultiheadAttentionBlock
 from flowjax.models.setvae import SetVAE
@@ -48,8 +49,11 @@ __all__ = [
     "InfiniteMaskTransformer",
     "LossWeighting",
     "MASK_NOISE_KINDS",
+    "MEBT_LAYERS",
+    "MEBT_SHARDING_RULES",
     "MLP",
     "ManifoldMLP",
+    "MeBT",
     "MultiheadAttentionBlock",
     "SetVAE",
     "SimFreeNODE",
@@ -63,6 +67,7 @@ __all__ = [
     "load_autoencoder_kl",
     "load_gpt2",
     "manifold_features",
+    "mebt_layers",
     "noisy_replicate_padding",
     "sinusoidal_embedding",
 ]

@@ -33,6 +33,7 @@ from flax import nnx
 
 from flowjax import data, manifolds, paths
 from flowjax.models import (
+    MEBT_LAYERS,
     MLP,
     DiscreteMLP,
     DiT,
@@ -40,6 +41,7 @@ from flowjax.models import (
     GeneratorMLP,
     InfiniteMaskTransformer,
     ManifoldMLP,
+    MeBT,
     SetVAE,
     SimFreeNODE,
     TextTransformer,
@@ -146,6 +148,20 @@ MODELS: dict[str, ModelEntry] = {
             init_dim=32,
             num_mixtures=4,
         ),
+    ),
+    # MeBT (objective mebt): video token grids (t, h, w), the paper's network by default.
+    "mebt": ModelEntry(
+        MeBT,
+        dict(
+            hidden_dim=1024,
+            num_heads=16,
+            num_latents=256,
+            layers=MEBT_LAYERS,  # kinds "enc", "self", "dec", "lt2l" in order
+            mlp_ratio=4.0,
+            positions="learned",  # or "sinusoidal": factorised (t, h, w) embeddings
+            remat="none",
+        ),
+        data_kind="discrete",
     ),
     # Learning to Compose (objective compose): slot attention, one-shot decoder and the
     # slot-conditioned DiT prior (flowjax.models.slots); the paper's slot sizes.

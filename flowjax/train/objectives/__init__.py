@@ -18,6 +18,8 @@ module is one objective, with its paper and equations in its docstring:
                            (FMLM; Lee et al., 2026).
   setvae                   hierarchical VAEs over sets of points with attentive bottlenecks
                            (SetVAE, Kim et al., 2021).
+  mebt                     masked token modelling of video token grids with the memory-efficient
+                           bidirectional transformer (MeBT, Yoo et al., 2023).
   compose                  object-centric learning by slot attention with a composition
                            objective (Learning to Compose, Jung et al., 2024).
   video_vq                 3D VQ video tokenizers (TATS 3D-VQGAN without its GAN
@@ -49,6 +51,7 @@ from flowjax.train.objectives.flow_matching import FlowMatching
 from flowjax.train.objectives.generator_matching import GeneratorMatching
 from flowjax.train.objectives.imdm import InfiniteMaskDiffusion
 from flowjax.train.objectives.masked_diffusion import MaskedDiffusion
+from flowjax.train.objectives.mebt import MeBTObjective
 from flowjax.train.objectives.riemannian import RiemannianFlowMatching
 from flowjax.train.objectives.setvae import SetVAEObjective
 from flowjax.train.objectives.simfree_node import SimFreeNODEObjective
@@ -68,6 +71,7 @@ __all__ = [
     "GeneratorMatching",
     "InfiniteMaskDiffusion",
     "MaskedDiffusion",
+    "MeBTObjective",
     "Objective",
     "RiemannianFlowMatching",
     "SetVAEObjective",
