@@ -37,6 +37,7 @@ from flowjax.metrics.frechet import (
     load_reference_statistics,
     merge_statistics,
 )
+from flowjax.metrics.fvd import fvd, fvd_feature_fn, fvd_features, fvd_statistics
 from flowjax.metrics.inception import (
     InceptionV3,
     inception_feature_fn,
@@ -118,6 +119,10 @@ __all__ = [
     "feature_statistics",
     "frechet_distance",
     "frechet_distance_to_reference",
+    "fvd",
+    "fvd_feature_fn",
+    "fvd_features",
+    "fvd_statistics",
     "inception_feature_fn",
     "inception_metrics",
     "inception_score",

@@ -5,6 +5,7 @@ from flowjax.models.autoencoder import AutoencoderConfig, AutoencoderKL
 from flowjax.models.conditioning import ControlEmbedding, noisy_replicate_padding
 from flowjax.models.convert_autoencoder import load_autoencoder_kl
 from flowjax.models.convert_gpt2 import load_gpt2
+from flowjax.models.convert_i3d import load_i3d
 from flowjax.models.discrete_mlp import DiscreteMLP
 from flowjax.models.distillation import Frozen, TeacherStudent
 from flowjax.models.dit import DIT_SIZES, DiT
@@ -12,6 +13,7 @@ from flowjax.models.embeddings import batch_time, control_strength, sinusoidal_e
 from flowjax.models.flow_language import FlowLanguageTransformer, LossWeighting
 from flowjax.models.generator_mlp import BinnedJumpHead, GeneratorMLP, GeneratorOutput
 from flowjax.models.gpt2 import GPT2, GPT2Config
+from flowjax.models.i3d import InceptionI3d
 from flowjax.models.infinite_mask import (
     MASK_NOISE_KINDS,
     InfiniteMaskEmbedding,
@@ -44,6 +46,7 @@ __all__ = [
     "FlowLanguageTransformer",
     "Frozen",
     "GeneratorOutput",
+    "InceptionI3d",
     "InducedSetAttentionBlock",
     "InfiniteMaskEmbedding",
     "InfiniteMaskTransformer",
@@ -66,6 +69,7 @@ __all__ = [
     "control_strength",
     "load_autoencoder_kl",
     "load_gpt2",
+    "load_i3d",
     "manifold_features",
     "mebt_layers",
     "noisy_replicate_padding",
