@@ -31,6 +31,8 @@ from flowjax.models.transformer import (
     TextTransformer,
 )
 from flowjax.models.unet import UNet
+from flowjax.models.vqvae3d import VQVAE3D, tokenize_videos
+from flowjax.models.convert_tats import load_tats_vqgan
 
 __all__ = [
     "AutoencoderConfig",
@@ -65,13 +67,16 @@ __all__ = [
     "TeacherStudent",
     "TextTransformer",
     "UNet",
+    "VQVAE3D",
     "batch_time",
     "control_strength",
     "load_autoencoder_kl",
     "load_gpt2",
+    "load_tats_vqgan",
     "load_i3d",
     "manifold_features",
     "mebt_layers",
     "noisy_replicate_padding",
     "sinusoidal_embedding",
+    "tokenize_videos",
 ]
