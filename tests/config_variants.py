@@ -55,6 +55,7 @@ VARIANTS: dict[str, tuple[str | None, ...]] = {
     "configs/lpl/imagenet512.py": (None, "baseline", "smoke"),
     "configs/mdlm/lm1b.py": (None, "ar", "mdlm,smoke", "ar,smoke", "mdlm,cpu", "ar,cpu"),
     "configs/mdlm/owt.py": (None, "ar", "mdlm,smoke", "ar,cpu"),
+    "configs/mebt/tokenizer.py": (None, "tats", "smoke"),
     "configs/riemannian/sphere.py": (None, "smoke"),
     "configs/riemannian/torus.py": (None, "smoke"),
     "configs/simfree_node/cifar10.py": _SIMFREE,

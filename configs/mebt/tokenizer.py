@@ -5,10 +5,10 @@ objective "video_vq": L1 x 4 + codebook + 0.25 commitment, without TATS's GAN an
 Variants (`--config=configs/mebt/tokenizer.py:<variant>`):
 
   moving_digits (default)  a CPU run on bouncing scikit-learn digits (`data.source=
-      "moving_digits"`: 16 frames of 32x32, one 12x12 digit): downsampling (4, 4, 4), so a
-      video is a (4, 8, 8) grid of 256 tokens (MeBT's 16-frame grid is (4, 16, 16)); width 16,
-      512 codes of width 64; Adam 3e-4, batch 16, 1,500 updates. Measured numbers:
-      experiments/mebt/results/tokenizer.json.
+      "moving_digits"`: 8 frames of 32x32, one 12x12 digit): downsampling (2, 4, 4), so a
+      video is a (4, 8, 8) grid of 256 tokens (MeBT's 16-frame grid is (4, 16, 16)); width 8,
+      256 codes of width 32; Adam 1e-3, batch 8, 800 updates (sized for a shared 2-core CPU).
+      Measured numbers: experiments/mebt/results/tokenizer.json.
   tats  TATS's published tokenizer settings for 128 px (its README's train_vqgan command:
       --embedding_dim 256 --n_codes 16384 --n_hiddens 32 --downsample 4 8 8, lr 3e-5, gradient
       clipping 1.0, batch 2 on each of 8 GPUs with 6 accumulated micro-batches = 96,
@@ -48,11 +48,13 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
         config.evaluate.data = dict(split="test", shuffle=False)
     else:
         config = video_vq_config(
-            dict(source="moving_digits", num_frames=16, canvas=32, digits=1, sprite_size=12),
-            batch_size=16, num_steps=1_500, learning_rate=3e-4,
+            dict(source="moving_digits", num_frames=8, canvas=32, digits=1, sprite_size=12),
+            batch_size=8, num_steps=800, learning_rate=1e-3,
         )
-        config.model.update(hidden_channels=16, downsample=(4, 4, 4), codebook_size=512,
-                            embedding_dim=64, norm_groups=8)
+        config.model.update(hidden_channels=8, downsample=(2, 4, 4), codebook_size=256,
+                            embedding_dim=32, norm_groups=4)
+        config.train.log_every = 25
+        config.checkpoint.every_steps = 200
     if "smoke" in names:
         if "tats" in names:
             raise ValueError("The tats variant reads local UCF-101 clips; smoke runs on digits.")
