@@ -66,6 +66,7 @@ jit-able (the settings are static Python values).
 from __future__ import annotations
 
 import math
+from functools import partial
 from typing import Any, NamedTuple
 
 import jax
@@ -291,21 +292,20 @@ def local_lipschitz(
 # --- complexity / compactness ------------------------------------------------------------------
 
 
-def _magnitudes(attributions: jax.Array) -> jax.Array:
-    """|attributions| flattened to (B, n); raises unless attributions are (B, *shape), n >= 1."""
+def _check_attributions(attributions: jax.Array) -> jax.Array:
+    """Raises unless attributions are a batch (B, *shape) with at least one feature."""
     attributions = jnp.asarray(attributions)
     if attributions.ndim < 2 or attributions.size == 0:
         raise ValueError(
             f"Attributions must be a batch (B, *shape) with at least one feature; got shape "
             f"{tuple(attributions.shape)}."
         )
-    return jnp.abs(attributions.reshape(attributions.shape[0], -1))
+    return attributions
 
 
-def gini_sparsity(attributions: Float[Array, "B ..."]) -> Float[Array, "B"]:
-    """The Gini index (B,) of |attributions| (B, *shape) (module docstring): 0 when uniform,
-    (n - 1) / n when one-hot."""
-    values = jnp.sort(_magnitudes(attributions), axis=1)
+@jax.jit
+def _gini(attributions: jax.Array) -> jax.Array:
+    values = jnp.sort(jnp.abs(attributions.reshape(attributions.shape[0], -1)), axis=1)
     n = values.shape[1]
     total = jnp.sum(values, axis=1)
     k = jnp.arange(1, n + 1, dtype=values.dtype)
@@ -314,17 +314,36 @@ def gini_sparsity(attributions: Float[Array, "B ..."]) -> Float[Array, "B"]:
     return jnp.where(total > 0, gini, 0.0)
 
 
-def attribution_entropy(attributions: Float[Array, "B ..."]) -> Float[Array, "B"]:
-    """The entropy (B,) in nats of |attributions| (B, *shape) normalised to sum 1: log n when
-    uniform, 0 when one-hot."""
-    values = _magnitudes(attributions)
+@jax.jit
+def _entropy(attributions: jax.Array) -> jax.Array:
+    values = jnp.abs(attributions.reshape(attributions.shape[0], -1))
     total = jnp.sum(values, axis=1)
     p = values / jnp.where(total > 0, total, 1.0)[:, None]
     entropy = -jnp.sum(jax.scipy.special.xlogy(p, p), axis=1)
     return jnp.where(total > 0, entropy, jnp.log(values.shape[1]))
 
 
+def gini_sparsity(attributions: Float[Array, "B ..."]) -> Float[Array, "B"]:
+    """The Gini index (B,) of |attributions| (B, *shape) (module docstring): 0 when uniform,
+    (n - 1) / n when one-hot."""
+    return _gini(_check_attributions(attributions))
+
+
+def attribution_entropy(attributions: Float[Array, "B ..."]) -> Float[Array, "B"]:
+    """The entropy (B,) in nats of |attributions| (B, *shape) normalised to sum 1: log n when
+    uniform, 0 when one-hot."""
+    return _entropy(_check_attributions(attributions))
+
+
 # --- homogeneity -------------------------------------------------------------------------------
+
+
+@partial(jax.jit, static_argnums=2)
+def _group_means(values: jax.Array, groups: jax.Array, num_groups: int):
+    sums = jax.ops.segment_sum(values, groups, num_segments=num_groups)
+    counts = jax.ops.segment_sum(jnp.ones_like(values), groups, num_segments=num_groups)
+    means = jnp.where(counts > 0, sums / jnp.where(counts > 0, counts, 1.0), jnp.nan)
+    return means, jnp.nanmax(means) - jnp.nanmin(means)
 
 
 def group_gap(
@@ -347,7 +366,4 @@ def group_gap(
             f"Group ids must lie in [0, {num_groups}); got ids in [{int(ids.min())}, "
             f"{int(ids.max())}]."
         )
-    sums = jax.ops.segment_sum(values, groups, num_segments=num_groups)
-    counts = jax.ops.segment_sum(jnp.ones_like(values), groups, num_segments=num_groups)
-    means = jnp.where(counts > 0, sums / jnp.where(counts > 0, counts, 1.0), jnp.nan)
-    return means, jnp.nanmax(means) - jnp.nanmin(means)
+    return _group_means(values, groups, num_groups)
