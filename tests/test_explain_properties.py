@@ -196,8 +196,8 @@ def test_deletion_curve_of_a_linear_model_removes_the_largest_contribution_first
     drops = -np.diff(outputs, axis=1)
     assert outputs.shape == (3, W.size + 1)
     assert np.all(drops > 0) and np.all(np.diff(drops, axis=1) <= 1e-6)
-    np.testing.assert_allclose(outputs[:, 0], np.sum(np.asarray(x) * np.abs(W), axis=(1, 2, 3)) + 0.5,
-                               rtol=1e-6)
+    start = np.sum(np.asarray(x) * np.abs(W), axis=(1, 2, 3)) + 0.5
+    np.testing.assert_allclose(outputs[:, 0], start, rtol=1e-6)
     np.testing.assert_allclose(outputs[:, -1], 0.5, rtol=1e-6)
 
 
