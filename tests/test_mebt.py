@@ -1,6 +1,6 @@
 """MeBT (Yoo et al., CVPR 2023): the network's invariances (reordering the sequence, values at
 masked positions), the objective's masking count, loss and length curriculum against hand
-computations, the two samplers against a model that is certain, the linear cost in the number
+computations, MaskGIT decoding and the revision against a model that is certain, the linear cost in the number
 of tokens against the full-attention transformer, and the errors for bad input."""
 
 from __future__ import annotations
@@ -21,10 +21,11 @@ from flowjax.train.objectives import DataSpec, build_objective
 from flowjax.train.objectives.mebt import (
     choose_bucket,
     curriculum_log_weights,
-    draft_and_revise,
     maskgit_decode,
     num_masked,
     random_mask,
+    revise,
+    top_k_logits,
 )
 
 GRID = (3, 2, 3)  # (t, h, w): 18 tokens
@@ -188,13 +189,17 @@ def test_maskgit_unmasks_everything_keeps_tokens_and_follows_the_schedule():
     assert not np.any(np.asarray(out) == VOCAB)
 
 
-def test_draft_and_revise_reproduces_a_certain_model_and_keeps_the_prompt():
+def test_revision_redraws_every_generated_token_and_keeps_the_prompt():
     target = jax.random.randint(jax.random.key(13), (2, 12), 0, VOCAB)
-    prompt = jnp.where(jnp.arange(12) % 3 == 0, (target + 2) % VOCAB, VOCAB)
-    out = jax.jit(lambda key: draft_and_revise(key, certain(target), prompt, VOCAB, draft_steps=3,
-                                               revise_steps=2, revise_rounds=2))(jax.random.key(14))
-    expected = jnp.where(prompt == VOCAB, target, prompt)
-    np.testing.assert_array_equal(out, expected)
+    generate = jnp.arange(12) % 3 != 0
+    draft = jnp.where(generate, (target + 1) % VOCAB, (target + 2) % VOCAB)  # all wrong
+    where = jnp.broadcast_to(generate, draft.shape)
+    out = jax.jit(lambda key: revise(key, certain(target), draft, where, steps=5, rounds=1,
+                                     temperature=0.1, top_k=2))(jax.random.key(14))
+    np.testing.assert_array_equal(out, jnp.where(generate, target, draft))
+    logits = jax.random.normal(jax.random.key(15), (3, VOCAB))
+    kept = np.isfinite(np.asarray(top_k_logits(logits, 2)))
+    np.testing.assert_array_equal(kept, np.asarray(logits) >= np.sort(logits, -1)[:, -2:-1])
 
 
 def lowered_flops(fn, state, shape) -> float:

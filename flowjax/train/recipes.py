@@ -27,7 +27,7 @@ from typing import Any
 import ml_collections
 
 from flowjax.data import IMAGE_DATASETS, image_data_config
-from flowjax.models import TEXT_TRANSFORMER_SHARDING_RULES
+from flowjax.models import MEBT_SHARDING_RULES, TEXT_TRANSFORMER_SHARDING_RULES, mebt_layers
 from flowjax.models.autoencoder import AUTOENCODER_SHARDING_RULES
 from flowjax.models.layers import DIT_SHARDING_RULES, UNET_SHARDING_RULES
 from flowjax.train.config import default_config
@@ -695,3 +695,44 @@ def shrink_video_vq_to_smoke(config: ml_collections.ConfigDict) -> ml_collection
     config.sample.update(num_samples=4, batch_size=4, num_trajectories=2)
     config.evaluate.update(num_points=4, batch_size=4, num_samples=4)
     return config
+
+
+def mebt_config(data: dict[str, Any], *, batch_size: int, num_steps: int, learning_rate: float,
+                curriculum_b: float = 0.0) -> ml_collections.ConfigDict:
+    """MeBT (Yoo et al., CVPR 2023; PAPERS.md section 11) on the "video_tokens" source with
+    the settings `data` (path, codebook_size): the paper's network (`flowjax.models.MeBT`
+    defaults: d 1,024, 16 heads, 256 latents, 7 enc / 6 self then 6 dec / 5 lt2l blocks), the
+    authors' AdamW (betas 0.9 / 0.95, weight decay 1e-4; they exempt biases, norms and
+    embeddings from it, here every weight decays), the length curriculum with b =
+    `curriculum_b` updates (0: none), and their evaluation's sampler (a MaskGIT draft of 32
+    steps, then 2 revision rounds; `flowjax.train.objectives.mebt`). Held-out grids are read
+    from the same file unless `evaluate.data.path` names another."""
+    config = default_config("mebt")
+    config.data = dict(source="video_tokens", **data)
+    config.evaluate.data = dict(shuffle=False)
+    config.loss.curriculum_b = curriculum_b
+    config.optim.update(name="adamw", learning_rate=learning_rate, b1=0.9, b2=0.95,
+                        weight_decay=1e-4, ema_decay=0.999)
+    config.sharding.rules = MEBT_SHARDING_RULES
+    config.train.update(num_steps=num_steps, global_batch_size=batch_size, log_every=100)
+    config.checkpoint.every_steps = 5_000
+    config.sample.update(num_samples=batch_size, batch_size=batch_size, num_trajectories=4)
+    config.evaluate.update(num_points=4 * batch_size, batch_size=batch_size,
+                           num_samples=batch_size)
+    return config
+
+
+def shrink_mebt_to_smoke(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+    """A MeBT config as a seconds-long CPU run on its token file: width 32, 2 heads, 8
+    latents, one layer of each kind (enc self enc dec lt2l dec), 3 updates of 4 grids, 4 draft
+    steps and one revision round of 2 parts; returns `config`, changed in place."""
+    config.model.update(hidden_dim=32, num_heads=2, num_latents=8, layers=mebt_layers(2, 2))
+    if config.loss.curriculum_b:
+        config.loss.curriculum_b = 1.0
+    config.train.update(num_steps=3, global_batch_size=4, log_every=1)
+    config.checkpoint.every_steps = 3
+    config.sample.update(num_samples=4, batch_size=4, num_trajectories=2, steps=4,
+                         revise_steps=2, revise_rounds=1)
+    config.evaluate.update(num_points=4, batch_size=4, num_samples=4)
+    return config
+

@@ -33,11 +33,13 @@ Sampling (section 3.4; `sample.method`):
                       masked, confidence being log p(drawn token) + tau (1 - t_s) g with
                       Gumbel noise g (the authors' Gumbel top-k with temperature tau annealed
                       linearly); the others keep their drawn token for good.
-  "draft_and_revise"  the paper's sampler: a draft decodes a random partition of the masked
-                      positions into `draft_steps` parts, part i drawn from the network given
-                      the prompt and parts < i; then `revise_rounds` rounds each redraw every
-                      part of a new random partition into `revise_steps` parts given all the
-                      others.
+  "draft_and_revise"  the paper's sampler as the authors evaluate it (their UCF-101 128-frame
+                      script: a MaskGIT draft of 32 steps, confidence temperature 2, top-k 32;
+                      then M = 2 revision rounds of 32 steps at temperature 0.1): each round
+                      splits the generated positions into `revise_steps` random parts and
+                      redraws every part in turn given all the other tokens.
+
+Token draws keep the `sample.top_k` most likely tokens (0: all) at `sample.temperature`.
 
 Both run as `jax.lax` loops, one compiled program per sampling run. Evaluation reports the
 masked-token cross-entropy (nats per masked token) of held-out grids at random t.
@@ -112,6 +114,24 @@ def masked_cross_entropy(logits: Float[Array, "B N V"], targets: Int[Array, "B N
     return jnp.sum(jnp.where(masked, nll, 0.0), axis=1) / jnp.maximum(count, 1)
 
 
+def top_k_logits(logits: Float[Array, "... V"], k: int) -> Float[Array, "... V"]:
+    """The logits with all but the k largest of each row set to -inf (k = 0: unchanged)."""
+    if k <= 0 or k >= logits.shape[-1]:
+        return logits
+    kth = jax.lax.top_k(logits, k)[0][..., -1:]
+    return jnp.where(logits < kth, -jnp.inf, logits)
+
+
+def draw_tokens(key: jax.Array, logits: Float[Array, "B N V"], temperature: float, top_k: int
+                ) -> tuple[Int[Array, "B N"], Float[Array, "B N"]]:
+    """Tokens drawn from softmax(top_k(logits) / temperature) and their log-probabilities
+    under that distribution."""
+    logits = top_k_logits(logits.astype(jnp.float32), top_k) / temperature
+    drawn = jax.random.categorical(key, logits, axis=-1)
+    log_p = jnp.take_along_axis(jax.nn.log_softmax(logits, -1), drawn[..., None], -1)[..., 0]
+    return drawn, log_p
+
+
 def maskgit_decode(
     key: jax.Array,
     logits_fn: LogitsFn,
@@ -121,6 +141,7 @@ def maskgit_decode(
     steps: int,
     confidence_temperature: float,
     temperature: float = 1.0,
+    top_k: int = 0,
     return_states: bool = False,
 ) -> Int[Array, "B N"] | Int[Array, "B S+1 N"]:
     """MaskGIT iterative decoding (module docstring) of the positions of x holding `mask_id`;
@@ -134,9 +155,7 @@ def maskgit_decode(
         x, key = carry
         key, draw_key, gumbel_key = jax.random.split(key, 3)
         masked = x == mask_id
-        logits = logits_fn(x, ~masked).astype(jnp.float32)
-        drawn = jax.random.categorical(draw_key, logits / temperature, axis=-1)
-        log_p = jnp.take_along_axis(jax.nn.log_softmax(logits, -1), drawn[..., None], -1)[..., 0]
+        drawn, log_p = draw_tokens(draw_key, logits_fn(x, ~masked), temperature, top_k)
         t_next = (s + 1.0) / steps
         gumbel = jax.random.gumbel(gumbel_key, log_p.shape)
         confidence = log_p + confidence_temperature * (1.0 - t_next) * gumbel
@@ -169,55 +188,38 @@ def random_parts(key: jax.Array, generate: Bool[Array, "B N"], num_parts: int
     return jax.vmap(row)(keys, generate)
 
 
-def draft_and_revise(
+def revise(
     key: jax.Array,
     logits_fn: LogitsFn,
     x: Int[Array, "B N"],
-    mask_id: int,
+    generate: Bool[Array, "B N"],
     *,
-    draft_steps: int,
-    revise_steps: int,
-    revise_rounds: int,
+    steps: int,
+    rounds: int,
     temperature: float = 1.0,
+    top_k: int = 0,
 ) -> Int[Array, "B N"]:
-    """The paper's draft-and-revise sampler (module docstring) of the positions of x holding
-    `mask_id`; the prompt never changes."""
-    if min(draft_steps, revise_steps) < 1 or revise_rounds < 0:
-        raise ValueError(
-            f"draft_and_revise needs draft_steps, revise_steps >= 1 and revise_rounds >= 0; got "
-            f"{draft_steps}, {revise_steps}, {revise_rounds}."
-        )
-    generate = x == mask_id
-
-    def redraw(x, key, targets):
-        logits = logits_fn(x, ~targets).astype(jnp.float32)
-        drawn = jax.random.categorical(key, logits / temperature, axis=-1)
-        return jnp.where(targets, drawn.astype(x.dtype), x)
-
-    def draft_step(i, carry):
-        x, key, parts = carry
-        key, sub = jax.random.split(key)
-        x = redraw(x, sub, parts >= i)  # parts >= i are masked; part i is final after this
-        return x, key, parts
-
-    key, part_key = jax.random.split(key)
-    x, key, _ = jax.lax.fori_loop(0, draft_steps, draft_step,
-                                  (x, key, random_parts(part_key, generate, draft_steps)))
+    """The paper's revision of a draft x (module docstring): `rounds` times, a new random
+    partition of the `generate` positions into `steps` parts, each part redrawn in turn given
+    all the other tokens; the positions outside `generate` never change."""
+    if steps < 1 or rounds < 0:
+        raise ValueError(f"revise needs steps >= 1 and rounds >= 0; got {steps}, {rounds}.")
 
     def revise_round(_, carry):
         x, key = carry
         key, part_key = jax.random.split(key)
-        parts = random_parts(part_key, generate, revise_steps)
+        parts = random_parts(part_key, generate, steps)
 
         def revise_step(i, carry):
             x, key = carry
             key, sub = jax.random.split(key)
-            return redraw(x, sub, parts == i), key
+            targets = parts == i
+            drawn, _ = draw_tokens(sub, logits_fn(x, ~targets), temperature, top_k)
+            return jnp.where(targets, drawn.astype(x.dtype), x), key
 
-        return jax.lax.fori_loop(0, revise_steps, revise_step, (x, key))
+        return jax.lax.fori_loop(0, steps, revise_step, (x, key))
 
-    x, _ = jax.lax.fori_loop(0, revise_rounds, revise_round, (x, key))
-    return x
+    return jax.lax.fori_loop(0, rounds, revise_round, (x, key))[0]
 
 
 def grid_logits_fn(model: MeBT, grid_shape: tuple[int, int, int]) -> LogitsFn:
@@ -245,20 +247,22 @@ class MeBTObjective(Objective):
         curriculum_b=0.0,  # b of the length curriculum, in updates (0: always the full length)
         curriculum_lengths=(),  # the clip lengths (latent frames) drawn from; (): 1 .. T_max
     )
+    # The authors' UCF-101 evaluation settings (scripts/valid_dnr_*_ucf_128f.sh).
     sample_defaults = dict(
-        method="maskgit",  # or "draft_and_revise"
-        steps=32,  # MaskGIT decoding steps (the authors' visualisation: 32)
-        confidence_temperature=6.0,  # tau of the Gumbel confidence, annealed as tau (1 - t)
-        temperature=1.0,  # of the token draws
-        draft_steps=8,
-        revise_steps=8,
-        revise_rounds=2,
+        method="draft_and_revise",  # or "maskgit" (the draft alone)
+        steps=32,  # MaskGIT decoding steps of the draft
+        confidence_temperature=2.0,  # tau of the Gumbel confidence, annealed as tau (1 - t)
+        temperature=1.0,  # of the draft's token draws
+        top_k=32,  # token draws from the k most likely tokens (0: all)
+        revise_steps=32,  # parts per revision round
+        revise_rounds=2,  # M
+        revise_temperature=0.1,
     )
     evaluate_defaults: dict[str, Any] = {}
     choices = {"sample.method": SAMPLE_METHODS}
-    positive = ("sample.steps", "sample.temperature", "sample.draft_steps",
-                "sample.revise_steps")
-    non_negative = ("loss.curriculum_b", "sample.confidence_temperature",
+    positive = ("sample.steps", "sample.temperature", "sample.revise_steps",
+                "sample.revise_temperature")
+    non_negative = ("loss.curriculum_b", "sample.confidence_temperature", "sample.top_k",
                     "sample.revise_rounds")
 
     def __init__(self, config: ml_collections.ConfigDict, spec: DataSpec):
@@ -359,40 +363,41 @@ class MeBTObjective(Objective):
         return {"x": np.full((num, *self.spec.event_shape), self.spec.vocab_size, np.int32)}
 
     def sampler(self, time_grid: tuple[float, ...] = (0.0, 1.0)) -> BatchFn:
-        """Samples (B, t, h, w); for a longer grid (MaskGIT only) the partly decoded grids at
-        the steps nearest the times of `time_grid`, (B, len(time_grid), t, h, w)."""
+        """Samples (B, t, h, w) of the positions of batch["x"] holding the mask id; for a longer
+        grid the draft's partly decoded grids at the steps nearest the times of `time_grid`,
+        (B, len(time_grid), t, h, w) (the revised sample last)."""
         sc, shape = self.config.sample, self.spec.event_shape
         mask_id = self.spec.vocab_size
         picks = np.rint(np.asarray(time_grid) * sc.steps).astype(int)
+        trajectory = len(time_grid) > 2
 
         def draw(model, batch, key):
             x = batch["x"]
             b = x.shape[0]
             logits_fn = grid_logits_fn(model, shape)
             flat = x.reshape(b, -1)
+            draft_key, revise_key = jax.random.split(key)
+            states = maskgit_decode(draft_key, logits_fn, flat, mask_id, steps=sc.steps,
+                                    confidence_temperature=sc.confidence_temperature,
+                                    temperature=sc.temperature, top_k=sc.top_k,
+                                    return_states=True)
+            out = states[:, -1]
             if sc.method == "draft_and_revise":
-                out = draft_and_revise(key, logits_fn, flat, mask_id, draft_steps=sc.draft_steps,
-                                       revise_steps=sc.revise_steps,
-                                       revise_rounds=sc.revise_rounds, temperature=sc.temperature)
-                out = out[:, None] if len(time_grid) > 2 else out
-            else:
-                out = maskgit_decode(key, logits_fn, flat, mask_id, steps=sc.steps,
-                                     confidence_temperature=sc.confidence_temperature,
-                                     temperature=sc.temperature,
-                                     return_states=len(time_grid) > 2)
-                out = out[:, picks] if len(time_grid) > 2 else out
-            if len(time_grid) > 2:
-                out = jnp.broadcast_to(out, (b, len(time_grid), flat.shape[1]))
-                return out.reshape(b, len(time_grid), *shape)
+                out = revise(revise_key, logits_fn, out, flat == mask_id,
+                             steps=sc.revise_steps, rounds=sc.revise_rounds,
+                             temperature=sc.revise_temperature, top_k=sc.top_k)
+            if trajectory:
+                return states[:, picks].at[:, -1].set(out).reshape(b, len(time_grid), *shape)
             return out.reshape(x.shape)
 
         return draw
 
     def sample_settings(self) -> dict[str, Any]:
         sc = self.config.sample
-        keys = (("steps", "confidence_temperature") if sc.method == "maskgit"
-                else ("draft_steps", "revise_steps", "revise_rounds"))
-        return {"method": sc.method, "temperature": sc.temperature, **{k: sc[k] for k in keys}}
+        keys = ["steps", "confidence_temperature", "temperature", "top_k"]
+        if sc.method == "draft_and_revise":
+            keys += ["revise_steps", "revise_rounds", "revise_temperature"]
+        return {"method": sc.method, **{k: sc[k] for k in keys}}
 
     # Evaluation ----------------------------------------------------------------------------------
 
@@ -418,9 +423,10 @@ __all__ = [
     "MeBTObjective",
     "choose_bucket",
     "curriculum_log_weights",
-    "draft_and_revise",
     "masked_cross_entropy",
     "maskgit_decode",
     "num_masked",
     "random_mask",
+    "revise",
+    "top_k_logits",
 ]
