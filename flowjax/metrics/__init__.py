@@ -37,7 +37,7 @@ from flowjax.metrics.frechet import (
     load_reference_statistics,
     merge_statistics,
 )
-from flowjax.metrics.fvd import fvd, fvd_feature_fn, fvd_features, fvd_statistics
+from flowjax.metrics.fvd import fvd_feature_fn, fvd_features, fvd_statistics
 from flowjax.metrics.inception import (
     InceptionV3,
     inception_feature_fn,
@@ -119,7 +119,6 @@ __all__ = [
     "feature_statistics",
     "frechet_distance",
     "frechet_distance_to_reference",
-    "fvd",
     "fvd_feature_fn",
     "fvd_features",
     "fvd_statistics",
