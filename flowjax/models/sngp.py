@@ -34,6 +34,10 @@ import jax.numpy as jnp
 from flax import nnx
 
 
+# State updates in training assign new Variables (the trainer's step merges state Variables
+# created outside its trace, which nnx does not let a module mutate in place).
+
+
 class PowerIterate(nnx.Variable):
     """The power iteration's vector u of a spectrally normalised layer (model state)."""
 
@@ -79,7 +83,7 @@ class SpectralNormDense(nnx.Module):
         kernel, u = spectral_normalise(self.kernel[...], self.u[...], self.bound,
                                        self.iterations if train else 0)
         if train:
-            self.u[...] = u
+            self.u = PowerIterate(u)
         return kernel
 
     def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
@@ -102,7 +106,7 @@ class SpectralNormConv(nnx.Module):
         kernel, u = spectral_normalise(self.conv.kernel[...], self.u[...], self.bound,
                                        self.iterations if train else 0)
         if train:
-            self.u[...] = u
+            self.u = PowerIterate(u)
         return jax.lax.conv_general_dilated(
             x.astype(self.conv.dtype), kernel.astype(self.conv.dtype), self.strides,
             "SAME", dimension_numbers=("NHWC", "HWIO", "NHWC"),
@@ -159,8 +163,8 @@ class RandomFeatureGP(nnx.Module):
                 reset = self.calls[...] % self.reset_every == 0
                 start = jnp.where(reset, self.ridge * jnp.eye(len(start)), start)
             new = start + batch
-        self.precision[...] = new
-        self.calls[...] = self.calls[...] + 1
+        self.precision = Precision(new)
+        self.calls = Precision(self.calls[...] + 1)
 
     def variance(self, phi: jax.Array) -> jax.Array:
         """ridge phi^T P^{-1} phi per example (B,)."""

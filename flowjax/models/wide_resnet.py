@@ -26,6 +26,37 @@ import jax.numpy as jnp
 from flax import nnx
 
 
+class RunningStat(nnx.Variable):
+    """Batch norm's running mean and variance (model state)."""
+
+
+class BatchNorm(nnx.Module):
+    """Batch normalisation over all axes but the last (Ioffe & Szegedy, 2015): batch
+    statistics in training, whose running averages (momentum 0.9) are used otherwise. The
+    averages are replaced by new Variables, not mutated in place, so the module trains in the
+    trainer's functional step (which merges state created outside its trace)."""
+
+    def __init__(self, channels: int, *, momentum: float = 0.9, eps: float = 1e-5):
+        self.scale = nnx.Param(jnp.ones((channels,), jnp.float32))
+        self.bias = nnx.Param(jnp.zeros((channels,), jnp.float32))
+        self.mean = RunningStat(jnp.zeros((channels,), jnp.float32))
+        self.var = RunningStat(jnp.ones((channels,), jnp.float32))
+        self.momentum, self.eps = momentum, eps
+
+    def __call__(self, x: jax.Array, train: bool) -> jax.Array:
+        axes = tuple(range(x.ndim - 1))
+        if train:
+            mean = jnp.mean(x.astype(jnp.float32), axis=axes)
+            var = jnp.var(x.astype(jnp.float32), axis=axes)
+            m = self.momentum
+            self.mean = RunningStat(m * self.mean[...] + (1 - m) * jax.lax.stop_gradient(mean))
+            self.var = RunningStat(m * self.var[...] + (1 - m) * jax.lax.stop_gradient(var))
+        else:
+            mean, var = self.mean[...], self.var[...]
+        y = (x - mean) * jax.lax.rsqrt(var + self.eps) * self.scale[...] + self.bias[...]
+        return y.astype(x.dtype)
+
+
 def dropout(x: jax.Array, rate: float, key: jax.Array | None) -> jax.Array:
     """Inverted dropout: each entry kept with probability 1 - rate and scaled by 1 / (1 - rate);
     the identity when `key` is None or `rate` is 0."""
@@ -40,19 +71,19 @@ class WideBlock(nnx.Module):
 
     def __init__(self, kit, c_in: int, c_out: int, stride: int, dropout_rate: float, *,
                  rngs: nnx.Rngs):
-        self.norm1 = nnx.BatchNorm(c_in, momentum=0.9, rngs=rngs)
+        self.norm1 = BatchNorm(c_in)
         self.conv1 = kit.conv(c_in, c_out, 3, stride, rngs=rngs)
-        self.norm2 = nnx.BatchNorm(c_out, momentum=0.9, rngs=rngs)
+        self.norm2 = BatchNorm(c_out)
         self.conv2 = kit.conv(c_out, c_out, 3, 1, rngs=rngs)
         self.shortcut = (kit.conv(c_in, c_out, 1, stride, rngs=rngs)
                          if stride != 1 or c_in != c_out else None)
         self.dropout_rate = dropout_rate
 
     def __call__(self, x: jax.Array, train: bool, key: jax.Array | None) -> jax.Array:
-        h = jax.nn.relu(self.norm1(x, use_running_average=not train))
+        h = jax.nn.relu(self.norm1(x, train))
         shortcut = x if self.shortcut is None else self.shortcut(h, train)
         h = self.conv1(h, train)
-        h = jax.nn.relu(self.norm2(h, use_running_average=not train))
+        h = jax.nn.relu(self.norm2(h, train))
         h = self.conv2(dropout(h, self.dropout_rate, key), train)
         return shortcut + h
 
@@ -75,12 +106,12 @@ class WideResNet(nnx.Module):
                                         rngs=rngs))
                 c_in = c_out
         self.blocks = nnx.List(blocks)
-        self.norm = nnx.BatchNorm(c_in, momentum=0.9, rngs=rngs)
+        self.norm = BatchNorm(c_in)
         self.features = c_in
 
     def __call__(self, x: jax.Array, train: bool, key: jax.Array | None) -> jax.Array:
         h = self.stem(x, train)
         for i, block in enumerate(self.blocks):
             h = block(h, train, None if key is None else jax.random.fold_in(key, i))
-        h = jax.nn.relu(self.norm(h, use_running_average=not train))
+        h = jax.nn.relu(self.norm(h, train))
         return jnp.mean(h, axis=(1, 2))

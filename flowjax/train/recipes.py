@@ -30,6 +30,7 @@ from flowjax.data import IMAGE_DATASETS, image_data_config
 from flowjax.models import MEBT_SHARDING_RULES, TEXT_TRANSFORMER_SHARDING_RULES, mebt_layers
 from flowjax.models.autoencoder import AUTOENCODER_SHARDING_RULES
 from flowjax.models.layers import DIT_SHARDING_RULES, UNET_SHARDING_RULES
+from flowjax.models.uncertainty import METHODS as UNCERTAINTY_MODEL_METHODS
 from flowjax.train.config import default_config
 from flowjax.train.objectives.simfree_node import METHODS as SIMFREE_NODE_METHODS
 from flowjax.train.registry import model_defaults
@@ -736,3 +737,63 @@ def shrink_mebt_to_smoke(config: ml_collections.ConfigDict) -> ml_collections.Co
     config.evaluate.update(num_points=4, batch_size=4, num_samples=4)
     return config
 
+
+
+UNCERTAINTY_METHODS = UNCERTAINTY_MODEL_METHODS
+"""The `model.method` variants of the Uncertainty Baselines configs."""
+
+
+def uncertainty_config(data: dict[str, Any], method: str, *, model: str, batch_size: int,
+                       num_steps: int, learning_rate: float, l2: float,
+                       steps_per_epoch: int) -> ml_collections.ConfigDict:
+    """A classifier of Uncertainty Baselines (Nado et al., 2021; PAPERS.md section 11) with
+    `method` on the labelled source `data` (objective "classification"): MC dropout at rate 0.1
+    with 10 passes, ensembles of 4, BatchEnsemble of 4, MIMO of 3 with batch repetitions 4 and
+    input repetition 0.5 (the MIMO paper's CIFAR-10 settings), SNGP with its precision reset
+    every `steps_per_epoch` updates (an epoch, as UB), heteroscedastic with 1,000 MC samples;
+    L2 `l2` on the kernels in the loss; Adam at `learning_rate` with a cosine decay (the
+    trainer offers Adam / AdamW, not UB's SGD with Nesterov momentum 0.9 and step decay); no
+    parameter EMA (UB has none); held-out examples from the test split."""
+    if method not in UNCERTAINTY_METHODS:
+        raise ValueError(f"Unknown method {method!r}; expected one of {UNCERTAINTY_METHODS}.")
+    config = default_config("classification")
+    config.model = model_defaults(model)
+    config.model.method = method
+    if method == "dropout":
+        config.model.dropout_rate = 0.1
+    if method == "mimo":
+        config.model.update(ensemble_size=3, mimo_batch_repetitions=4, mimo_input_repetition=0.5)
+    config.model.gp_cov_reset_every = steps_per_epoch
+    config.data = dict(data)
+    config.evaluate.data = dict(split="test", shuffle=False)
+    config.loss.l2 = l2
+    config.optim.update(name="adam", learning_rate=learning_rate, schedule="cosine",
+                        ema_decay=0.0)
+    config.train.update(num_steps=num_steps, global_batch_size=batch_size, log_every=100)
+    config.checkpoint.every_steps = 10 * steps_per_epoch
+    config.sample.update(num_samples=1024, batch_size=512, num_trajectories=16)
+    config.evaluate.update(num_points=10_000, batch_size=512, num_samples=1024)
+    return config
+
+
+def shrink_uncertainty_to_smoke(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+    """An Uncertainty Baselines config as a seconds-long CPU run on the offline digits: the
+    small network (one 4-channel convolution, width 8), 2 members / MC passes, 16 random
+    features, 8 logit-noise samples, 3 updates of 8 examples, two corruptions at severities 1
+    and 5; returns `config`, changed in place."""
+    method, dropout = config.model.method, config.model.dropout_rate
+    mimo = (config.model.mimo_input_repetition, config.model.mimo_batch_repetitions)
+    config.model = model_defaults("small_classifier")
+    config.model.update(method=method, dropout_rate=dropout, conv_channels=(4,), hidden_dim=8,
+                        ensemble_size=2, mc_samples=2, gp_features=16, gp_projection_dim=4,
+                        gp_cov_reset_every=3, het_mc_samples=8, mimo_input_repetition=mimo[0],
+                        mimo_batch_repetitions=mimo[1])
+    config.data = dict(source="digits", split="train")
+    config.train.update(num_steps=3, global_batch_size=8, log_every=1)
+    config.checkpoint.every_steps = 3
+    config.sample.update(num_samples=8, batch_size=8, num_trajectories=4)
+    config.evaluate.update(num_points=8, batch_size=8, num_samples=8,
+                           ood_sets=("uniform_noise", "inverted"),
+                           corruptions=("gaussian_noise", "contrast"), severities=(1, 5),
+                           corruption_source="synthetic")
+    return config

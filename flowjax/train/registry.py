@@ -50,6 +50,7 @@ from flowjax.models import (
 from flowjax.models.autoencoder import autoencoder_for_images
 from flowjax.models.vqvae3d import VQVAE3D
 from flowjax.models.slots import SlotComposer
+from flowjax.models.uncertainty import small_classifier, wide_resnet_classifier
 
 COMPUTE_DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
 
@@ -278,6 +279,37 @@ MODELS: dict[str, ModelEntry] = {
             scaling_factor=0.18215,
         ),
     ),
+    # Uncertainty Baselines classifiers (objective classification; flowjax.models.uncertainty):
+    # the method and its settings, on a Wide ResNet (WRN-28-10 by default) or the small digits
+    # network. SNGP and heteroscedastic defaults are Uncertainty Baselines' CIFAR ones except
+    # mean_field_factor (pi / 8, the paper's; UB tunes 25).
+    **{name: ModelEntry(constructor, dict(
+        backbone,
+        method="deterministic",
+        ensemble_size=4,
+        dropout_rate=0.0,
+        mc_samples=10,
+        output_classes=0,  # 0: the data's number of classes (else checked against it)
+        sn_bound=6.0,
+        sn_iterations=1,
+        gp_features=1024,
+        gp_projection_dim=128,
+        gp_length_scale=2.0,
+        gp_ridge=1.0,
+        gp_cov_momentum=-1.0,  # < 0: exact precision, reset every gp_cov_reset_every calls
+        gp_cov_reset_every=0,
+        gp_normalize_input=True,
+        mean_field_factor=0.39269908169872414,  # pi / 8
+        het_factors=3,
+        het_temperature=1.5,
+        het_mc_samples=1000,
+        mimo_input_repetition=0.0,
+        mimo_batch_repetitions=1,
+    )) for name, constructor, backbone in (
+        ("wide_resnet", wide_resnet_classifier, dict(depth=28, width=10)),
+        ("small_classifier", small_classifier,
+         dict(conv_channels=(16, 32), hidden_dim=64, num_hidden=1)),
+    )},
     # Generator matching: velocity and binned jump heads.
     "generator_mlp": ModelEntry(
         GeneratorMLP,

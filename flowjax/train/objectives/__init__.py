@@ -24,6 +24,9 @@ module is one objective, with its paper and equations in its docstring:
                            objective (Learning to Compose, Jung et al., 2024).
   video_vq                 3D VQ video tokenizers (TATS 3D-VQGAN without its GAN
                            and perceptual losses; Ge et al., 2022), for MeBT.
+  classification           classifiers with predictive uncertainty: deterministic, MC dropout,
+                           deep ensembles, BatchEnsemble, MIMO, SNGP, heteroscedastic
+                           (Uncertainty Baselines, Nado et al., 2021).
   autoregressive           the left-to-right language model baseline (teacher forcing, KV-cache
                            sampling).
 
@@ -44,6 +47,7 @@ from flowjax.train.objectives.base import (
 )
 from flowjax.train.objectives.autoencoder import AutoencoderObjective
 from flowjax.train.objectives.autoregressive import Autoregressive
+from flowjax.train.objectives.classification import ClassificationObjective
 from flowjax.train.objectives.compose import ComposeObjective
 from flowjax.train.objectives.discrete import DiscreteFlowMatching
 from flowjax.train.objectives.flm import FlowLanguageModel
@@ -63,6 +67,7 @@ __all__ = [
     "Autoregressive",
     "Batch",
     "BatchFn",
+    "ClassificationObjective",
     "ComposeObjective",
     "DataSpec",
     "DiscreteFlowMatching",
