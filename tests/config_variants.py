@@ -11,6 +11,10 @@ from flowjax.train import load_config_file
 _SIMFREE = (None, "trigonometric", "data_space", "backprop", "smoke", "backprop,smoke")
 VARIANTS: dict[str, tuple[str | None, ...]] = {
     "configs/bytes/markov.py": (None, "smoke"),
+    "configs/compose/clevrtex.py": (None, "baseline", "smoke", "baseline,smoke"),
+    "configs/compose/multishapenet.py": (None, "baseline", "smoke"),
+    "configs/compose/ptr.py": (None, "baseline", "smoke"),
+    "configs/compose/scenes.py": (None, "baseline", "smoke", "baseline,smoke"),
     "configs/conditioning/digits.py": (None, "adaln", "smoke", "adaln,smoke"),
     "configs/conditioning/imagenet256.py": (None, "adaln", "smoke", "adaln,smoke"),
     "configs/conditioning/imagenet512.py": (None, "adaln", "smoke"),
