@@ -7,7 +7,8 @@ Variants (`--config=configs/mebt/tokenizer.py:<variant>`):
   moving_digits (default)  a CPU run on bouncing scikit-learn digits (`data.source=
       "moving_digits"`: 8 frames of 32x32, one 12x12 digit): downsampling (2, 4, 4), so a
       video is a (4, 8, 8) grid of 256 tokens (MeBT's 16-frame grid is (4, 16, 16)); width 8,
-      256 codes of width 32; Adam 1e-3, batch 8, 800 updates (sized for a shared 2-core CPU).
+      256 codes of width 32; Adam 1e-3, batch 8, 200 updates (about 10 s per update on the
+      shared 2-core CPU it was run on).
       Measured numbers: experiments/mebt/results/tokenizer.json.
   tats  TATS's published tokenizer settings for 128 px (its README's train_vqgan command:
       --embedding_dim 256 --n_codes 16384 --n_hiddens 32 --downsample 4 8 8, lr 3e-5, gradient
@@ -49,7 +50,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     else:
         config = video_vq_config(
             dict(source="moving_digits", num_frames=8, canvas=32, digits=1, sprite_size=12),
-            batch_size=8, num_steps=800, learning_rate=1e-3,
+            batch_size=8, num_steps=200, learning_rate=1e-3,
         )
         config.model.update(hidden_channels=8, downsample=(2, 4, 4), codebook_size=256,
                             embedding_dim=32, norm_groups=4)
