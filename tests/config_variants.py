@@ -76,6 +76,16 @@ VARIANTS: dict[str, tuple[str | None, ...]] = {
     "configs/setvae/shapes.py": (None, "smoke"),
     "configs/simfree_node/moons.py": _SIMFREE,
     "configs/simfree_node/svhn.py": _SIMFREE,
+    "configs/uncertainty/cifar10.py": (
+        None, "dropout", "ensemble", "batchensemble", "mimo", "sngp", "heteroscedastic",
+        "sngp,smoke",
+    ),
+    "configs/uncertainty/cifar100.py": (None, "sngp", "ensemble,smoke"),
+    "configs/uncertainty/digits.py": (
+        None, "dropout", "ensemble", "batchensemble", "mimo", "sngp", "heteroscedastic", "smoke",
+        "dropout,smoke", "ensemble,smoke", "batchensemble,smoke", "mimo,smoke", "sngp,smoke",
+        "heteroscedastic,smoke",
+    ),
 }
 
 
