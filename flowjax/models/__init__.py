@@ -30,6 +30,11 @@ from flowjax.models.transformer import (
     TEXT_TRANSFORMER_SIZES,
     TextTransformer,
 )
+from flowjax.models.uncertainty import (
+    UncertaintyClassifier,
+    small_classifier,
+    wide_resnet_classifier,
+)
 from flowjax.models.unet import UNet
 from flowjax.models.vqvae3d import VQVAE3D, tokenize_videos
 from flowjax.models.convert_tats import load_tats_vqgan
@@ -67,6 +72,9 @@ __all__ = [
     "TeacherStudent",
     "TextTransformer",
     "UNet",
+    "UncertaintyClassifier",
+    "small_classifier",
+    "wide_resnet_classifier",
     "VQVAE3D",
     "batch_time",
     "control_strength",
