@@ -136,3 +136,34 @@ def test_cli_smoke_trains_samples_and_evaluates(tmp_path):
     assert samples.shape == (8, 16, 16, 3 + 2 * 3)
     np.testing.assert_allclose(samples[..., 3:6].sum(-1), 1.0, atol=1e-5)
     np.testing.assert_allclose(samples[..., 6:].sum(-1), 1.0, atol=1e-5)
+
+
+@pytest.mark.slow
+def test_latent_space_with_a_frozen_autoencoder(tmp_path):
+    from flowjax.models.autoencoder import autoencoder_for_images
+    from flowjax.models.convert_autoencoder import save_autoencoder_kl
+
+    autoencoder = autoencoder_for_images(
+        (16, 16, 3), block_out_channels=(8, 8), layers_per_block=1, latent_channels=4,
+        norm_num_groups=4, scaling_factor=0.5, rngs=nnx.Rngs(0))
+    save_autoencoder_kl(autoencoder, tmp_path / "vae", scaling_factor=0.5)
+    config = load_config_file(SCENES, "smoke")
+    config.loss.autoencoder = str(tmp_path / "vae")
+    config.model.update(decoder_upsamples=1, prior_patch_size=2)
+    validate_config(config, str(tmp_path / "run"))
+    objective = build_objective(config)
+    assert objective.target_shape == (8, 8, 4)
+    model = objective.model_fn(lambda rngs: build_model(
+        config.model, objective.spec.event_shape, None, rngs, **objective.model_kwargs()))(
+        nnx.Rngs(0))
+    x = jax.random.uniform(jax.random.key(0), (4, 16, 16, 3), minval=-1, maxval=1)
+    batch = objective.draw_step_noise(jax.random.key(1), {"x": x})
+    latents = model.autoencoder.latents(x)
+    reconstruction, _, _ = model.net.decode(model.net.encode(x, batch["slot_noise"])[0])
+    terms = objective.loss_terms(model, batch)
+    np.testing.assert_allclose(terms["oneshot"], jnp.mean(jnp.square(reconstruction - latents)),
+                               rtol=1e-5)
+    grads = nnx.grad(lambda m: objective.loss(m, batch))(model)
+    assert "autoencoder" not in nnx.to_pure_dict(grads)  # frozen: no parameter, no gradient
+    assert any(np.any(g) for g in jax.tree.leaves(grads))
+    assert objective.sampler()(model, batch, None).shape == (4, 16, 16, 3 + 2 * 3)
