@@ -1,7 +1,8 @@
 """MeBT (Yoo et al., CVPR 2023): the network's invariances (reordering the sequence, values at
 masked positions), the objective's masking count, loss and length curriculum against hand
-computations, MaskGIT decoding and the revision against a model that is certain, the linear cost in the number
-of tokens against the full-attention transformer, and the errors for bad input."""
+computations, MaskGIT decoding and the revision against a model that is certain, the linear
+cost in the number of tokens against the full-attention transformer, and the errors for bad
+input."""
 
 from __future__ import annotations
 
@@ -133,7 +134,7 @@ def test_loss_equals_hand_computation(model, grid_logits):
     np.testing.assert_allclose(loss, np.mean(per_example), rtol=1e-5)
 
 
-def test_curriculum_weights_follow_the_formula_and_pick_the_drawn_length(model):
+def test_curriculum_weights_follow_the_formula_and_pick_the_drawn_length():
     lengths, b = (1, 2, 3, 8), 3e4
     for step in (0.0, 3e4, 1.7e5):
         expected = [math.exp(-(step - (n - 1) * b) ** 2 / (8 * b * b)) for n in lengths]
@@ -143,8 +144,12 @@ def test_curriculum_weights_follow_the_formula_and_pick_the_drawn_length(model):
     log_w = jnp.log(jnp.array([1.0, 1.0, 2.0]))
     assert [int(choose_bucket(u, log_w)) for u in (0.1, 0.3, 0.49, 0.51, 0.99)] == \
         [0, 1, 1, 2, 2]
-    # In the loss: lengths (1, 3), b = 1 at step 0 have weights 1 and exp(-1/2); u = 0.1 draws
-    # the clip of one frame, u = 0.9 the whole grid.
+
+
+@pytest.mark.slow
+def test_curriculum_loss_is_the_loss_of_the_drawn_length(model):
+    # Lengths (1, 3), b = 1 at step 0 have weights 1 and exp(-1/2); u = 0.1 draws the clip of
+    # one frame, u = 0.9 the whole grid.
     objective = build_objective(tiny_config(curriculum_b=1.0, curriculum_lengths=(1, 3)), SPEC)
     x = jax.random.randint(jax.random.key(7), (2, *GRID), 0, VOCAB)
     batch = objective.draw_step_noise(jax.random.key(8), {"x": x})

@@ -197,7 +197,7 @@ def main() -> None:
     }
     with open(os.path.join(args.out, "results.json"), "w") as f:
         json.dump(result, f, indent=1, default=str)
-    lines = ["| videos | speed (px/frame) | speed change | moving | same class | all frames same |",
+    lines = ["| videos | speed (px/frame) | speed change | moving | same class | all same |",
              "|---|---|---|---|---|---|"]
     for name, m in table.items():
         lines.append(f"| {name} | {m['speed']:.2f} | {m['speed_change']:.2f} | "

@@ -62,7 +62,9 @@ def mebt_layers(num_enc: int, num_dec: int) -> tuple[str, ...]:
     """The paper's layer order for `num_enc` enc and `num_dec` dec layers: enc / self
     alternating (num_enc - 1 self), then dec / lt2l alternating (num_dec - 1 lt2l)."""
     if num_enc < 1 or num_dec < 1:
-        raise ValueError(f"MeBT needs at least one enc and one dec layer, got {num_enc}, {num_dec}.")
+        raise ValueError(
+            f"MeBT needs at least one enc and one dec layer, got {num_enc}, {num_dec}."
+        )
     encoder = ("enc", "self") * (num_enc - 1) + ("enc",)
     decoder = ("dec", "lt2l") * (num_dec - 1) + ("dec",)
     return encoder + decoder
@@ -244,7 +246,8 @@ class MeBT(nnx.Module):
         """The network on a flat sequence of tokens with their coordinates (module docstring).
         Values at positions that are not visible are never read."""
         check_tokens(tokens, self.vocab_size + 1, "tokens")
-        if tokens.ndim != 2 or positions.shape != (*tokens.shape, 3) or visible.shape != tokens.shape:
+        shapes_ok = positions.shape == (*tokens.shape, 3) and visible.shape == tokens.shape
+        if tokens.ndim != 2 or not shapes_ok:
             raise ValueError(
                 f"MeBT expects tokens (B, N), positions (B, N, 3) and visible (B, N); got "
                 f"{tokens.shape}, {positions.shape}, {visible.shape}."

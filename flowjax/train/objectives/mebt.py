@@ -278,7 +278,9 @@ class MeBTObjective(Objective):
                 f"data.source='video_tokens'; the data have examples of shape {spec.event_shape}."
             )
         if spec.num_classes is not None:
-            raise ValueError(f"The objective {self.name!r} is unconditional; the data have labels.")
+            raise ValueError(
+                f"The objective {self.name!r} is unconditional; the data have class labels."
+            )
         frames = spec.event_shape[0]
         lengths = tuple(config.loss.curriculum_lengths) or tuple(range(1, frames + 1))
         if config.loss.curriculum_b > 0:
