@@ -70,7 +70,7 @@ class ClassificationObjective(Objective):
         corruptions=corruptions.CORRUPTIONS,
         severities=corruptions.SEVERITIES,
         corruption_source="synthetic",  # or "cifar10_corrupted" (TFDS, local)
-        corruption_data_dir="",  # TFDS data directory of cifar10_corrupted / OOD sets ("": default)
+        corruption_data_dir="",  # TFDS directory of cifar10_corrupted and OOD sets ("": default)
     )
     choices = {"evaluate.corruption_source": ("synthetic", "cifar10_corrupted")}
     non_negative = ("loss.l2",)
