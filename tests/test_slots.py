@@ -24,12 +24,13 @@ def attention():
 def test_slot_attention_equivariant_in_slots_invariant_in_inputs(attention):
     inputs = jax.random.normal(jax.random.key(1), (2, 10, 6))
     noise = jax.random.normal(jax.random.key(2), (2, 4, 8))
-    slots, masks = attention(inputs, noise)
+    call = nnx.jit(lambda module, i, n: module(i, n))  # one compiled function for the 3 calls
+    slots, masks = call(attention, inputs, noise)
     slot_perm, input_perm = jnp.array([2, 0, 3, 1]), jax.random.permutation(jax.random.key(3), 10)
-    slots_p, masks_p = attention(inputs, noise[:, slot_perm])
+    slots_p, masks_p = call(attention, inputs, noise[:, slot_perm])
     np.testing.assert_allclose(slots_p, slots[:, slot_perm], atol=1e-5)
     np.testing.assert_allclose(masks_p, masks[:, slot_perm], atol=1e-6)
-    slots_i, masks_i = attention(inputs[:, input_perm], noise)
+    slots_i, masks_i = call(attention, inputs[:, input_perm], noise)
     np.testing.assert_allclose(slots_i, slots, atol=1e-5)
     np.testing.assert_allclose(masks_i, masks[:, :, input_perm], atol=1e-6)
     np.testing.assert_allclose(masks.sum(axis=1), 1.0, atol=1e-6)  # a softmax over the slots
@@ -97,11 +98,13 @@ def test_directory_source_and_its_errors(tmp_path):
 
 def test_bad_settings_raise_clear_errors():
     with pytest.raises(ValueError, match="num_slots must be a positive integer"):
-        SlotComposer((16, 16, 3), num_slots=0, rngs=nnx.Rngs(0))
+        nnx.eval_shape(lambda: SlotComposer((16, 16, 3), num_slots=0, rngs=nnx.Rngs(0)))
     with pytest.raises(ValueError, match="multiples of 8"):
-        SlotComposer((12, 12, 3), num_slots=2, decoder_upsamples=3, rngs=nnx.Rngs(0))
+        nnx.eval_shape(lambda: SlotComposer((12, 12, 3), num_slots=2, decoder_upsamples=3,
+                                            rngs=nnx.Rngs(0)))
     with pytest.raises(ValueError, match="encoder_downsample=3 must divide"):
-        SlotComposer((16, 16, 3), num_slots=2, encoder_downsample=3, rngs=nnx.Rngs(0))
+        nnx.eval_shape(lambda: SlotComposer((16, 16, 3), num_slots=2, encoder_downsample=3,
+                                            rngs=nnx.Rngs(0)))
     with pytest.raises(ValueError, match="min_objects <= max_objects"):
         data.parse_config(dict(source="scenes", name="shapes", min_objects=4, max_objects=2))
     with pytest.raises(ValueError, match="noise must have shape"):
