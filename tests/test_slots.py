@@ -65,8 +65,8 @@ def test_scene_masks_match_image_colours():
             assert image.shape == (32, 32, 3) and mask.shape == (32, 32)
             assert 2 <= len(colours) <= 5 and mask.max() <= len(colours)
             for j in range(1, len(colours) + 1):
-                np.testing.assert_array_equal(image[mask == j],
-                                              np.broadcast_to(colours[j - 1], image[mask == j].shape))
+                pixels = image[mask == j]
+                np.testing.assert_array_equal(pixels, np.broadcast_to(colours[j - 1], pixels.shape))
             greys = scenes.BACKGROUND_COLOURS
             assert np.all((image[mask == 0][:, None] == greys[None]).all(-1).any(-1))
     again = scenes.scene_record("train", 1, 32, 2, 5, "plain")

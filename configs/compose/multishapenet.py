@@ -1,5 +1,5 @@
-"""Learning to Compose (Jung et al., ICLR 2024; PAPERS.md section 11) on MultiShapeNet: object discovery
-with 5 slots, scored by FG-ARI and mIoU (Hungarian) on held-out scenes.
+"""Learning to Compose (Jung et al., ICLR 2024; PAPERS.md section 11) on MultiShapeNet: object
+discovery with 5 slots, scored by FG-ARI and mIoU (Hungarian) on held-out scenes.
 
 Paper setting (the authors' scripts, whieya/Learning-to-compose, scripts/*/train_comp.sh):
 slot attention with 7 iterations and slots of size 192, 5 slots; 128 x 128 images, the encoder
@@ -13,8 +13,8 @@ scenes (16 per GPU on 4 GPUs). Differences: the one-shot decoder is a spatial-br
 (the paper's is a transformer decoder) and the prior a small DiT reading the slots as tokens
 (the paper's a cross-attention UNet); `flowjax.models.slots`.
 
-Reported: the paper's FG-ARI / mIoU tables for MultiShapeNet are not reproduced here, and the numbers
-were not confirmed (PAPERS.md lists none); the data cannot be downloaded on these machines.
+Reported: the paper's FG-ARI / mIoU tables for MultiShapeNet are not reproduced here, and the
+numbers were not confirmed (PAPERS.md lists none); the data cannot be downloaded on these machines.
 
 Hardware: 4 GPUs for about 2 days in the paper.
 
@@ -23,8 +23,8 @@ Data: --config.data.path=DIR with DIR/<split>/images/<name>.png and DIR/<split>/
 the layout), or a locally prepared TFDS dataset: --config.data.name=tfds
 --config.data.tfds_name=NAME --config.data.path=None.
 
-Variants (`--config=configs/compose/multishapenet.py:<variant>`): baseline (the composition path off:
-the plain auto-encoding objective), smoke (seconds on a CPU, on synthetic scenes).
+Variants (`--config=configs/compose/multishapenet.py:<variant>`): baseline (the composition path
+off: the plain auto-encoding objective), smoke (seconds on a CPU, on synthetic scenes).
 """
 
 from __future__ import annotations
@@ -39,7 +39,8 @@ VARIANTS = ("baseline", "smoke")
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     names = [] if not arg else arg.split(",")
     if set(names) - set(VARIANTS):
-        raise ValueError(f"Unknown variant {arg!r} of the multishapenet config; use some of {VARIANTS}.")
+        raise ValueError(
+            f"Unknown variant {arg!r} of the multishapenet config; use some of {VARIANTS}.")
     config = compose_config(dict(name="directory", path=""), num_slots=5, num_steps=210_000,
                             batch_size=64)
     config.model.update(encoder_downsample=2, decoder_upsamples=2, prior_patch_size=2,

@@ -274,7 +274,8 @@ class SlotComposer(nnx.Module):
             )
         self.target_shape = tuple(latent_shape) if latent_shape else self.event_shape
         if self.target_shape[0] != self.target_shape[1]:
-            raise ValueError(f"The slot model's prior reads square images, got {self.target_shape}.")
+            raise ValueError(
+                f"The slot model's prior reads square images, got {self.target_shape}.")
         self.encoder_downsample = int(encoder_downsample)
         self.encoder = SlotEncoder(channels, encoder_channels, encoder_downsample, dtype=dtype,
                                    rngs=rngs)

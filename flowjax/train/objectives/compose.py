@@ -88,9 +88,9 @@ def ddpm_alpha_bar(schedule: str = "linear", beta_start: float = 0.00085,
     if schedule == "linear":
         betas = np.linspace(beta_start, beta_end, num_steps, dtype=np.float64)
     elif schedule == "cosine":
-        f = lambda t: np.cos((t / num_steps + _COSINE_OFFSET) / (1 + _COSINE_OFFSET) * np.pi / 2) ** 2  # noqa: E731
-        steps = np.arange(num_steps, dtype=np.float64)
-        betas = np.minimum(1.0 - f(steps + 1) / f(steps), 0.999)
+        steps = np.arange(num_steps + 1, dtype=np.float64)
+        f = np.cos((steps / num_steps + _COSINE_OFFSET) / (1 + _COSINE_OFFSET) * np.pi / 2) ** 2
+        betas = np.minimum(1.0 - f[1:] / f[:-1], 0.999)
     else:
         raise ValueError(f"path.beta_schedule must be one of {BETA_SCHEDULES}, got {schedule!r}.")
     return np.cumprod(1.0 - betas)
