@@ -66,7 +66,8 @@ def test_scene_masks_match_image_colours():
             assert 2 <= len(colours) <= 5 and mask.max() <= len(colours)
             for j in range(1, len(colours) + 1):
                 pixels = image[mask == j]
-                np.testing.assert_array_equal(pixels, np.broadcast_to(colours[j - 1], pixels.shape))
+                expected = np.broadcast_to(colours[j - 1], pixels.shape)
+                np.testing.assert_array_equal(pixels, expected)
             greys = scenes.BACKGROUND_COLOURS
             assert np.all((image[mask == 0][:, None] == greys[None]).all(-1).any(-1))
     again = scenes.scene_record("train", 1, 32, 2, 5, "plain")

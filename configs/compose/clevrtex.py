@@ -39,7 +39,8 @@ VARIANTS = ("baseline", "smoke")
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     names = [] if not arg else arg.split(",")
     if set(names) - set(VARIANTS):
-        raise ValueError(f"Unknown variant {arg!r} of the clevrtex config; use some of {VARIANTS}.")
+        raise ValueError(
+            f"Unknown variant {arg!r} of the clevrtex config; use some of {VARIANTS}.")
     config = compose_config(dict(name="directory", path=""), num_slots=11, num_steps=210_000,
                             batch_size=64)
     config.model.update(encoder_downsample=2, decoder_upsamples=2, prior_patch_size=2,

@@ -13,7 +13,8 @@ plain auto-encoding baseline on synthetic multi-object scenes (`configs/compose/
 
 Writes <out>/results.json and <out>/results.md.
 
-    nice -n 5 python experiments/compose/run.py --workdir=/tmp/compose_scenes --out=experiments/compose/results
+    nice -n 5 python experiments/compose/run.py --workdir=/tmp/compose_scenes \
+        --out=experiments/compose/results
 """
 
 from __future__ import annotations
@@ -116,7 +117,8 @@ def main() -> None:
              "|---" * (len(METRICS) + 2) + "|"]
     for name, values in record.items():
         cells = [f"{values['evaluation'][m]:.3f}" for m in METRICS]
-        lines.append(f"| {name} | " + " | ".join(cells) + f" | {values['scenes_per_second']:.1f} |")
+        speed = values["scenes_per_second"]
+        lines.append(f"| {name} | " + " | ".join(cells) + f" | {speed:.1f} |")
     with open(os.path.join(args.out, "results.md"), "w") as f:
         f.write("\n".join(lines) + "\n")
     print(json.dumps(record, indent=2))

@@ -207,7 +207,8 @@ def directory_files(path: str | None, split: str) -> tuple[list[str], list[str]]
     if missing:
         raise ValueError(f"{len(missing)} image(s) of {images_dir} have no mask in {masks_dir}, "
                          f"e.g. {missing[0]!r}; data.path must be {_LAYOUT}.")
-    return [os.path.join(images_dir, n) for n in names], [os.path.join(masks_dir, n) for n in names]
+    images = [os.path.join(images_dir, n) for n in names]
+    return images, [os.path.join(masks_dir, n) for n in names]
 
 
 def _read_png(file: str) -> np.ndarray:

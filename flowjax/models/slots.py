@@ -125,7 +125,8 @@ class SlotAttention(nnx.Module):
     def __call__(
         self, inputs: Float[Array, "B N D"], noise: Float[Array, "B K S"]
     ) -> tuple[Float[Array, "B K S"], Float[Array, "B K N"]]:
-        if noise.ndim != 3 or noise.shape[0] != inputs.shape[0] or noise.shape[2] != self.slot_size:
+        b = inputs.shape[0]
+        if noise.ndim != 3 or noise.shape[0] != b or noise.shape[2] != self.slot_size:
             raise ValueError(
                 f"The initial-slot noise must have shape ({inputs.shape[0]}, num_slots, "
                 f"{self.slot_size}), got {noise.shape}."

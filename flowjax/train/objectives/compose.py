@@ -220,7 +220,8 @@ class ComposeObjective(Objective):
         super().__init__(config, spec)
         if registry.MODELS[config.model.name].cls is not SlotComposer:
             raise ValueError(f"The objective {self.name!r} trains a SlotComposer "
-                             f"(model.name='slot_composer'), got model.name={config.model.name!r}.")
+                             f"(model.name='slot_composer'), got model.name="
+                             f"{config.model.name!r}.")
         if len(spec.event_shape) != 3 or config.data.source != "scenes":
             raise ValueError(
                 f"The objective {self.name!r} reads images (H, W, C) with instance masks: use "
