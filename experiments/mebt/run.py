@@ -8,6 +8,8 @@
 3. Draws samples (`--mode=sample` of the trainer: MaskGIT draft, then revision), decodes them
    with the tokenizer, and measures on the decoded videos and on as many real test videos
    (raw, and after the tokenizer's round trip):
+     - ink: the mean pixel intensity in [0, 1] (a blank video has 0; the other figures mean
+       nothing for a video without a digit);
      - motion: the intensity-weighted centre of mass of each frame; its velocity between
        frames; `speed` the mean |velocity| (pixels per frame, both axes); `speed_change` the
        mean over axes and frames of | |v_{t+1}| - |v_t| | (0 for a digit moving at a constant
@@ -84,6 +86,7 @@ def motion_metrics(videos: np.ndarray) -> dict[str, float]:
     speed = np.abs(velocity)
     per_video = speed.mean(axis=(1, 2))
     return {
+        "ink": float(np.clip((videos + 1.0) / 2.0, 0.0, 1.0).mean()),
         "speed": float(speed.mean()),
         "speed_change": float(np.abs(np.diff(speed, axis=1)).mean()),
         "moving": float(np.mean(per_video > 0.5)),
@@ -197,10 +200,10 @@ def main() -> None:
     }
     with open(os.path.join(args.out, "results.json"), "w") as f:
         json.dump(result, f, indent=1, default=str)
-    lines = ["| videos | speed (px/frame) | speed change | moving | same class | all same |",
-             "|---|---|---|---|---|---|"]
+    lines = ["| videos | ink | speed (px/frame) | speed change | moving | same class | all same |",
+             "|---|---|---|---|---|---|---|"]
     for name, m in table.items():
-        lines.append(f"| {name} | {m['speed']:.2f} | {m['speed_change']:.2f} | "
+        lines.append(f"| {name} | {m['ink']:.3f} | {m['speed']:.2f} | {m['speed_change']:.2f} | "
                      f"{m['moving']:.2f} | {m['same_class']:.2f} | {m['all_same']:.2f} |")
     with open(os.path.join(args.out, "results.md"), "w") as f:
         f.write("\n".join(lines) + "\n")
