@@ -23,8 +23,10 @@ def latents_256(tmp_path_factory):
     return write_array_record(path, z, rng.integers(0, 1000, 16))
 
 
-@pytest.mark.parametrize("config_arg", ["configs/lpl/imagenet256.py:smoke",
-                                        "configs/conditioning/imagenet256.py:smoke"])
+@pytest.mark.parametrize("config_arg", [
+    pytest.param("configs/lpl/imagenet256.py:smoke", marks=pytest.mark.slow),
+    "configs/conditioning/imagenet256.py:smoke",
+])
 def test_latent_smoke_configs_train_and_sample(config_arg, latents_256, tmp_path):
     path, variant = config_arg.split(":")
     config = load_config_file(path, variant)

@@ -133,6 +133,7 @@ def worker(part: str, workdir, xla_flags: str = "") -> dict:
     return json.loads(result.stdout.strip().splitlines()[-1])
 
 
+@pytest.mark.slow
 def test_sequence_parallelism_holds_fewer_activation_bytes(tmp_path):
     """The plans (XLA's default optimisations: the real program) of tensor parallelism over 4
     devices with and without sequence parallelism."""

@@ -11,6 +11,8 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # XLA's default optimisations (not the tests' fast compile): the plan reads the real program.
 ENV = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=8",
@@ -71,6 +73,7 @@ print(json.dumps(out))
 """
 
 
+@pytest.mark.slow
 def test_plan_matches_placed_arrays_flops_and_refuses_what_does_not_fit():
     result = subprocess.run([sys.executable, "-c", WORKER], cwd=ROOT, env=ENV,
                             capture_output=True, text=True)

@@ -43,7 +43,9 @@ def value_and_grads(name: str, remat: str):
 
 
 @pytest.mark.parametrize(
-    "name, remat", [("text", "full"), ("text", "dots"), ("unet", "full"), ("dit", "dots")]
+    "name, remat",
+    [("text", "full"), ("text", "dots"), pytest.param("unet", "full", marks=pytest.mark.slow),
+     ("dit", "dots")],
 )
 def test_remat_gives_the_same_values_and_gradients(name, remat):
     value, grads = value_and_grads(name, "none")
