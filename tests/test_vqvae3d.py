@@ -1,5 +1,6 @@
 """The 3D VQ video tokenizer (TATS 3D-VQGAN design): nearest-code quantisation, the
 straight-through gradient, exact decode(encode(x)) when the codebook holds the encoder outputs,
+the l2-normalised (cosine) lookup of ViT-VQGAN against a hand computation,
 shapes and bad input, the convolutions and norms against NumPy references written in PyTorch's
 layout and conventions, the TATS state-dict mapping, token files, and (slow) a tiny overfit."""
 
@@ -16,6 +17,8 @@ from flowjax.models.vqvae3d import (
     FrozenBatchNorm,
     SamePadConv3d,
     code_perplexity,
+    l2_normalize,
+    most_similar_codes,
     nearest_codes,
     tokenize_videos,
 )
@@ -132,6 +135,95 @@ def test_shapes_and_exact_round_trip_when_codes_are_the_encoder_outputs(model):
     np.testing.assert_array_equal(decoded, expected)
     assert float(aux["codebook_loss"]) == 0.0 and float(aux["commitment_loss"]) == 0.0
     assert float(aux["perplexity"]) == pytest.approx(4.0, rel=1e-6)
+
+
+# --- l2-normalised codes (ViT-VQGAN, section 3.2). -------------------------------------------
+
+def _unit(v):
+    return v / np.linalg.norm(v, axis=-1, keepdims=True)
+
+
+@pytest.fixture(scope="module")
+def cosine_model():
+    model = VQVAE3D((2, 4, 4, 1), **{**SMALL, "codebook_size": 7}, normalize_codes=True,
+                    rngs=nnx.Rngs(0))
+    # Codes of unequal lengths, so that the cosine and the plain l2 lookups differ.
+    codebook = np.random.default_rng(10).normal(size=(7, 3)) * np.arange(1, 8)[:, None]
+    model.codebook[...] = jnp.asarray(codebook, jnp.float32)
+    return model
+
+
+def test_cosine_lookup_losses_and_codes_match_a_hand_computation(cosine_model):
+    rng = np.random.default_rng(11)
+    z = rng.normal(size=(4, 5, 3)) * rng.uniform(0.1, 5.0, size=(4, 5, 1))
+    e = np.asarray(cosine_model.codebook[...], np.float64)
+    similarity = _unit(z) @ _unit(e).T
+    expected = np.argmax(similarity, axis=-1)
+    assert not np.array_equal(expected, np.argmin(((z[..., None, :] - e) ** 2).sum(-1), -1))
+    codes, aux = cosine_model.quantize(jnp.asarray(z, jnp.float32))
+    np.testing.assert_array_equal(aux["indices"], expected)
+    np.testing.assert_array_equal(most_similar_codes(jnp.asarray(z, jnp.float32),
+                                                     jnp.asarray(e, jnp.float32)), expected)
+    z_q = _unit(e)[expected]
+    np.testing.assert_allclose(codes, z_q, rtol=1e-5, atol=1e-6)  # the normalised code
+    np.testing.assert_allclose(cosine_model.code_vectors(), _unit(e), rtol=1e-5, atol=1e-6)
+    gap = np.mean((_unit(z) - z_q) ** 2)
+    assert float(aux["codebook_loss"]) == pytest.approx(gap, rel=1e-5)
+    assert float(aux["commitment_loss"]) == pytest.approx(0.25 * gap, rel=1e-5)
+    assert float(aux["perplexity"]) == pytest.approx(
+        float(code_perplexity(jnp.asarray(expected), 7)), rel=1e-6)
+
+
+def test_cosine_lookup_gradients(cosine_model):
+    rng = np.random.default_rng(12)
+    z = rng.normal(size=(6, 3)) * 3.0
+    w = rng.normal(size=(6, 3))
+    zj = jnp.asarray(z, jnp.float32)
+    # Straight through the normalisation: d<w, l2(z)>/dz = (w - u <u, w>) / ||z||, u = l2(z).
+    u, length = _unit(z), np.linalg.norm(z, axis=-1, keepdims=True)
+    wj = jnp.asarray(w, jnp.float32)
+    grad = jax.grad(lambda z: jnp.sum(wj * cosine_model.quantize(z)[0]))(zj)
+    np.testing.assert_allclose(grad, (w - u * np.sum(u * w, -1, keepdims=True)) / length,
+                               rtol=1e-4, atol=1e-6)
+    # The codebook loss moves only the chosen codes (through their normalisation); the
+    # commitment loss moves only z.
+    model_grads = nnx.grad(lambda m: m.quantize(zj)[1]["codebook_loss"])(cosine_model)
+    g = np.asarray(model_grads.codebook[...])
+    chosen = np.unique(np.asarray(most_similar_codes(zj, cosine_model.codebook[...])))
+    unused = np.setdiff1d(np.arange(7), chosen)
+    assert np.all(np.abs(g[chosen]).sum(-1) > 0) and np.all(g[unused] == 0)
+    commit = nnx.grad(lambda m: m.quantize(zj)[1]["commitment_loss"])(cosine_model)
+    assert np.all(np.asarray(commit.codebook[...]) == 0)
+    # l2_normalize is finite, with a zero gradient, at the zero vector.
+    assert np.all(np.asarray(l2_normalize(jnp.zeros(3))) == 0)
+    assert np.all(np.isfinite(jax.grad(lambda v: jnp.sum(l2_normalize(v)))(jnp.zeros(3))))
+
+
+def test_cosine_model_encodes_and_decodes_the_normalised_codes(cosine_model):
+    x = _video(13, batch=2)
+    z, indices, from_indices, (reconstruction, aux) = nnx.jit(
+        lambda m, x: (m.encode(x), m.encode_indices(x),
+                      m.decode_indices(m.encode_indices(x)), m(x))
+    )(cosine_model, x)
+    e = np.asarray(cosine_model.codebook[...], np.float64)
+    np.testing.assert_array_equal(indices, np.argmax(_unit(np.asarray(z, np.float64))
+                                                     @ _unit(e).T, -1))
+    np.testing.assert_array_equal(aux["indices"], indices)
+    direct = cosine_model.decode(jnp.asarray(_unit(e)[np.asarray(indices)], jnp.float32))
+    np.testing.assert_allclose(from_indices, direct, rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(reconstruction, direct, rtol=1e-4, atol=1e-5)
+
+
+def test_codebook_initialisation_suits_the_lookup():
+    cosine = VQVAE3D((2, 4, 4, 1), **{**SMALL, "codebook_size": 64}, normalize_codes=True,
+                     rngs=nnx.Rngs(1))
+    e = np.asarray(cosine.codebook[...])
+    np.testing.assert_allclose(np.linalg.norm(e, axis=-1), 1.0, rtol=1e-5)
+    assert np.all(e.max(0) > 0.3) and np.all(e.min(0) < -0.3)  # spread over the sphere
+    plain = VQVAE3D((2, 4, 4, 1), **{**SMALL, "codebook_size": 64}, rngs=nnx.Rngs(1))
+    assert plain.normalize_codes is False
+    assert np.all(np.abs(np.asarray(plain.codebook[...])) <= 1 / 64)
+    np.testing.assert_array_equal(plain.code_vectors(), plain.codebook[...])
 
 
 def test_bad_input_is_rejected_before_compiling(model):
@@ -297,15 +389,17 @@ def test_tats_loader_errors(tmp_path):
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=True, reason="measured: the loss fell only from 3.62 to 1.18 in 400 "
-                   "updates (codebook collapse with the codebook-loss update); to be fixed")
+@pytest.mark.xfail(strict=True, reason="codebook collapse, measured: with the l2-normalised "
+                   "lookup the loss fell from 3.56 to 0.84 in 400 updates but every token took "
+                   "the same code (PSNR 10.8 dB); the plain lookup: 3.62 to 1.18. The normalised "
+                   "encoder outputs align within 5 updates (mean resultant length 0.65 -> 0.997)")
 def test_tiny_overfit_reconstructs_two_videos():
     import optax
 
     videos = data.moving_digits(0, 2, 8, canvas=16, sprite_size=8).videos * 2 - 1
     x = jnp.asarray(videos)
     model = VQVAE3D((8, 16, 16, 1), hidden_channels=8, downsample=(2, 4, 4), codebook_size=32,
-                    embedding_dim=8, norm_groups=4, rngs=nnx.Rngs(0))
+                    embedding_dim=8, norm_groups=4, normalize_codes=True, rngs=nnx.Rngs(0))
     optimizer = nnx.Optimizer(model, optax.adam(1e-3), wrt=nnx.Param)
 
     @nnx.jit

@@ -7,9 +7,12 @@ Variants (`--config=configs/mebt/tokenizer.py:<variant>`):
   moving_digits (default)  a CPU run on bouncing scikit-learn digits (`data.source=
       "moving_digits"`: 8 frames of 32x32, one 12x12 digit): downsampling (2, 4, 4), so a
       video is a (4, 8, 8) grid of 256 tokens (MeBT's 16-frame grid is (4, 16, 16)); width 8,
-      256 codes of width 32; Adam 1e-3, batch 8, 200 updates (about 10 s per update on the
-      shared 2-core CPU it was run on).
-      Measured numbers: experiments/mebt/results/tokenizer.json.
+      256 codes of width 32; Adam 1e-3, batch 8, 200 updates (5-22 s per update on the shared
+      2-core CPU it was run on, load average 4-13). Measured (experiments/mebt/results/
+      tokenizer.json): the codebook collapses, 3 of 256 codes used, PSNR 15.3 dB. The
+      l2-normalised lookup of ViT-VQGAN (`--config.model.normalize_codes=True`) does not
+      prevent it (tokenizer_normalized.json: 2 codes, PSNR 15.0 dB, blank reconstructions), so
+      it stays off here; see experiments/mebt/README.md.
   tats  TATS's published tokenizer settings for 128 px (its README's train_vqgan command:
       --embedding_dim 256 --n_codes 16384 --n_hiddens 32 --downsample 4 8 8, lr 3e-5, gradient
       clipping 1.0, batch 2 on each of 8 GPUs with 6 accumulated micro-batches = 96,

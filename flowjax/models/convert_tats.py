@@ -53,6 +53,7 @@ TATS_SETTINGS = dict(
     embedding_dim=256,
     norm="batch",
     norm_groups=32,
+    normalize_codes=False,  # TATS looks codes up by plain l2 distance
 )
 """The published TATS tokenizer at 128 px (--n_hiddens 32 --downsample 4 8 8 --n_codes 16384
 --embedding_dim 256 --norm_type batch)."""

@@ -31,6 +31,18 @@ learned by the codebook loss, not by TATS's exponential moving averages (which n
 updated outside the gradient step); `codebook_size` K and `embedding_dim` D as TATS (16,384 and
 256 for its 128 px tokenizers). Perplexity: exp of the entropy of the codes' frequencies in the
 batch, as TATS logs it.
+
+l2-normalised codes (`normalize_codes=True`; ViT-VQGAN, Yu et al., ICLR 2022, "Vector-quantized
+Image Modeling with Improved VQGAN", section 3.2): with l2(v) = v / ||v||, the encoder outputs
+and the codes are normalised before the lookup, so that the nearest code is the one of largest
+cosine similarity, k(z) = argmax_k <l2(z), l2(e_k)> (the same as argmin_k ||l2(z) - l2(e_k)||^2),
+the decoder reads l2(z) + stop_gradient(l2(e_k) - l2(z)) (the normalised code, straight through
+to l2(z)), and both losses above are taken between l2(z) and l2(e_k). The codes are drawn from a
+standard normal and normalised (points uniform on the unit sphere, on the scale of l2(z)); the
+plain lookup's codes are uniform in (-1/K, 1/K) as TATS. Proposed against codebook collapse and
+stateless (nothing is updated outside the gradient step), it did not prevent the collapse of the
+moving-digits tokenizer (experiments/mebt/README.md). Off by default, which is the lookup of
+TATS and of its converted checkpoints.
 """
 
 from __future__ import annotations
@@ -183,6 +195,17 @@ def nearest_codes(z: jax.Array, codebook: jax.Array) -> jax.Array:
     return jnp.argmin(distances, axis=-1).astype(jnp.int32)
 
 
+def l2_normalize(x: jax.Array, eps: float = 1e-12) -> jax.Array:
+    """x / max(||x||, eps) over the last axis (finite, with a zero gradient, at x = 0)."""
+    return x * jax.lax.rsqrt(jnp.maximum(jnp.sum(x * x, axis=-1, keepdims=True), eps * eps))
+
+
+def most_similar_codes(z: jax.Array, codebook: jax.Array) -> jax.Array:
+    """argmax_k <l2(z), l2(e_k)> (cosine similarity): int32 (...,) for z (..., D) and codebook e
+    (K, D) (ties: the smallest k)."""
+    return jnp.argmax(l2_normalize(z) @ l2_normalize(codebook).T, axis=-1).astype(jnp.int32)
+
+
 def code_perplexity(indices: jax.Array, codebook_size: int) -> jax.Array:
     """exp(-sum_k p_k log p_k) of the frequencies p_k of the codes in `indices` (any shape)."""
     counts = jnp.zeros((codebook_size,), jnp.float32).at[indices.reshape(-1)].add(1.0)
@@ -202,6 +225,9 @@ class VQVAE3D(nnx.Module):
       norm: "group" (trainable) or "batch" (frozen running statistics, converted checkpoints).
       norm_groups: groups of the group norms (TATS: 32); must divide every width.
       commitment_weight: beta of the commitment loss (0.25).
+      normalize_codes: look codes up by cosine similarity between l2-normalised encoder outputs
+        and codes, and decode the normalised codes (ViT-VQGAN; module docstring); False: the
+        plain l2 lookup of TATS and of its converted checkpoints.
       num_classes, dtype: accepted for the registry; unconditional, float32 throughout.
     """
 
@@ -216,6 +242,7 @@ class VQVAE3D(nnx.Module):
         norm: str = "group",
         norm_groups: int = 8,
         commitment_weight: float = 0.25,
+        normalize_codes: bool = False,
         num_classes: int | None = None,
         dtype: Any = None,
         rngs: nnx.Rngs,
@@ -250,6 +277,7 @@ class VQVAE3D(nnx.Module):
         self.event_shape, self.downsample = event_shape, downsample
         self.codebook_size, self.embedding_dim = int(codebook_size), int(embedding_dim)
         self.commitment_weight, self.norm = float(commitment_weight), norm
+        self.normalize_codes = bool(normalize_codes)
         self.latent_shape = self.check_video_shape((1, *event_shape))[1:]
         channels = event_shape[3]
         self.encoder = Encoder3d(channels, hidden_channels, downsample, norm, norm_groups,
@@ -258,10 +286,13 @@ class VQVAE3D(nnx.Module):
                                  rngs=rngs)
         self.pre_vq_conv = SamePadConv3d(self.encoder.out_channels, embedding_dim, 1, rngs=rngs)
         self.post_vq_conv = SamePadConv3d(embedding_dim, self.encoder.out_channels, 1, rngs=rngs)
-        self.codebook = nnx.Param(
-            jax.random.uniform(rngs.params(), (codebook_size, embedding_dim), jnp.float32,
-                               -1.0 / codebook_size, 1.0 / codebook_size)
-        )
+        shape = (codebook_size, embedding_dim)
+        if self.normalize_codes:
+            codebook = l2_normalize(jax.random.normal(rngs.params(), shape, jnp.float32))
+        else:
+            codebook = jax.random.uniform(rngs.params(), shape, jnp.float32,
+                                          -1.0 / codebook_size, 1.0 / codebook_size)
+        self.codebook = nnx.Param(codebook)
 
     def check_video_shape(self, shape: Sequence[int]) -> tuple[int, int, int, int]:
         """(B, t, h, w) of the token grid of videos of shape (B, T, H, W, C), or a ValueError."""
@@ -286,12 +317,27 @@ class VQVAE3D(nnx.Module):
         self.check_video_shape(video.shape)
         return self.pre_vq_conv(self.encoder(video))
 
+    def code_vectors(self) -> jax.Array:
+        """The vectors (K, D) that the decoder reads for the K codes: the codebook, l2-normalised
+        with `normalize_codes`."""
+        codebook = self.codebook[...]
+        return l2_normalize(codebook) if self.normalize_codes else codebook
+
+    def lookup(self, z: jax.Array) -> jax.Array:
+        """Token ids int32 (...,) of encoder outputs z (..., D): the nearest code, or with
+        `normalize_codes` the code of largest cosine similarity."""
+        if self.normalize_codes:
+            return most_similar_codes(z, self.codebook[...])
+        return nearest_codes(z, self.codebook[...])
+
     def quantize(self, z: jax.Array) -> tuple[jax.Array, dict[str, jax.Array]]:
         """z (..., D) -> (straight-through codes z + sg(z_q - z) (..., D), {"indices" int32 (...),
-        "codebook_loss", "commitment_loss", "perplexity"} (scalars))."""
-        codebook = self.codebook[...]
-        indices = nearest_codes(z, codebook)
-        z_q = codebook[indices]
+        "codebook_loss", "commitment_loss", "perplexity"} (scalars)); with `normalize_codes`, z
+        and z_q are the l2-normalised encoder output and code (module docstring)."""
+        indices = self.lookup(z)
+        if self.normalize_codes:
+            z = l2_normalize(z)
+        z_q = self.code_vectors()[indices]
         aux = {
             "indices": indices,
             "codebook_loss": jnp.mean(jnp.square(jax.lax.stop_gradient(z) - z_q)),
@@ -307,13 +353,13 @@ class VQVAE3D(nnx.Module):
 
     def encode_indices(self, video: jax.Array) -> jax.Array:
         """Videos (B, T, H, W, C) -> token ids int32 (B, t, h, w)."""
-        return nearest_codes(self.encode(video), self.codebook[...])
+        return self.lookup(self.encode(video))
 
     def decode_indices(self, indices: jax.Array) -> jax.Array:
         """Token ids (B, t, h, w) in [0, codebook_size) -> videos (B, T, H, W, C)."""
         if indices.ndim != 4:
             raise ValueError(f"decode_indices expects tokens (B, t, h, w), got {indices.shape}.")
-        return self.decode(self.codebook[...][indices])
+        return self.decode(self.code_vectors()[indices])
 
     def __call__(self, video: jax.Array) -> tuple[jax.Array, dict[str, jax.Array]]:
         """Videos (B, T, H, W, C) -> (reconstruction (B, T, H, W, C), aux of `quantize`)."""
@@ -347,6 +393,8 @@ __all__ = [
     "SamePadConv3d",
     "VQVAE3D",
     "code_perplexity",
+    "l2_normalize",
+    "most_similar_codes",
     "nearest_codes",
     "same_padding",
     "tokenize_videos",

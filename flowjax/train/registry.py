@@ -195,6 +195,7 @@ MODELS: dict[str, ModelEntry] = {
             norm="group",  # "batch": frozen statistics of converted TATS checkpoints
             norm_groups=8,
             commitment_weight=0.25,
+            normalize_codes=False,  # True: cosine lookup of l2-normalised codes (ViT-VQGAN)
         ),
     ),
     # Image networks (Flow Matching Guide's image recipes): images (H, W, C); `image_size` > 0
