@@ -25,6 +25,7 @@ from flowjax.models.mlp import MLP
 from flowjax.models.set_attention import InducedSetAttentionBlock, MultiheadAttentionBlock
 from flowjax.models.setvae import SetVAE
 from flowjax.models.simfree_node import SimFreeNODE
+from flowjax.models.slots import SlotAttention, SlotComposer
 from flowjax.models.transformer import (
     TEXT_TRANSFORMER_SHARDING_RULES,
     TEXT_TRANSFORMER_SIZES,
@@ -66,6 +67,8 @@ __all__ = [
     "MeBT",
     "MultiheadAttentionBlock",
     "SetVAE",
+    "SlotAttention",
+    "SlotComposer",
     "SimFreeNODE",
     "TEXT_TRANSFORMER_SHARDING_RULES",
     "TEXT_TRANSFORMER_SIZES",
