@@ -63,8 +63,12 @@ BAD_CONFIGS = {
         r"'train.num_steps' must be of type int",
     ),
     "unknown choice": (
-        lambda c: c.optim.__setattr__("name", "sgd"),
-        r"'optim.name' must be one of \['adam', 'adamw'\]",
+        lambda c: c.optim.__setattr__("name", "rmsprop"),
+        r"'optim.name' must be one of \['adam', 'adamw', 'sgd'\]",
+    ),
+    "decay boundaries out of order": (
+        lambda c: c.optim.__setattr__("decay_boundaries", (0.6, 0.3)),
+        r"'optim.decay_boundaries' must be increasing fractions of the run in \(0, 1\)",
     ),
     "batch not divisible": (
         lambda c: c.train.__setattr__("grad_accum_steps", 3),
@@ -137,6 +141,28 @@ def test_warmup_cosine_schedule():
     assert float(schedule(0)) == 0.0
     assert float(schedule(10)) == pytest.approx(1e-3)
     assert float(schedule(110)) == pytest.approx(1e-4)
+
+
+def test_step_schedule_and_nesterov_sgd_with_weight_decay():
+    """The step schedule divides the rate by 5 at 30 / 60 / 80% of the run (after a warm-up);
+    SGD's update with Nesterov momentum and coupled weight decay, against the recursion by hand:
+    g_t = grad + wd theta, m_t = mu m_{t-1} + g_t, update = -lr (g_t + mu m_t)."""
+    c = tiny_config(**{"optim.name": "sgd", "optim.schedule": "step", "optim.warmup_steps": 10,
+                       "optim.learning_rate": 0.1, "optim.nesterov": True,
+                       "optim.weight_decay": 0.01})
+    schedule = optim.learning_rate_schedule(c.optim, 200)
+    rates = [float(schedule(s)) for s in (5, 10, 59, 60, 119, 120, 159, 160, 199)]
+    np.testing.assert_allclose(rates, [0.05, 0.1, 0.1, 0.02, 0.02, 0.004, 0.004, 8e-4, 8e-4],
+                               rtol=1e-6)
+    optimizer = optim.make_optimizer(c.optim, lambda step: 0.1)
+    theta, m = np.array([1.0, -2.0]), np.zeros(2)
+    state = optimizer.init(theta)
+    for grad in (np.array([0.5, 0.25]), np.array([-1.0, 2.0])):
+        update, state = optimizer.update(grad, state, theta)
+        g = grad + 0.01 * theta
+        m = 0.9 * m + g
+        np.testing.assert_allclose(np.asarray(update), -0.1 * (g + 0.9 * m), rtol=1e-6)
+        theta = theta + np.asarray(update)
 
 
 def test_gradient_accumulation_equals_one_large_batch(tmp_path):

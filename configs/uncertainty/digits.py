@@ -34,7 +34,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     config = uncertainty_config(dict(source="digits", split="train"),
                                 methods[0] if methods else "deterministic",
                                 model="small_classifier", batch_size=64, num_steps=1_000,
-                                learning_rate=3e-3, l2=1e-4, steps_per_epoch=22)
+                                learning_rate=3e-3, l2=1e-4, steps_per_epoch=22,
+                                optimizer="adam")
     config.train.log_every = 100
     config.checkpoint.every_steps = 1_000
     config.sample.update(num_samples=360, batch_size=360, num_trajectories=8)

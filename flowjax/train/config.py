@@ -37,8 +37,8 @@ from flowjax.parallel import (
     mesh_axes_of,
 )
 
-OPTIMIZERS = ("adam", "adamw")
-LR_SCHEDULES = ("constant", "cosine")
+OPTIMIZERS = ("adam", "adamw", "sgd")
+LR_SCHEDULES = ("constant", "cosine", "step")
 
 
 def load_config_file(
@@ -77,13 +77,18 @@ def default_config(objective: str = "flow_matching") -> ml_collections.ConfigDic
     config.path = dict(kind.path_defaults)
     config.loss = dict(kind.loss_defaults)
     config.optim = dict(
-        name="adam",  # or "adamw"
+        name="adam",  # or "adamw", or "sgd" (with momentum, nesterov and coupled weight decay)
         learning_rate=1e-3,  # peak learning rate
         b1=0.9,
         b2=0.999,
         eps=1e-8,
-        weight_decay=0.0,  # decoupled weight decay of "adamw"
-        schedule="constant",  # or "cosine" (decay to final_lr_fraction * learning_rate)
+        weight_decay=0.0,  # decoupled weight decay of "adamw"; L2 gradient of "sgd"
+        momentum=0.9,  # "sgd" only; 0: plain SGD
+        nesterov=False,  # "sgd" only
+        schedule="constant",  # or "cosine" (decay to final_lr_fraction * learning_rate), or
+        # "step": times decay_factor at each fraction decay_boundaries of train.num_steps
+        decay_boundaries=(0.3, 0.6, 0.8),
+        decay_factor=0.2,
         warmup_steps=0,  # linear warm-up from 0 to learning_rate
         final_lr_fraction=0.0,
         grad_clip_norm=0.0,  # clip gradients to this global norm; 0 disables clipping
@@ -173,6 +178,8 @@ _NON_NEGATIVE = (
     "sharding.fsdp_min_size",
 )
 _UNIT_INTERVAL = (
+    "optim.momentum",
+    "optim.decay_factor",
     "optim.b1",
     "optim.b2",
     "optim.ema_decay",
@@ -257,9 +264,15 @@ def validate_config(
     for key in _UNIT_INTERVAL + kind.unit_interval:
         problems += _problem(config, key, lambda v: 0 <= v <= 1, "in [0, 1]")
     problems += _problem(config, "optim.ema_decay", lambda v: v < 1, "< 1")
+    problems += _problem(
+        config, "optim.decay_boundaries",
+        lambda v: isinstance(v, (tuple, list)) and all(
+            isinstance(f, (int, float)) and 0 < f < 1 for f in v) and list(v) == sorted(set(v)),
+        "increasing fractions of the run in (0, 1), e.g. (0.3, 0.6, 0.8)")
     if config.optim.name == "adam" and config.optim.weight_decay > 0:
         problems.append(
-            "optim.weight_decay > 0 needs optim.name='adamw' (decoupled weight decay); "
+            "optim.weight_decay > 0 needs optim.name='adamw' (decoupled weight decay) or 'sgd' "
+            "(L2 gradient); "
             "plain Adam takes no weight decay."
         )
     problems += _collect(_check_sharding_config, config.sharding)
