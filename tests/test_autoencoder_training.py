@@ -79,6 +79,7 @@ def digits_autoencoder_config():
     return config
 
 
+@pytest.mark.slow
 def test_digits_autoencoder_trains_exports_and_loads(tmp_path):
     from flowjax.train import sample, train
     from flowjax.train.inference import export_autoencoder

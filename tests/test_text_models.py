@@ -175,6 +175,7 @@ def test_ancestral_sampler_with_the_exact_posterior_draws_the_language(steps, re
     assert int(jnp.sum(x == MASK)) == 0
 
 
+@pytest.mark.slow
 def test_unchanged_steps_skip_the_network_and_keep_the_distribution():
     """Single sequences, 256 steps: most steps reveal nothing, so reusing the candidates calls
     the network at most L + 1 times (once per reveal, plus the first step) instead of 256, and
