@@ -48,6 +48,7 @@ def losses_of(workdir) -> list[float]:
         return [json.loads(line)["loss"] for line in f if '"loss"' in line]
 
 
+@pytest.mark.slow
 def test_weight_zero_is_plain_flow_matching_and_a_weight_adds_the_term(latents, tmp_path):
     runs = {
         "plain": latent_config(latents),

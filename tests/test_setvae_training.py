@@ -50,7 +50,7 @@ def test_loss_is_summed_chamfer_plus_warmed_up_beta_kl():
 
 
 @pytest.mark.parametrize(
-    "name", ["shapes", pytest.param("multimnist", marks=pytest.mark.slow)]
+    "name", [pytest.param(n, marks=pytest.mark.slow) for n in ("shapes", "multimnist")]
 )
 def test_smoke_config_trains_samples_and_evaluates(tmp_path, name):
     config = config_of(name)
