@@ -20,8 +20,9 @@
    RISE's deletion and insertion curves of the class probability (pixels to / from -1, 4 per
    step); robustness: max-sensitivity and the local Lipschitz estimate (16 neighbours in the
    L_inf ball of radius 0.1; not for LIME: its 500-sample fits vmapped over the neighbours did
-   not finish within 100 s on the 2-core CPU, so those two cells are left empty); complexity: Gini sparsity and entropy of |phi|; homogeneity: the
-   gap between the digit classes' mean infidelity.
+   not finish within 100 s on the 2-core CPU, so those two cells are left empty); complexity:
+   Gini sparsity and entropy of |phi|; homogeneity: the gap between the digit classes' mean
+   infidelity.
 
 Reported per data set: the explained points, the fraction of boxes that passed, the mean box
 volume as a fraction of the starting box (its geometric-mean side for digits), the model calls
@@ -248,7 +249,8 @@ def main() -> None:
     args = parser.parse_args()
     os.makedirs(args.out, exist_ok=True)
     results = {"rho": RHO, "delta": DELTA}
-    parts = (("properties", properties), ("moons", lambda: moons(args.workdir, args.out, args.points)),
+    parts = (("properties", properties),
+             ("moons", lambda: moons(args.workdir, args.out, args.points)),
              ("digits", lambda: digits(args.out, args.digit_points)))
     for name, part in parts:  # the results so far are written after each part
         results[name] = part()
