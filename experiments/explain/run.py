@@ -141,17 +141,27 @@ def moons(workdir: str, out: str, count: int) -> dict:
             **summary(regions, seconds, purities, lower, upper)}
 
 
+def digits_probabilities():
+    """The digits classifier of `flowjax.metrics` as images (n, 8, 8, 1) -> class probabilities
+    (n, 10)."""
+    import jax
+
+    from flowjax.metrics.digits_classifier import load_digits_classifier
+
+    classifier = load_digits_classifier()
+    return lambda x: jax.nn.softmax(classifier(x)[1], axis=-1)
+
+
 def digits(out: str, count: int) -> dict:
     import jax
     import matplotlib.pyplot as plt
 
     from flowjax.data.images import load_digits
-    from flowjax.metrics.digits_classifier import load_digits_classifier
 
-    classifier = load_digits_classifier()
+    probabilities = digits_probabilities()
 
     def model(x):  # (n, 64) -> (n, 10) class probabilities
-        return jax.nn.softmax(classifier(x.reshape(-1, 8, 8, 1))[1], axis=-1)
+        return probabilities(x.reshape(-1, 8, 8, 1))
 
     images, labels = load_digits("test")
     flat = images.reshape(len(images), -1).astype(np.float64)
@@ -187,13 +197,8 @@ def properties(count: int = 64) -> dict:
 
     from flowjax import explain
     from flowjax.data.images import load_digits
-    from flowjax.metrics.digits_classifier import load_digits_classifier
 
-    classifier = load_digits_classifier()
-
-    def model(x):  # (n, 8, 8, 1) -> (n, 10) class probabilities
-        return jax.nn.softmax(classifier(x)[1], axis=-1)
-
+    model = digits_probabilities()
     images, labels = load_digits("test")
     x = jnp.asarray(images[:count], jnp.float32)
     target = jnp.argmax(model(x), axis=-1)

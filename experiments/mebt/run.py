@@ -39,12 +39,16 @@ import numpy as np
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
-def load_tokenizer(workdir: str):
+def load_tokenizer(workdir: str, normalize_codes: bool = False):
+    """(config, model with the EMA weights, step) of the tokenizer run in `workdir`;
+    `normalize_codes` for a run trained with the l2-normalised lookup (the checkpoint does not
+    tell the config file)."""
     from flax import nnx
 
     from flowjax.train import inference, load_config_file
 
     config = load_config_file(os.path.join(REPO, "configs", "mebt", "tokenizer.py"), None)
+    config.model.normalize_codes = normalize_codes
     flow = inference.load_trained_flow(config, workdir)
     model = nnx.merge(flow.run.graphdef, flow.state.ema_params, flow.state.model_state)
     return config, model, flow.step

@@ -36,20 +36,14 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from run import REPO, decode, digit_videos, identity_metrics, motion_metrics, strip  # noqa: E402
-
-
-def load_tokenizer(workdir: str, normalize_codes: bool):
-    """(config, model with the EMA weights, step) of the tokenizer run in `workdir`."""
-    from flax import nnx
-
-    from flowjax.train import inference, load_config_file
-
-    config = load_config_file(os.path.join(REPO, "configs", "mebt", "tokenizer.py"), None)
-    config.model.normalize_codes = normalize_codes
-    flow = inference.load_trained_flow(config, workdir)
-    model = nnx.merge(flow.run.graphdef, flow.state.ema_params, flow.state.model_state)
-    return config, model, flow.step
+from run import (  # noqa: E402
+    decode,
+    digit_videos,
+    identity_metrics,
+    load_tokenizer,
+    motion_metrics,
+    strip,
+)
 
 
 def seconds_per_update(workdir: str) -> dict[str, float | None]:
@@ -100,7 +94,7 @@ def main() -> None:
     result = {
         "workdir": args.workdir,
         "step": int(step),
-        "model": {k: v for k, v in config.model.to_dict().items()},
+        "model": config.model.to_dict(),
         "num_videos": args.num_videos,
         "grid": list(tokens.shape[1:]),
         "codes_used": int(len(np.unique(tokens))),
