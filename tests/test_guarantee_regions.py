@@ -49,6 +49,37 @@ def test_largest_empty_box_against_enumeration():
         assert np.prod(u - l) == pytest.approx(best, rel=1e-12)
 
 
+def test_the_greedy_box_past_max_nodes_excludes_every_negative_and_shrinks_from_start():
+    rng = np.random.default_rng(1)
+    x = np.zeros(12)
+    negatives = rng.uniform(-1, 1, (300, 12))
+    start = (np.full(12, -0.9), np.full(12, 0.8))
+    l, u = guarantee.largest_empty_box(x, negatives, -np.ones(12), np.ones(12), max_nodes=1,
+                                       start=start)
+    assert not np.any(np.all((negatives > l) & (negatives < u), axis=1))
+    assert np.all(start[0] <= l) and np.all(l <= x) and np.all(x <= u) and np.all(u <= start[1])
+    # A cluster of negatives beyond x_0 = 0.5 is removed by the cut of x_0 at its edge (and at
+    # most a few slivers near the other edges), not by cuts along the other dimensions.
+    cluster = np.c_[rng.uniform(0.5, 1.0, (200, 1)), rng.uniform(-1, 1, (200, 11))]
+    l, u = guarantee.largest_empty_box(x, cluster, -np.ones(12), np.ones(12), max_nodes=1)
+    assert u[0] == pytest.approx(cluster[:, 0].min())
+    one_cut = np.log(1.0 + cluster[:, 0].min()) + 11 * np.log(2.0)
+    assert one_cut - 0.02 < np.sum(np.log(u - l)) <= one_cut
+
+
+def test_a_slab_in_sixteen_dimensions_gives_a_box_that_holds_rho_on_fresh_points():
+    # |f - g| = |4 mean(x)| < 1 on the slab |mean(x)| < 1/4 of [-1, 1]^16: the all-dimension
+    # search runs past max_nodes and ends on the greedy box.
+    surrogate = lambda z: linear_model(z) + 4.0 * jnp.mean(z, axis=-1)  # noqa: E731
+    agree = guarantee.surrogate_agreement(linear_model, surrogate, tolerance=1.0)
+    x, lower, upper = np.zeros(16), -np.ones(16), np.ones(16)
+    region = guarantee.guarantee_region(agree, x, lower, upper, jax.random.key(2), max_nodes=50)
+    assert region.passed
+    fresh = np.random.default_rng(0).uniform(region.lower, region.upper, (20_000, 16))
+    assert np.mean(agree(fresh.astype(np.float32))) >= 0.99
+    assert region.log_volume() > 16 * np.log(0.25)  # wider than the cube inside the slab
+
+
 def linear_model(z):
     return jnp.sum(jnp.sin(z), axis=-1)
 

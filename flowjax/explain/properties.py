@@ -252,7 +252,10 @@ def _neighbour_explanations(
     offsets = jax.random.uniform(
         key_offset, (samples, *x.shape), x.dtype, minval=-radius, maxval=radius
     )
-    neighbours = jax.vmap(lambda d: explain_checked(model, explainer, x + d, key_explain))(offsets)
+    # One neighbour at a time: nested batching of an explainer that fits per example (LIME)
+    # did not finish on the XLA CPU backend.
+    neighbours = jax.lax.map(lambda d: explain_checked(model, explainer, x + d, key_explain),
+                             offsets)
     return phi, offsets, neighbours
 
 
