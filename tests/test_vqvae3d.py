@@ -1,6 +1,7 @@
 """The 3D VQ video tokenizer (TATS 3D-VQGAN design): nearest-code quantisation, the
 straight-through gradient, exact decode(encode(x)) when the codebook holds the encoder outputs,
-the l2-normalised (cosine) lookup of ViT-VQGAN against a hand computation,
+the l2-normalised (cosine) lookup of ViT-VQGAN against a hand computation, finite scalar
+quantisation enumerated over its whole grid,
 shapes and bad input, the convolutions and norms against NumPy references written in PyTorch's
 layout and conventions, the TATS state-dict mapping, token files, and (slow) a tiny overfit."""
 
@@ -17,6 +18,9 @@ from flowjax.models.vqvae3d import (
     FrozenBatchNorm,
     SamePadConv3d,
     code_perplexity,
+    fsq_bound,
+    fsq_codes,
+    fsq_quantize,
     l2_normalize,
     most_similar_codes,
     nearest_codes,
@@ -224,6 +228,50 @@ def test_codebook_initialisation_suits_the_lookup():
     assert plain.normalize_codes is False
     assert np.all(np.abs(np.asarray(plain.codebook[...])) <= 1 / 64)
     np.testing.assert_array_equal(plain.code_vectors(), plain.codebook[...])
+
+
+def test_fsq_enumerates_its_grid_and_rounds_each_channel_to_its_levels():
+    levels = (8, 6, 5)
+    grid = np.asarray(fsq_codes(jnp.arange(240), levels))  # (240, 3)
+    assert len({tuple(c) for c in grid}) == 240  # ids <-> grid points, a bijection
+    for i, level in enumerate(levels):
+        values = np.unique(grid[:, i])
+        assert len(values) == level and values[0] == -1.0 and values.max() <= 1.0
+    np.testing.assert_allclose(fsq_bound(jnp.zeros(3), levels), 0.0, atol=1e-6)
+    # A pre-image of each grid point, by hand: f(z) = tanh(z + s) h - o = t, with t the rounded
+    # value v (the end values, reached only in the limit, moved 0.25 inside).
+    half = (np.asarray(levels) - 1) * (1 - 1e-3) / 2
+    offset = np.where(np.asarray(levels) % 2 == 0, 0.5, 0.0)
+    t = np.clip(grid * (np.asarray(levels) // 2), -half - offset + 0.25, half - offset - 0.25)
+    z = np.arctanh((t + offset) / half) - np.arctanh(offset / half)
+    codes, ids = fsq_quantize(jnp.asarray(z, jnp.float32), levels)
+    np.testing.assert_array_equal(ids, np.arange(240))
+    np.testing.assert_allclose(codes, grid, atol=1e-6)
+    # Straight through: the gradient of the codes is that of the bounded values.
+    z0 = jnp.asarray([[0.3, -1.2, 2.0]])
+    np.testing.assert_allclose(jax.jacobian(lambda z: fsq_quantize(z, levels)[0])(z0),
+                               jax.jacobian(lambda z: fsq_bound(z, levels) / jnp.array(
+                                   [4.0, 3.0, 2.0]))(z0), rtol=1e-6)
+
+
+def test_an_fsq_tokenizer_decodes_its_ids_like_its_forward_pass():
+    model = VQVAE3D((2, 4, 4, 1), **{**SMALL, "codebook_size": 12, "embedding_dim": 2},
+                    fsq_levels=(4, 3), rngs=nnx.Rngs(0))
+    assert not hasattr(model, "codebook")
+    video = _video(7, batch=2)
+    reconstruction, aux = model(video)
+    indices = model.encode_indices(video)
+    np.testing.assert_array_equal(aux["indices"], indices)
+    assert int(indices.min()) >= 0 and int(indices.max()) < 12
+    assert float(aux["codebook_loss"]) == 0.0 and float(aux["commitment_loss"]) == 0.0
+    np.testing.assert_allclose(model.decode_indices(indices), reconstruction, rtol=1e-5,
+                               atol=1e-6)
+    np.testing.assert_allclose(model.code_vectors(), fsq_codes(jnp.arange(12), (4, 3)))
+    with pytest.raises(ValueError, match="codebook_size=12"):
+        VQVAE3D((2, 4, 4, 1), **SMALL, fsq_levels=(4, 3), rngs=nnx.Rngs(0))
+    with pytest.raises(ValueError, match=">= 2"):
+        VQVAE3D((2, 4, 4, 1), **{**SMALL, "embedding_dim": 2}, fsq_levels=(4, 1),
+                rngs=nnx.Rngs(0))
 
 
 def test_bad_input_is_rejected_before_compiling(model):

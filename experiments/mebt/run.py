@@ -39,15 +39,15 @@ import numpy as np
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
-def load_tokenizer(workdir: str, normalize_codes: bool = False):
-    """(config, model with the EMA weights, step) of the tokenizer run in `workdir`;
-    `normalize_codes` for a run trained with the l2-normalised lookup (the checkpoint does not
-    tell the config file)."""
+def load_tokenizer(workdir: str, variant: str | None = None, normalize_codes: bool = False):
+    """(config, model with the EMA weights, step) of the tokenizer run in `workdir`, trained
+    with `configs/mebt/tokenizer.py:<variant>`; `normalize_codes` for a run trained with the
+    l2-normalised lookup (the checkpoint does not tell the config file)."""
     from flax import nnx
 
     from flowjax.train import inference, load_config_file
 
-    config = load_config_file(os.path.join(REPO, "configs", "mebt", "tokenizer.py"), None)
+    config = load_config_file(os.path.join(REPO, "configs", "mebt", "tokenizer.py"), variant)
     config.model.normalize_codes = normalize_codes
     flow = inference.load_trained_flow(config, workdir)
     model = nnx.merge(flow.run.graphdef, flow.state.ema_params, flow.state.model_state)
@@ -139,6 +139,8 @@ def strip(path: str, rows: list[np.ndarray], names: list[str]) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--tokenizer-workdir", required=True)
+    parser.add_argument("--tokenizer-variant", default=None,
+                        help="the variant of configs/mebt/tokenizer.py it was trained with")
     parser.add_argument("--workdir", required=True)
     parser.add_argument("--out", default=os.path.join(REPO, "experiments", "mebt", "results"))
     parser.add_argument("--num-videos", type=int, default=4096)
@@ -151,7 +153,7 @@ def main() -> None:
 
     os.makedirs(args.out, exist_ok=True)
     os.makedirs(args.workdir, exist_ok=True)
-    tok_config, tokenizer, tok_step = load_tokenizer(args.tokenizer_workdir)
+    tok_config, tokenizer, tok_step = load_tokenizer(args.tokenizer_workdir, args.tokenizer_variant)
     tokens_path = os.path.join(args.workdir, "tokens.npz")
     start = time.time()
     tokens = tokenize_videos(tokenizer, digit_videos(tok_config, "train", args.num_videos, 0), 64)
@@ -161,6 +163,7 @@ def main() -> None:
 
     config = load_config_file(os.path.join(REPO, "configs", "mebt", "moving_digits.py"), None)
     config.data.path = tokens_path
+    config.data.codebook_size = tok_config.model.codebook_size
     if args.steps:
         config.train.num_steps = config.checkpoint.every_steps = args.steps
     start = time.time()

@@ -1,9 +1,10 @@
 """The moving-digits video tokenizer (`configs/mebt/tokenizer.py`, a 3D VQ autoencoder of the
 TATS 3D-VQGAN design, Ge et al., ECCV 2022) measured on held-out videos after training.
 
-Loads the run in --workdir (its EMA weights, as `run.py` does; --normalize-codes for a run
-trained with `--config.model.normalize_codes=True`, which the checkpoint does not tell the
-config file), encodes `--num-videos` test
+Loads the run in --workdir (its EMA weights, as `run.py` does; --variant names the config's
+variant it was trained with, e.g. fsq; --normalize-codes for a run trained with
+`--config.model.normalize_codes=True`, which the checkpoint does not tell the config file),
+encodes `--num-videos` test
 videos of its moving digits (seed 1, the real videos of `run.py`'s table) to tokens and decodes
 them, and reports:
   - codes: the number of distinct codes among all their tokens, and the perplexity exp(H(p)) of
@@ -71,6 +72,8 @@ def main() -> None:
     parser.add_argument("--out", required=True)
     parser.add_argument("--picture", default="")
     parser.add_argument("--num-videos", type=int, default=64)
+    parser.add_argument("--variant", default=None,
+                        help="the variant of configs/mebt/tokenizer.py the run used")
     parser.add_argument("--normalize-codes", action="store_true",
                         help="the run used the l2-normalised (cosine) code lookup")
     args = parser.parse_args()
@@ -80,7 +83,7 @@ def main() -> None:
     from flowjax.models.vqvae3d import code_perplexity, tokenize_videos
     from flowjax.train.objectives.video_vq import psnr
 
-    config, model, step = load_tokenizer(args.workdir, args.normalize_codes)
+    config, model, step = load_tokenizer(args.workdir, args.variant, args.normalize_codes)
     real = digit_videos(config, "test", args.num_videos, 1)
     tokens = tokenize_videos(model, real, 32)
     round_trip = decode(model, tokens)

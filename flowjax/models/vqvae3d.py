@@ -43,6 +43,22 @@ plain lookup's codes are uniform in (-1/K, 1/K) as TATS. Proposed against codebo
 stateless (nothing is updated outside the gradient step), it did not prevent the collapse of the
 moving-digits tokenizer (experiments/mebt/README.md). Off by default, which is the lookup of
 TATS and of its converted checkpoints.
+
+Finite scalar quantisation (`fsq_levels=(L_1, ..., L_d)`; Mentzer et al., ICLR 2024, "Finite
+Scalar Quantization: VQ-VAE Made Simple", section 3 and appendix A.1): no learned codebook. The
+encoder outputs d = len(levels) channels, each bounded to L_i values and rounded,
+
+    f(z)_i = tanh(z_i + s_i) h_i - o_i,   h_i = (L_i - 1)(1 - 1e-3) / 2,
+             o_i = 1/2 for even L_i, 0 for odd,   s_i = artanh(o_i / h_i),
+    q(z)_i = round(f(z)_i) / floor(L_i / 2)    (straight through: f + sg(round(f) - f)),
+
+so f(0) = 0 and q takes L_i values in [-1, 1] per channel; the token id is the mixed-radix number
+sum_i (round(f(z)_i) + floor(L_i / 2)) prod_{j<i} L_j, and the codebook, of size prod_i L_i,
+is the grid of those values. (The paper's listing writes the shift with tan where f(0) = 0
+needs artanh; the two differ by under 2% of a level.) There is nothing to collapse, no codebook
+or commitment loss (both reported as 0) and nothing updated outside the gradient step. The
+paper's level choices per codebook size: 2^8 (8, 6, 5), 2^10 (8, 5, 5, 5), 2^12 (7, 5, 5, 5, 5),
+2^14 (8, 8, 8, 6, 5), 2^16 (8, 8, 8, 5, 5, 5).
 """
 
 from __future__ import annotations
@@ -206,6 +222,36 @@ def most_similar_codes(z: jax.Array, codebook: jax.Array) -> jax.Array:
     return jnp.argmax(l2_normalize(z) @ l2_normalize(codebook).T, axis=-1).astype(jnp.int32)
 
 
+def fsq_bound(z: jax.Array, levels: Sequence[int]) -> jax.Array:
+    """f(z) (..., d) of the module docstring: each channel of z (..., d) squashed into an interval
+    that rounds to L_i integers, with f(0) = 0."""
+    levels_ = np.asarray(levels, np.float64)
+    half = (levels_ - 1.0) * (1.0 - 1e-3) / 2.0
+    offset = np.where(levels_ % 2 == 0, 0.5, 0.0)
+    shift = np.arctanh(offset / half)
+    return (jnp.tanh(z + shift.astype(np.float32)) * half.astype(np.float32)
+            - offset.astype(np.float32))
+
+
+def fsq_quantize(z: jax.Array, levels: Sequence[int]) -> tuple[jax.Array, jax.Array]:
+    """(q(z) (..., d) straight through to f(z), token ids int32 (...,)) of encoder outputs z
+    (..., d): finite scalar quantisation (module docstring)."""
+    bounded = fsq_bound(z, levels)
+    rounded = bounded + jax.lax.stop_gradient(jnp.round(bounded) - bounded)
+    half_width = np.asarray(levels) // 2
+    digits = jax.lax.stop_gradient(jnp.round(bounded)).astype(jnp.int32) + half_width
+    radix = np.cumprod([1, *levels[:-1]]).astype(np.int32)
+    return rounded / half_width.astype(np.float32), jnp.sum(digits * radix, axis=-1)
+
+
+def fsq_codes(indices: jax.Array, levels: Sequence[int]) -> jax.Array:
+    """The code vectors q (..., d) in [-1, 1] of token ids int (...,) in [0, prod(levels))."""
+    radix = np.cumprod([1, *levels[:-1]])
+    digits = (indices[..., None] // radix) % np.asarray(levels)
+    half_width = np.asarray(levels) // 2
+    return ((digits - half_width) / half_width).astype(jnp.float32)
+
+
 def code_perplexity(indices: jax.Array, codebook_size: int) -> jax.Array:
     """exp(-sum_k p_k log p_k) of the frequencies p_k of the codes in `indices` (any shape)."""
     counts = jnp.zeros((codebook_size,), jnp.float32).at[indices.reshape(-1)].add(1.0)
@@ -228,6 +274,9 @@ class VQVAE3D(nnx.Module):
       normalize_codes: look codes up by cosine similarity between l2-normalised encoder outputs
         and codes, and decode the normalised codes (ViT-VQGAN; module docstring); False: the
         plain l2 lookup of TATS and of its converted checkpoints.
+      fsq_levels: finite scalar quantisation with these levels per channel instead of a learned
+        codebook (module docstring); codebook_size must be their product and embedding_dim
+        their number. None or () (default): the codebook.
       num_classes, dtype: accepted for the registry; unconditional, float32 throughout.
     """
 
@@ -243,6 +292,7 @@ class VQVAE3D(nnx.Module):
         norm_groups: int = 8,
         commitment_weight: float = 0.25,
         normalize_codes: bool = False,
+        fsq_levels: Sequence[int] | None = None,
         num_classes: int | None = None,
         dtype: Any = None,
         rngs: nnx.Rngs,
@@ -274,6 +324,20 @@ class VQVAE3D(nnx.Module):
                 f"codebook_size and embedding_dim must be positive, got {codebook_size}, "
                 f"{embedding_dim}."
             )
+        fsq_levels = tuple(int(level) for level in fsq_levels) if fsq_levels else None
+        if fsq_levels is not None:
+            if min(fsq_levels) < 2:
+                raise ValueError(f"fsq_levels must be integers >= 2, one per channel, got "
+                                 f"{fsq_levels}; e.g. (8, 6, 5) for 240 codes.")
+            if (math.prod(fsq_levels) != codebook_size or len(fsq_levels) != embedding_dim
+                    or normalize_codes):
+                raise ValueError(
+                    f"With fsq_levels={fsq_levels} set codebook_size={math.prod(fsq_levels)} "
+                    f"(their product), embedding_dim={len(fsq_levels)} (their number) and "
+                    f"normalize_codes=False; got {codebook_size}, {embedding_dim} and "
+                    f"{normalize_codes}."
+                )
+        self.fsq_levels = fsq_levels
         self.event_shape, self.downsample = event_shape, downsample
         self.codebook_size, self.embedding_dim = int(codebook_size), int(embedding_dim)
         self.commitment_weight, self.norm = float(commitment_weight), norm
@@ -287,6 +351,8 @@ class VQVAE3D(nnx.Module):
         self.pre_vq_conv = SamePadConv3d(self.encoder.out_channels, embedding_dim, 1, rngs=rngs)
         self.post_vq_conv = SamePadConv3d(embedding_dim, self.encoder.out_channels, 1, rngs=rngs)
         shape = (codebook_size, embedding_dim)
+        if fsq_levels is not None:
+            return
         if self.normalize_codes:
             codebook = l2_normalize(jax.random.normal(rngs.params(), shape, jnp.float32))
         else:
@@ -319,13 +385,17 @@ class VQVAE3D(nnx.Module):
 
     def code_vectors(self) -> jax.Array:
         """The vectors (K, D) that the decoder reads for the K codes: the codebook, l2-normalised
-        with `normalize_codes`."""
+        with `normalize_codes`, or the grid of FSQ values."""
+        if self.fsq_levels is not None:
+            return fsq_codes(jnp.arange(self.codebook_size), self.fsq_levels)
         codebook = self.codebook[...]
         return l2_normalize(codebook) if self.normalize_codes else codebook
 
     def lookup(self, z: jax.Array) -> jax.Array:
         """Token ids int32 (...,) of encoder outputs z (..., D): the nearest code, or with
-        `normalize_codes` the code of largest cosine similarity."""
+        `normalize_codes` the code of largest cosine similarity, or the FSQ grid point."""
+        if self.fsq_levels is not None:
+            return fsq_quantize(z, self.fsq_levels)[1]
         if self.normalize_codes:
             return most_similar_codes(z, self.codebook[...])
         return nearest_codes(z, self.codebook[...])
@@ -333,7 +403,13 @@ class VQVAE3D(nnx.Module):
     def quantize(self, z: jax.Array) -> tuple[jax.Array, dict[str, jax.Array]]:
         """z (..., D) -> (straight-through codes z + sg(z_q - z) (..., D), {"indices" int32 (...),
         "codebook_loss", "commitment_loss", "perplexity"} (scalars)); with `normalize_codes`, z
-        and z_q are the l2-normalised encoder output and code (module docstring)."""
+        and z_q are the l2-normalised encoder output and code (module docstring); with FSQ both
+        losses are 0."""
+        if self.fsq_levels is not None:
+            codes, indices = fsq_quantize(z, self.fsq_levels)
+            zero = jnp.zeros((), jnp.float32)
+            return codes, {"indices": indices, "codebook_loss": zero, "commitment_loss": zero,
+                           "perplexity": code_perplexity(indices, self.codebook_size)}
         indices = self.lookup(z)
         if self.normalize_codes:
             z = l2_normalize(z)
@@ -359,6 +435,8 @@ class VQVAE3D(nnx.Module):
         """Token ids (B, t, h, w) in [0, codebook_size) -> videos (B, T, H, W, C)."""
         if indices.ndim != 4:
             raise ValueError(f"decode_indices expects tokens (B, t, h, w), got {indices.shape}.")
+        if self.fsq_levels is not None:
+            return self.decode(fsq_codes(indices, self.fsq_levels))
         return self.decode(self.code_vectors()[indices])
 
     def __call__(self, video: jax.Array) -> tuple[jax.Array, dict[str, jax.Array]]:
@@ -393,6 +471,9 @@ __all__ = [
     "SamePadConv3d",
     "VQVAE3D",
     "code_perplexity",
+    "fsq_bound",
+    "fsq_codes",
+    "fsq_quantize",
     "l2_normalize",
     "most_similar_codes",
     "nearest_codes",

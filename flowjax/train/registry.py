@@ -196,6 +196,7 @@ MODELS: dict[str, ModelEntry] = {
             norm_groups=8,
             commitment_weight=0.25,
             normalize_codes=False,  # True: cosine lookup of l2-normalised codes (ViT-VQGAN)
+            fsq_levels=(),  # e.g. (8, 6, 5): finite scalar quantisation, no learned codebook
         ),
     ),
     # Image networks (Flow Matching Guide's image recipes): images (H, W, C); `image_size` > 0
