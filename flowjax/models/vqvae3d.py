@@ -237,9 +237,10 @@ def fsq_quantize(z: jax.Array, levels: Sequence[int]) -> tuple[jax.Array, jax.Ar
     """(q(z) (..., d) straight through to f(z), token ids int32 (...,)) of encoder outputs z
     (..., d): finite scalar quantisation (module docstring)."""
     bounded = fsq_bound(z, levels)
-    rounded = bounded + jax.lax.stop_gradient(jnp.round(bounded) - bounded)
+    integers = jax.lax.stop_gradient(jnp.round(bounded))
+    rounded = bounded + (integers - jax.lax.stop_gradient(bounded))
     half_width = np.asarray(levels) // 2
-    digits = jax.lax.stop_gradient(jnp.round(bounded)).astype(jnp.int32) + half_width
+    digits = integers.astype(jnp.int32) + half_width
     radix = np.cumprod([1, *levels[:-1]]).astype(np.int32)
     return rounded / half_width.astype(np.float32), jnp.sum(digits * radix, axis=-1)
 
@@ -350,9 +351,9 @@ class VQVAE3D(nnx.Module):
                                  rngs=rngs)
         self.pre_vq_conv = SamePadConv3d(self.encoder.out_channels, embedding_dim, 1, rngs=rngs)
         self.post_vq_conv = SamePadConv3d(embedding_dim, self.encoder.out_channels, 1, rngs=rngs)
-        shape = (codebook_size, embedding_dim)
         if fsq_levels is not None:
             return
+        shape = (codebook_size, embedding_dim)
         if self.normalize_codes:
             codebook = l2_normalize(jax.random.normal(rngs.params(), shape, jnp.float32))
         else:
@@ -435,8 +436,6 @@ class VQVAE3D(nnx.Module):
         """Token ids (B, t, h, w) in [0, codebook_size) -> videos (B, T, H, W, C)."""
         if indices.ndim != 4:
             raise ValueError(f"decode_indices expects tokens (B, t, h, w), got {indices.shape}.")
-        if self.fsq_levels is not None:
-            return self.decode(fsq_codes(indices, self.fsq_levels))
         return self.decode(self.code_vectors()[indices])
 
     def __call__(self, video: jax.Array) -> tuple[jax.Array, dict[str, jax.Array]]:
