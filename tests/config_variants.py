@@ -62,7 +62,7 @@ VARIANTS: dict[str, tuple[str | None, ...]] = {
     "configs/mebt/moving_digits.py": (None, "smoke"),
     "configs/mebt/sky.py": (None, "smoke"),
     "configs/mebt/taichi.py": (None, "smoke"),
-    "configs/mebt/tokenizer.py": (None, "tats", "smoke"),
+    "configs/mebt/tokenizer.py": (None, "tats", "fsq,mse", "smoke"),
     "configs/mebt/ucf101.py": (None, "smoke"),
     "configs/riemannian/sphere.py": (None, "smoke"),
     "configs/riemannian/torus.py": (None, "smoke"),

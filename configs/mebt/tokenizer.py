@@ -25,6 +25,13 @@ Variants (`--config=configs/mebt/tokenizer.py:<variant>`):
   fsq  finite scalar quantisation instead of the learned codebook (Mentzer et al., ICLR 2024;
       `VQVAE3D(fsq_levels=...)`), with the paper's levels for the codebook size: (8, 6, 5), 240
       codes of width 3, on the digits; (8, 8, 8, 6, 5), 15,360 codes of width 5, with tats.
+  mse  the mean squared reconstruction error instead of TATS's L1 (`loss.reconstruction=
+      "mse"`). On the digits the L1 optimum of a pixel the codes leave uncertain is its median,
+      the background (a digit covers about 4% of a frame), so L1-trained tokenizers blank the
+      digit out; the squared error's optimum is the mean, which keeps it. `fsq,mse` is the
+      moving-digits tokenizer that MeBT's CPU run reads: after 800 updates (--config.train.
+      num_steps=800) it keeps the digit (experiments/mebt/README.md, results/
+      tokenizer_fsq_mse.json).
   smoke  seconds on a CPU (4 frames of 16x16, 3 updates).
 """
 
@@ -36,7 +43,7 @@ import ml_collections
 
 from flowjax.train.recipes import shrink_video_vq_to_smoke, video_vq_config
 
-VARIANTS = ("moving_digits", "tats", "fsq", "smoke")
+VARIANTS = ("moving_digits", "tats", "fsq", "mse", "smoke")
 FSQ_LEVELS = {"moving_digits": (8, 6, 5), "tats": (8, 8, 8, 6, 5)}
 
 
@@ -46,7 +53,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     if unknown or ("tats" in names and "moving_digits" in names):
         raise ValueError(
             f"Unknown or conflicting variant(s) {names} of the tokenizer config; use one of "
-            f"{VARIANTS} (fsq and smoke combine with either data set)."
+            f"{VARIANTS} (fsq, mse and smoke combine with either data set)."
         )
     if "tats" in names:
         config = video_vq_config(
@@ -69,6 +76,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
         levels = FSQ_LEVELS["tats" if "tats" in names else "moving_digits"]
         config.model.update(fsq_levels=levels, codebook_size=math.prod(levels),
                             embedding_dim=len(levels))
+    if "mse" in names:
+        config.loss.reconstruction = "mse"
     if "smoke" in names:
         if "tats" in names:
             raise ValueError("The tats variant reads local UCF-101 clips; smoke runs on digits.")
