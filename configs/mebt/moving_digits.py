@@ -1,9 +1,10 @@
 """MeBT (Yoo et al., CVPR 2023; PAPERS.md section 11) on a CPU: bouncing scikit-learn digits
 (`flowjax.data`'s "moving_digits": 8 frames of 32 x 32, one 12 x 12 digit) as the tokens of
-the small video tokenizer of `configs/mebt/tokenizer.py` (a (4, 8, 8) grid of 256 tokens from
-256 codes per video), read from a token file (source "video_tokens"; set
---config.data.path=FILE.npz, written by `experiments/mebt/run.py` or `flowjax.data.
-write_video_tokens`).
+the small video tokenizer of `configs/mebt/tokenizer.py:fsq,mse` (a (4, 8, 8) grid of 256
+tokens per video from its 240 codes; the tokens of another tokenizer need its codebook size in
+data.codebook_size, or None to read it from the file), read from a token file (source
+"video_tokens"; set --config.data.path=FILE.npz, written by `experiments/mebt/run.py`, which
+also sets the codebook size, or `flowjax.data.write_video_tokens`).
 
 Setting: the paper's layer kinds and order at CPU size (width 128, 4 heads, 32 latents, 3 enc /
 2 self then 3 dec / 2 lt2l blocks), the objective and sampler of `configs/mebt/ucf101.py`
@@ -27,7 +28,7 @@ from flowjax.train.recipes import mebt_config, shrink_mebt_to_smoke
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     if arg not in (None, "", "smoke"):
         raise ValueError(f"Unknown variant {arg!r} of the MeBT moving digits config; use 'smoke'.")
-    config = mebt_config(dict(path="", codebook_size=256), batch_size=32, num_steps=3_000,
+    config = mebt_config(dict(path="", codebook_size=240), batch_size=32, num_steps=3_000,
                          learning_rate=5e-4, curriculum_b=250.0)
     config.model.update(hidden_dim=128, num_heads=4, num_latents=32, layers=mebt_layers(3, 3))
     config.optim.warmup_steps = 100
