@@ -232,9 +232,13 @@ def digits(out: str, count: int) -> dict:
         panels = (flat[row], np.asarray(surrogates[row].weights[:, predicted]),
                   regions[row].upper - regions[row].lower)
         titles = ("digit", f"LIME weights, class {predicted}", "box width per pixel")
-        for ax, panel, title in zip(axes[row], panels, titles):
-            ax.imshow(panel.reshape(8, 8), cmap="gray" if title == "digit" else "RdBu_r"
-                      if title.startswith("LIME") else "viridis")
+        weight_scale = float(np.abs(panels[1]).max()) or 1.0
+        scales = (dict(cmap="gray"), dict(cmap="RdBu_r", vmin=-weight_scale, vmax=weight_scale),
+                  dict(cmap="viridis", vmin=0.0, vmax=2.0))  # widths within [-1, 1]: 0 to 2
+        for ax, panel, title, scale in zip(axes[row], panels, titles, scales):
+            image = ax.imshow(panel.reshape(8, 8), **scale)
+            if title != "digit":
+                fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04).ax.tick_params(labelsize=6)
             ax.set_title(title, fontsize=8)
             ax.set_axis_off()
     fig.tight_layout()
