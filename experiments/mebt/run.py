@@ -20,8 +20,10 @@
        share of frames whose label is the video's most frequent one, `all_same` the share of
        videos whose frames all agree.
 4. A strip picture (<out>/samples.png): the frames of 4 samples above 4 real videos.
+5. The same checkpoint drawn with the other sampler settings of `SAMPLERS` (draft only, with
+   and without top-k; revision at temperature 1), scored alike: <out>/sampler_settings.json.
 
-Writes <out>/results.json and <out>/results.md.
+Writes <out>/results.json, <out>/results.md and <out>/sampler_settings.json.
 
     nice -n 5 .venv/bin/python experiments/mebt/run.py --tokenizer-workdir=/tmp/vq_digits \
         --workdir=/tmp/mebt_digits --out=experiments/mebt/results
@@ -37,6 +39,12 @@ import time
 import numpy as np
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+SAMPLERS = {
+    "draft only, top-k 32": dict(revise_rounds=0),
+    "revise temperature 1.0": dict(revise_temperature=1.0),
+    "draft without top-k": dict(top_k=0, revise_rounds=0),
+}
+"""Changes to the config's `sample` settings compared on the trained checkpoint (step 5)."""
 
 
 def load_tokenizer(workdir: str, variant: str | None = None, normalize_codes: bool = False):
@@ -174,17 +182,20 @@ def main() -> None:
     speeds = [r["steps_per_second"] for r in logged[1:] if "steps_per_second" in r]
     losses = [(r["step"], r["loss"]) for r in logged if "loss" in r]
 
+    sprite = tok_config.data.sprite_size
+
+    def scores(videos: np.ndarray) -> dict[str, float]:
+        return {**motion_metrics(videos), **identity_metrics(videos, sprite)}
+
     drawn = inference.sample(config, args.workdir)
     samples = decode(tokenizer, np.asarray(drawn["samples"], np.int32))
     n = len(samples)
     real = digit_videos(tok_config, "test", n, 1)
     real_tokens = tokenize_videos(tokenizer, real, 64)
     round_trip = decode(tokenizer, real_tokens)
-    sprite = tok_config.data.sprite_size
-    table = {}
-    for name, videos in (("MeBT samples", samples), ("real test videos", real),
-                         ("real, through the tokenizer", round_trip)):
-        table[name] = {**motion_metrics(videos), **identity_metrics(videos, sprite)}
+    table = {name: scores(videos) for name, videos in (
+        ("MeBT samples", samples), ("real test videos", real),
+        ("real, through the tokenizer", round_trip))}
     strip(os.path.join(args.out, "samples.png"), [*samples[:4], *real[:4]],
           [f"sample {i}" for i in range(4)] + [f"real {i}" for i in range(4)])
 
@@ -207,6 +218,15 @@ def main() -> None:
     }
     with open(os.path.join(args.out, "results.json"), "w") as f:
         json.dump(result, f, indent=1, default=str)
+    sample_settings = config.sample.to_dict()
+    compared = {}
+    for name, change in SAMPLERS.items():
+        config.sample.update(sample_settings, **change)
+        drawn = inference.sample(config, args.workdir)
+        compared[name] = scores(decode(tokenizer, np.asarray(drawn["samples"], np.int32)))
+        print(name, compared[name], flush=True)
+    with open(os.path.join(args.out, "sampler_settings.json"), "w") as f:
+        json.dump(compared, f, indent=1)
     lines = ["| videos | ink | speed (px/frame) | speed change | moving | same class | all same |",
              "|---|---|---|---|---|---|---|"]
     for name, m in table.items():
